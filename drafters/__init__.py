@@ -1,0 +1,10 @@
+"""Drafter families behind one interface (see drafters.base), and a registry by name."""
+from drafters.base import DraftContext, Drafter, DrafterError, Predictions, Proposal, build, register, registered
+from drafters.model import ModelDrafter
+from drafters.ngram import NgramDrafter
+
+register("ngram", NgramDrafter)
+register("model", ModelDrafter)
+
+__all__ = ["DraftContext", "Drafter", "DrafterError", "Predictions", "Proposal", "build", "register",
+           "registered", "ModelDrafter", "NgramDrafter"]

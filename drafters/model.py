@@ -1,0 +1,129 @@
+"""`model` drafter: any AutoModelForCausalLM that shares the target's tokenizer.
+
+Its KV cache holds every committed token but the newest few it has not seen yet
+(`uncached`, at least the last committed token). A proposal first feeds the uncached
+tokens (one ragged forward), then drafts one token per forward. After verification the
+cache keeps the accepted drafts and drops the rest (RaggedKVCache.keep): nothing is
+recomputed and rejected drafts leave no memory behind.
+"""
+from __future__ import annotations
+
+import torch
+
+from specsel.kvcache import RaggedKVCache
+
+from .base import DraftContext, Drafter, Predictions, Proposal
+
+
+class ModelDrafter(Drafter):
+    name = "model"
+
+    def __init__(self, model, name: str | None = None):
+        self.model = model.eval()
+        self.vocab_size = model.config.vocab_size
+        if name:
+            self.name = name
+        self.kv: RaggedKVCache | None = None
+        self._pending = None
+
+    def start(self, ctx: DraftContext) -> None:
+        self.kv = RaggedKVCache(self.model, ctx.seqs.shape[0])
+        self._pending = None
+
+    def select_rows(self, keep: torch.Tensor) -> None:
+        self.kv.select_rows(keep)
+
+    # -------------------------------------------------------------- helpers
+    def _feed(self, ctx: DraftContext, rows: torch.Tensor, end_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward over seqs[r, cached : seq_len - end_offset] for `rows` (others idle).
+
+        Returns (logits [n, U, V] of those rows, widths [n])."""
+        B, dev = self.kv.batch_size, ctx.seqs.device
+        starts = self.kv.lengths[rows]
+        widths = (ctx.seq_lens[rows] - end_offset - starts).clamp_min(0)
+        if len(rows) == 0 or int(widths.max()) == 0:
+            return torch.zeros(len(rows), 0, self.vocab_size, device=dev), widths
+        U = int(widths.max())
+        tokens = torch.zeros(B, U, dtype=torch.long, device=dev)
+        all_widths = torch.zeros(B, dtype=torch.long, device=dev)
+        cols = starts[:, None] + torch.arange(U, device=dev)[None, :]
+        tokens[rows] = ctx.seqs[rows[:, None], cols.clamp_max(ctx.seqs.shape[1] - 1)]
+        all_widths[rows] = widths
+        logits = self.kv.forward(tokens, all_widths).logits
+        return logits[rows], widths
+
+    def _choose(self, ctx: DraftContext, logits: torch.Tensor) -> torch.Tensor:
+        if ctx.sampling is None:
+            return logits.argmax(-1)
+        return torch.multinomial(ctx.sampling.probs(logits), 1, generator=ctx.generator).squeeze(1)
+
+    # -------------------------------------------------------------- interface
+    @torch.inference_mode()
+    def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
+        B, dev, n = self.kv.batch_size, ctx.seqs.device, len(rows)
+        G = int(gammas.max())
+        logits, widths = self._feed(ctx, rows, end_offset=0)
+        step_logits = [logits[torch.arange(n, device=dev), widths - 1]]   # after the last committed token
+        drafts = [self._choose(ctx, step_logits[0])]
+        for k in range(1, G):
+            tokens = torch.zeros(B, 1, dtype=torch.long, device=dev)
+            tokens[rows, 0] = drafts[-1]
+            step_widths = torch.zeros(B, dtype=torch.long, device=dev)
+            step_widths[rows] = (gammas > k).long()
+            step_logits.append(self.kv.forward(tokens, step_widths).logits[rows, 0])
+            drafts.append(self._choose(ctx, step_logits[-1]))
+        draft_logits = torch.stack(step_logits, 1)                          # [n, G, V]
+        tokens = torch.stack(drafts, 1)
+        self._pending = (rows, gammas, tokens, widths, draft_logits)
+        probs = None if ctx.sampling is None else ctx.sampling.probs(draft_logits)
+        return Proposal(tokens, gammas.clone(), probs)
+
+    @torch.inference_mode()
+    def commit(self, ctx: DraftContext, rows: torch.Tensor, want_predictions: bool = False) -> Predictions | None:
+        dev = ctx.seqs.device
+        n_keep = torch.zeros(self.kv.batch_size, dtype=torch.long, device=dev)
+        played = self._pending
+        if played is not None:
+            p_rows, gammas, tokens, uncached, _ = played
+            G = tokens.shape[1]
+            prev = ctx.prev_lens[p_rows]
+            cols = (prev[:, None] + torch.arange(G, device=dev)[None, :]).clamp_max(ctx.seqs.shape[1] - 1)
+            new = ctx.seqs[p_rows[:, None], cols]
+            in_new = torch.arange(G, device=dev)[None, :] < (ctx.seq_lens[p_rows] - prev)[:, None]
+            match = (new == tokens) & in_new & (torch.arange(G, device=dev)[None, :] < gammas[:, None])
+            accepted = match.long().cumprod(1).sum(1)
+            keep = uncached + torch.minimum(accepted, gammas - 1)
+            # never cache the newest committed token: it is next round's input
+            keep = torch.minimum(keep, ctx.seq_lens[p_rows] - 1 - self.kv.lengths[p_rows])
+            n_keep[p_rows] = keep
+        self.kv.keep(n_keep)
+        self._pending = None
+        if not want_predictions:
+            return None
+        return self._predictions(ctx, rows, played)
+
+    def _predictions(self, ctx: DraftContext, rows: torch.Tensor, played) -> Predictions:
+        """Teacher-forced distributions at positions prev_lens..seq_lens-1 of `rows`."""
+        dev = ctx.seqs.device
+        cached = self.kv.lengths[rows].clone()
+        catch_logits, widths = self._feed(ctx, rows, end_offset=1)
+        if catch_logits.shape[1]:
+            self.kv.keep(torch.zeros_like(self.kv.lengths).index_put_((rows,), widths))
+        prev, ends = ctx.prev_lens[rows], ctx.seq_lens[rows]
+        M = int((ends - prev).max()) if len(rows) else 0
+        out = torch.zeros(len(rows), M, self.vocab_size, dtype=self.model.dtype, device=dev)
+        from_draft = {}
+        if played is not None:
+            p_rows, _, _, _, draft_logits = played
+            from_draft = {int(r): i for i, r in enumerate(p_rows.tolist())}
+        for i, r in enumerate(rows.tolist()):
+            for j, s in enumerate(range(int(prev[i]), int(ends[i]))):
+                c = s - int(cached[i]) - 1          # catch-up column that predicts position s
+                if c >= 0:
+                    out[i, j] = catch_logits[i, c]
+                else:                                # covered by this row's own accepted drafts
+                    out[i, j] = draft_logits[from_draft[r], s - int(prev[i])]
+        valid = torch.arange(M, device=dev)[None, :] < (ends - prev)[:, None]
+        tokens = out.argmax(-1).masked_fill(~valid, -1)
+        probs = None if ctx.sampling is None else ctx.sampling.probs(out)
+        return Predictions(tokens, probs)

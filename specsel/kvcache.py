@@ -1,0 +1,126 @@
+"""Batched KV cache with ragged rows and per-row rollback, over any transformers causal LM.
+
+Layout (per layer, shape [B, heads, T, head_dim], one HF `DynamicCache`):
+
+    columns [0, lengths[r])   row r's committed tokens, left-aligned, contiguous
+    columns [lengths[r], T0)  dead space for row r (other rows are longer)
+    columns [T0, T)           the *tail*: tentative tokens appended by forwards since the
+                              last `keep`; `tail_valid[r, c]` says which belong to row r
+
+A forward appends its window of W columns for every row (ragged widths are masked),
+so rows never block each other. `keep(n)` then moves the first n[r] valid tail tokens of
+each row right after its committed prefix and crops the cache to the longest row, so
+rejected draft tokens leave no trace: memory never grows with rejections and no prefix is
+ever recomputed. Only tail columns are copied, never the prefix.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+
+
+class RaggedKVCache:
+    def __init__(self, model, batch_size: int):
+        self.model = model
+        self.device = model.device
+        self.cache = DynamicCache(config=model.config)
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self.tail_valid = torch.zeros(batch_size, 0, dtype=torch.bool, device=self.device)
+        self.committed_width = 0  # T0
+        self.attn_impl = getattr(model.config, "_attn_implementation", "sdpa")
+
+    @property
+    def batch_size(self) -> int:
+        return self.lengths.shape[0]
+
+    @property
+    def width(self) -> int:  # T
+        return self.committed_width + self.tail_valid.shape[1]
+
+    def next_positions(self) -> torch.Tensor:
+        """Position id of the next token of each row (committed + valid tentative tokens)."""
+        return self.lengths + self.tail_valid.sum(1)
+
+    def forward(self, tokens: torch.Tensor, widths: torch.Tensor, output_hidden_states: bool = False):
+        """Run the model on `tokens` [B, W]; only tokens[r, :widths[r]] are real for row r.
+
+        Returns the model output; logits[r, i] is the next-token distribution after tokens[r, i].
+        Rows with width 0 compute one masked dummy column that no later query ever sees.
+        """
+        B, W = tokens.shape
+        T = self.width
+        widths = widths.to(self.device)
+        ar = torch.arange(W, device=self.device)
+        window_valid = ar[None, :] < widths[:, None]
+        position_ids = self.next_positions()[:, None] + ar[None, :]
+        cols = torch.arange(self.committed_width, device=self.device)
+        past_valid = torch.cat([cols[None, :] < self.lengths[:, None], self.tail_valid], dim=1)  # [B, T]
+        # a width-0 row still attends to its own first column, so no query row is fully masked
+        self_visible = window_valid | (ar[None, :] == 0)
+        mask = self._attention_mask(past_valid, self_visible, W)
+        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position_ids,
+                         past_key_values=self.cache, use_cache=True,
+                         output_hidden_states=output_hidden_states)
+        self.tail_valid = torch.cat([self.tail_valid, window_valid], dim=1)
+        assert self.width == T + W
+        return out
+
+    def _attention_mask(self, past_valid: torch.Tensor, window_visible: torch.Tensor, W: int):
+        if self.attn_impl == "flash_attention_2":
+            # flash-attn takes a 2D padding mask and unpads by it; queries sit after all valid keys.
+            return torch.cat([past_valid, window_visible], dim=1).long()
+        causal = torch.ones(W, W, dtype=torch.bool, device=self.device).tril()
+        window = causal[None, :, :] & window_visible[:, None, :]                # [B, W(q), W(k)]
+        past = past_valid[:, None, :].expand(-1, W, -1)                          # [B, W(q), T]
+        mask = torch.cat([past, window], dim=2)[:, None]                         # [B, 1, W, T+W]
+        if self.attn_impl == "eager":
+            neg = torch.finfo(self.model.dtype).min
+            return torch.zeros(mask.shape, dtype=self.model.dtype, device=self.device).masked_fill(~mask, neg)
+        return mask
+
+    def keep(self, n_keep: torch.Tensor) -> None:
+        """Commit the first n_keep[r] valid tail tokens of each row; drop every other tail column."""
+        n_keep = n_keep.to(self.device)
+        T0, tail = self.committed_width, self.tail_valid
+        if (tail.sum(1) < n_keep).any():
+            raise RuntimeError("RaggedKVCache.keep: asked to keep more tokens than a row has in its tail")
+        new_lengths = self.lengths + n_keep
+        new_width = int(new_lengths.max()) if new_lengths.numel() else 0
+        K = int(n_keep.max()) if n_keep.numel() else 0
+        ar = torch.arange(tail.shape[1], device=self.device)
+        in_place = bool((self.lengths == T0).all()) and bool((tail[:, :K] | (ar[None, :K] >= n_keep[:, None])).all())
+        if K > 0 and not in_place:
+            # source column of the i-th valid tail token of each row (stable: keeps order)
+            order = torch.sort((~tail).to(torch.int8), dim=1, stable=True).indices[:, :K] + T0
+            dest = self.lengths[:, None] + torch.arange(K, device=self.device)[None, :]
+            for layer in self.cache.layers:
+                for name in ("keys", "values"):
+                    kv = getattr(layer, name)
+                    H, D = kv.shape[1], kv.shape[3]
+                    src_idx = order[:, None, :, None].expand(-1, H, -1, D)
+                    dst_idx = dest[:, None, :, None].expand(-1, H, -1, D)
+                    kv.scatter_(2, dst_idx, kv.gather(2, src_idx))
+        self._crop(new_width)
+        self.lengths = new_lengths
+        self.committed_width = new_width
+        self.tail_valid = tail[:, :0]
+
+    def _crop(self, width: int) -> None:
+        for layer in self.cache.layers:
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                layer.keys = layer.keys[:, :, :width]
+                layer.values = layer.values[:, :, :width]
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices) of the batch, e.g. to drop finished requests."""
+        rows = rows.to(self.device)
+        for layer in self.cache.layers:
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                layer.keys = layer.keys.index_select(0, rows)
+                layer.values = layer.values.index_select(0, rows)
+        self.lengths = self.lengths.index_select(0, rows)
+        self.tail_valid = self.tail_valid.index_select(0, rows)
+        width = int(self.lengths.max()) if len(rows) else 0
+        if self.tail_valid.shape[1] == 0 and width < self.committed_width:
+            self._crop(width)
+            self.committed_width = width

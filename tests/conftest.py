@@ -1,0 +1,41 @@
+import copy
+import functools
+
+import pytest
+import torch
+
+from specsel.testing import tiny_model
+
+
+@functools.lru_cache(maxsize=None)
+def target_model(arch: str):
+    return tiny_model(arch, seed=0)
+
+
+def noisy_copy(model, scale: float = 0.5, seed: int = 1):
+    """A drafter close to `model` but not equal: accepts some drafts, rejects others."""
+    torch.manual_seed(seed)
+    draft = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.add_(torch.randn_like(p) * scale * p.std().clamp_min(1e-3))
+    return draft
+
+
+@functools.lru_cache(maxsize=None)
+def drafter_models(arch: str):
+    target = target_model(arch)
+    return {"self": target, "noisy": noisy_copy(target), "other": tiny_model(arch, seed=7)}
+
+
+def hf_greedy(model, prompt, max_new_tokens, eos_token_id=1):
+    """The target's own greedy decoding of one prompt alone (transformers generate)."""
+    out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                         max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=eos_token_id, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+@pytest.fixture(params=["llama", "qwen2"])
+def arch(request):
+    return request.param
