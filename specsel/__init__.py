@@ -1,7 +1,20 @@
-"""specsel: online drafter and speculation-length selection for speculative decoding."""
-from specsel.arms import Arm, arm_grid
-from specsel.engine import ArmPolicy, FixedArms, GenerationResult, RoundRecord, SpecEngine
-from specsel.verify import Sampling
+"""specsel: online drafter and speculation-length selection for speculative decoding.
 
-__all__ = ["Arm", "arm_grid", "ArmPolicy", "FixedArms", "GenerationResult", "RoundRecord", "SpecEngine", "Sampling"]
+Names are imported lazily, so `import specsel.learners` (pure numpy) never loads torch.
+"""
+import importlib
+
+_EXPORTS = {
+    "Arm": "specsel.arms", "arm_grid": "specsel.arms",
+    "ArmPolicy": "specsel.engine", "FixedArms": "specsel.engine", "GenerationResult": "specsel.engine",
+    "RoundRecord": "specsel.engine", "SpecEngine": "specsel.engine",
+    "Sampling": "specsel.verify",
+}
+__all__ = list(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'specsel' has no attribute {name!r}")

@@ -1,0 +1,206 @@
+"""From per-position acceptance to learner updates.
+
+Used live by the engine and by offline replay (``evaluators.replay``), so both
+produce identical updates.
+
+Terms.  An *arm* is ``(j, g)``: drafter index ``j``, speculation length ``g``.
+For one query the committed token positions are ``s = 0, 1, 2, ...``.
+``gamma[j][s]`` in [0, 1] is the probability that drafter ``j``'s draft token at
+position ``s`` is accepted given the true prefix (``1 - TV(p, q_j)`` when
+sampling; 0/1 for greedy: drafter ``j``'s argmax equals the committed token).
+The expected accepted length (bonus included) of arm ``(j, g)`` started at ``s``
+is (DESIGN, "The round", step 7)::
+
+    A_s(j, g) = 1 + gamma_s + gamma_s*gamma_{s+1} + ... + prod_{k<g} gamma_{s+k}   in [1, g+1]
+
+Update rule (step 8).  Bandit learners get ``update(played, Y)`` once per round,
+``Y`` = tokens committed in the round.  Full-information learners get, once per
+position ``s``, ``update(arm played at s, A_s[arm], all_rewards=A_s over all
+arms)``.  ``A_s`` needs gammas up to ``s + G - 1`` (``G`` = largest ``g`` among
+the arms), so position ``s`` waits in a queue until those positions have been
+committed (delayed-feedback reduction, Joulani et al. 2013).  When a query ends
+(``flush``) the positions still waiting are **dropped**: their ``A_s`` would
+depend on tokens that will never exist.
+
+Cost-aware objective.  With a ``CostModel`` the reward of arm ``(j, g)`` is its
+expected throughput ``A / (t_verify(g) + g * t_draft(j))`` (tokens per second)
+instead of ``A`` (and ``Y / (...)`` for bandit learners).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+Arm = tuple[int, int]
+
+
+def arm_arrays(arms: Sequence[Arm]) -> tuple[np.ndarray, np.ndarray]:
+    """``arms`` as two int arrays ``(drafter index, gamma)``."""
+    if len(arms) == 0:
+        raise ValueError("need at least one arm")
+    a = np.asarray([(int(j), int(g)) for j, g in arms], dtype=np.int64)
+    if (a < 0).any():
+        raise ValueError(f"arm drafter indices and gammas must be >= 0: {arms}")
+    return a[:, 0], a[:, 1]
+
+
+def expected_lengths(gammas: np.ndarray, arm_drafter: np.ndarray, arm_gamma: np.ndarray,
+                     start: int = 0, count: int | None = None) -> np.ndarray:
+    """``A_s`` of every arm for ``s = start .. start+count-1``, shape ``[count, n_arms]``.
+
+    ``gammas`` has shape ``[n_drafters, N]`` (positions ``0..N-1``); gammas past
+    ``N`` count as 0 (no tokens there), which shortens ``A_s`` near the end.
+    """
+    g = np.asarray(gammas, dtype=float)
+    if g.ndim != 2:
+        raise ValueError(f"gammas must be [n_drafters, positions], got shape {g.shape}")
+    n_d, n = g.shape
+    count = n - start if count is None else count
+    G = int(arm_gamma.max())
+    if G == 0:
+        return np.ones((count, len(arm_gamma)))
+    padded = np.concatenate([g, np.zeros((n_d, G))], axis=1)
+    win = sliding_window_view(padded, G, axis=1)[:, start:start + count]   # [n_d, count, G]
+    table = np.ones((n_d, count, G + 1))
+    # A_s(j, g) = 1 + sum_{i<g} prod_{k<=i} gamma_{s+k}
+    table[:, :, 1:] += np.cumsum(np.cumprod(win, axis=2), axis=2)
+    return table[arm_drafter, :, arm_gamma].T
+
+
+class CostModel:
+    """Running-mean step times, for the tokens-per-second objective.
+
+    The engine calls ``observe_verify(g, seconds)`` after each target forward
+    that verified ``g`` draft tokens and ``observe_draft(j, seconds_per_token)``
+    after drafter ``j`` proposed.  Defaults before any observation:
+
+    * ``t_draft(j)`` of an unobserved drafter is 0 (optimistic: drafting free);
+    * ``t_verify(g)`` of an unobserved ``g`` is the smallest running mean
+      observed for any other ``g`` (optimistic); if no verify time has been
+      observed at all it is ``default_verify`` (1 s), so before any measurement
+      the reward is just the expected length (neutral).
+
+    Optimism makes full-information learners try the arms whose cost is unknown.
+    """
+
+    def __init__(self, n_drafters: int, max_gamma: int, default_verify: float = 1.0):
+        self.default_verify = float(default_verify)
+        self.verify_sum = np.zeros(int(max_gamma) + 1)
+        self.verify_n = np.zeros(int(max_gamma) + 1)
+        self.draft_sum = np.zeros(int(n_drafters))
+        self.draft_n = np.zeros(int(n_drafters))
+
+    def observe_verify(self, g: int, seconds: float) -> None:
+        self.verify_sum[g] += seconds
+        self.verify_n[g] += 1
+
+    def observe_draft(self, j: int, seconds_per_token: float) -> None:
+        self.draft_sum[j] += seconds_per_token
+        self.draft_n[j] += 1
+
+    def t_verify(self, g: int | np.ndarray | None = None) -> np.ndarray | float:
+        """Running mean verify time per ``g`` (all ``g`` when ``g`` is None)."""
+        seen = self.verify_n > 0
+        fill = (self.verify_sum[seen] / self.verify_n[seen]).min() if seen.any() else self.default_verify
+        t = np.full(len(self.verify_n), fill)
+        np.divide(self.verify_sum, self.verify_n, out=t, where=seen)
+        return t if g is None else t[g]
+
+    def t_draft(self, j: int | np.ndarray | None = None) -> np.ndarray | float:
+        """Running mean seconds per draft token per drafter (0 while unobserved)."""
+        t = np.zeros(len(self.draft_n))
+        np.divide(self.draft_sum, self.draft_n, out=t, where=self.draft_n > 0)
+        return t if j is None else t[j]
+
+    def seconds(self, arm_drafter, arm_gamma) -> np.ndarray:
+        """Expected seconds of one round per arm: ``t_verify(g) + g * t_draft(j)``."""
+        return self.t_verify()[arm_gamma] + arm_gamma * self.t_draft()[arm_drafter]
+
+    def throughput(self, lengths, arm_drafter, arm_gamma) -> np.ndarray:
+        """Tokens per second ``A / (t_verify(g) + g * t_draft(j))``."""
+        return np.asarray(lengths, dtype=float) / self.seconds(arm_drafter, arm_gamma)
+
+
+class FeedbackRouter:
+    """Feeds one learner from the rounds of one query (one router per query row;
+    several routers may share one learner).  Call ``flush()`` (or
+    ``reset_query()``) when the query ends, before reusing the router.
+    """
+
+    def __init__(self, learner, arms: Sequence[Arm], cost: CostModel | None = None):
+        self.learner = learner
+        self.arms = [(int(j), int(g)) for j, g in arms]
+        if len(self.arms) != learner.n_arms:
+            raise ValueError(f"{len(self.arms)} arms but the learner has {learner.n_arms}")
+        self.arm_drafter, self.arm_gamma = arm_arrays(self.arms)
+        self.n_drafters = int(self.arm_drafter.max()) + 1
+        self.delay = max(int(self.arm_gamma.max()), 1)   # A_s needs positions s .. s+delay-1
+        self.cost = cost
+        self.n_updates = 0
+        self.reset_query()
+
+    def reset_query(self) -> None:
+        """Start a new query: forget queued positions (the learner is kept)."""
+        self.position = 0                                   # positions committed so far
+        self._next = 0                                      # first position not yet fed back
+        self._buf = np.zeros((self.n_drafters, 0))          # gammas of positions _next .. position-1
+        self._played = np.zeros(0, dtype=np.int64)          # arm played at those positions
+
+    @property
+    def pending(self) -> int:
+        """Positions committed but not yet fed back (waiting for later gammas)."""
+        return self.position - self._next
+
+    def rewards(self, lengths: np.ndarray) -> np.ndarray:
+        """Rewards of all arms from their lengths ``[..., n_arms]`` (tokens/s with a cost model)."""
+        if self.cost is None:
+            return lengths
+        return self.cost.throughput(lengths, self.arm_drafter, self.arm_gamma)
+
+    def on_round(self, played: int, committed: int, new_gammas: np.ndarray | None = None) -> int:
+        """Record one round; returns how many learner updates it triggered.
+
+        ``committed`` = tokens committed this round (accepted + 1, the realised
+        length ``Y``); ``new_gammas`` = ``[n_drafters, committed]`` gammas of the
+        positions just committed (None in bandit-feedback mode).
+        """
+        played, committed = int(played), int(committed)
+        if committed < 1:
+            raise ValueError(f"a round commits at least one token, got {committed}")
+        if not self.learner.full_information:
+            reward = float(committed)
+            if self.cost is not None:                       # realised throughput Y / seconds
+                reward /= float(self.cost.seconds(self.arm_drafter[played], self.arm_gamma[played]))
+            self.learner.update(played, reward)
+            self.position += committed
+            self.n_updates += 1
+            return 1
+        if new_gammas is None:
+            raise ValueError("a full-information learner needs new_gammas (feedback='full')")
+        g = np.asarray(new_gammas, dtype=float)
+        if g.ndim != 2 or g.shape[1] != committed or g.shape[0] < self.n_drafters:
+            raise ValueError(f"new_gammas must be [n_drafters>={self.n_drafters}, committed={committed}], "
+                             f"got shape {g.shape}")
+        self._buf = np.concatenate([self._buf, g[:self.n_drafters]], axis=1)
+        self._played = np.concatenate([self._played, np.full(committed, played)])
+        self.position += committed
+        ready = self.position - self.delay + 1 - self._next   # positions s with s+delay-1 < position
+        if ready <= 0:
+            return 0
+        rewards = self.rewards(expected_lengths(self._buf, self.arm_drafter, self.arm_gamma, 0, ready))
+        for k in range(ready):                              # one update per position s
+            arm = int(self._played[k])
+            self.learner.update(arm, float(rewards[k, arm]), all_rewards=rewards[k])
+        self._buf = self._buf[:, ready:]
+        self._played = self._played[ready:]
+        self._next += ready
+        self.n_updates += ready
+        return ready
+
+    def flush(self) -> int:
+        """End of query: drop the positions still waiting; returns how many."""
+        dropped = self.pending
+        self.reset_query()
+        return dropped
