@@ -1,8 +1,8 @@
 """`model` drafter: any AutoModelForCausalLM that shares the target's tokenizer.
 
 Its KV cache holds every committed token but the newest few it has not seen yet
-(`uncached`, at least the last committed token). A proposal first feeds the uncached
-tokens (one ragged forward), then drafts one token per forward. After verification the
+(`uncached`, at least the last committed token). A proposal first catches up on all but the
+last of them (one ragged forward, no LM head), then drafts one token per forward. After verification the
 cache keeps the accepted drafts and drops the rest (RaggedKVCache.keep): nothing is
 recomputed and rejected drafts leave no memory behind.
 """
@@ -34,10 +34,11 @@ class ModelDrafter(Drafter):
         self.kv.select_rows(keep)
 
     # -------------------------------------------------------------- helpers
-    def _feed(self, ctx: DraftContext, rows: torch.Tensor, end_offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _feed(self, ctx: DraftContext, rows: torch.Tensor, end_offset: int,
+              logits: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward over seqs[r, cached : seq_len - end_offset] for `rows` (others idle).
 
-        Returns (logits [n, U, V] of those rows, widths [n])."""
+        Returns (logits [n, U, V] of those rows, or None with logits=False; widths [n])."""
         B, dev = self.kv.batch_size, ctx.seqs.device
         starts = self.kv.lengths[rows]
         widths = (ctx.seq_lens[rows] - end_offset - starts).clamp_min(0)
@@ -49,8 +50,8 @@ class ModelDrafter(Drafter):
         cols = starts[:, None] + torch.arange(U, device=dev)[None, :]
         tokens[rows] = ctx.seqs[rows[:, None], cols.clamp_max(ctx.seqs.shape[1] - 1)]
         all_widths[rows] = widths
-        logits = self.kv.forward(tokens, all_widths).logits
-        return logits[rows], widths
+        out = self.kv.forward(tokens, all_widths, logits=logits)
+        return (out.logits[rows] if logits else None), widths
 
     def _choose(self, ctx: DraftContext, logits: torch.Tensor) -> torch.Tensor:
         if ctx.sampling is None:
@@ -62,8 +63,12 @@ class ModelDrafter(Drafter):
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
         B, dev, n = self.kv.batch_size, ctx.seqs.device, len(rows)
         G = int(gammas.max())
-        logits, widths = self._feed(ctx, rows, end_offset=0)
-        step_logits = [logits[torch.arange(n, device=dev), widths - 1]]   # after the last committed token
+        if int((ctx.seq_lens[rows] - self.kv.lengths[rows]).max()) > 1:
+            # catch up on all but the last committed token without paying for the LM head
+            _, widths = self._feed(ctx, rows, end_offset=1, logits=False)
+            self.kv.keep(torch.zeros_like(self.kv.lengths).index_put_((rows,), widths))
+        logits, widths = self._feed(ctx, rows, end_offset=0)               # the last committed token
+        step_logits = [logits[:, 0]]
         drafts = [self._choose(ctx, step_logits[0])]
         for k in range(1, G):
             tokens = torch.zeros(B, 1, dtype=torch.long, device=dev)
@@ -74,7 +79,7 @@ class ModelDrafter(Drafter):
             drafts.append(self._choose(ctx, step_logits[-1]))
         draft_logits = torch.stack(step_logits, 1)                          # [n, G, V]
         tokens = torch.stack(drafts, 1)
-        self._pending = (rows, gammas, tokens, widths, draft_logits)
+        self._pending = (rows, gammas, tokens, widths, draft_logits)   # widths: 1 uncached token per row
         probs = None if ctx.sampling is None else ctx.sampling.probs(draft_logits)
         return Proposal(tokens, gammas.clone(), probs)
 

@@ -1,9 +1,9 @@
 """Prompt lookup (n-gram) drafter: copy what followed an earlier occurrence of the context's suffix.
 
-Drafts are built one token at a time: token k+1 is the lookup on (context + drafts 1..k).
-So every draft token is a deterministic function of its prefix, exactly like a greedy
-model drafter, and its teacher-forced prediction at a committed position is the same
-lookup on the true prefix. That keeps counterfactual feedback and greedy replay exact.
+Drafts are built one token at a time by an automaton whose state depends on the tokens
+alone (NgramIndex). So every draft token is a deterministic function of its prefix, like a
+greedy model drafter, and its teacher-forced prediction at a committed position is the
+same function of the true prefix: counterfactual feedback and greedy replay stay exact.
 """
 from __future__ import annotations
 
@@ -13,36 +13,68 @@ from .base import DraftContext, Drafter, Predictions, Proposal
 
 
 class NgramIndex:
-    """Earliest end position of every n-gram (min_n <= n <= max_n) of a growing token list."""
+    """Prompt lookup as an automaton over a growing token list.
 
-    def __init__(self, max_n: int = 3, min_n: int = 1):
-        self.max_n, self.min_n = max_n, min_n
+    `pointer` marks an earlier position aligned with the end of the list: the prediction is
+    the token after it. A new token that equals that prediction just advances the pointer
+    (keep copying the same earlier span, as prompt lookup does); any other token re-matches:
+    the longest suffix of n tokens (max_n >= n >= min_n) seen before, at its most recent
+    (`prefer="latest"`) or first (`"earliest"`) earlier occurrence. The state is a function of
+    the tokens alone, so `truncate` restores it exactly.
+    """
+
+    def __init__(self, max_n: int = 3, min_n: int = 1, prefer: str = "latest"):
+        if prefer not in ("latest", "earliest"):
+            raise ValueError(f"prefer must be 'latest' or 'earliest' (got {prefer!r})")
+        self.max_n, self.min_n, self.latest = max_n, min_n, prefer == "latest"
         self.tokens: list[int] = []
-        self.first_end: dict[tuple, int] = {}
-        self._added: list[tuple] = []          # keys in insertion order, for truncate()
+        self.pointers: list[int | None] = []     # pointer after each token
+        self.seen: dict[tuple, int] = {}         # n-gram -> end of its chosen occurrence
+        self.before: dict[tuple, int] = {}       # n-gram -> end of the chosen occurrence before the last
+        self._journal: list[tuple] = []          # (key, old seen, old before) per update, for truncate()
 
     def append(self, token: int) -> None:
+        pointer = self.pointers[-1] if self.pointers else None
+        end = len(self.tokens)
         self.tokens.append(token)
-        end = len(self.tokens) - 1
         for n in range(self.min_n, min(self.max_n, end + 1) + 1):
             key = tuple(self.tokens[end - n + 1:])
-            if key not in self.first_end:
-                self.first_end[key] = end
-                self._added.append(key)
+            old = self.seen.get(key)
+            if old is None or self.latest:
+                self._journal.append((end, key, old, self.before.get(key)))
+                if old is not None:
+                    self.before[key] = old
+                self.seen[key] = end
+        if pointer is not None and self.tokens[pointer + 1] == token:
+            self.pointers.append(pointer + 1)
+        else:
+            self.pointers.append(self._match())
+
+    def _match(self) -> int | None:
+        L = len(self.tokens)
+        for n in range(min(self.max_n, L - 1), self.min_n - 1, -1):
+            key = tuple(self.tokens[L - n:])
+            end = self.seen.get(key)
+            if end == L - 1:                     # that is the suffix itself
+                end = self.before.get(key) if self.latest else None
+            if end is not None and end < L - 1:
+                return end
+        return None
 
     def truncate(self, length: int) -> None:
-        while self._added and self.first_end[self._added[-1]] >= length:
-            del self.first_end[self._added.pop()]
+        while self._journal and self._journal[-1][0] >= length:
+            _, key, old, old_before = self._journal.pop()
+            for table, value in ((self.seen, old), (self.before, old_before)):
+                if value is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = value
         del self.tokens[length:]
+        del self.pointers[length:]
 
     def predict(self) -> int | None:
-        """Token after the earliest earlier occurrence of the longest matching suffix, or None."""
-        L = len(self.tokens)
-        for n in range(min(self.max_n, L), self.min_n - 1, -1):
-            end = self.first_end.get(tuple(self.tokens[L - n:]))
-            if end is not None and end < L - 1:
-                return self.tokens[end + 1]
-        return None
+        pointer = self.pointers[-1] if self.pointers else None
+        return None if pointer is None else self.tokens[pointer + 1]
 
 
 class NgramDrafter(Drafter):
@@ -50,14 +82,14 @@ class NgramDrafter(Drafter):
     vocab_size = None
     deterministic = True
 
-    def __init__(self, max_n: int = 3, min_n: int = 1):
+    def __init__(self, max_n: int = 3, min_n: int = 1, prefer: str = "latest"):
         if not 1 <= min_n <= max_n:
             raise ValueError(f"ngram drafter needs 1 <= min_n <= max_n (got min_n={min_n}, max_n={max_n})")
-        self.max_n, self.min_n = max_n, min_n
+        self.max_n, self.min_n, self.prefer = max_n, min_n, prefer
         self.indexes: list[NgramIndex] = []
 
     def start(self, ctx: DraftContext) -> None:
-        self.indexes = [NgramIndex(self.max_n, self.min_n) for _ in range(ctx.seqs.shape[0])]
+        self.indexes = [NgramIndex(self.max_n, self.min_n, self.prefer) for _ in range(ctx.seqs.shape[0])]
 
     def _synced(self, ctx: DraftContext, r: int, upto: int) -> NgramIndex:
         index = self.indexes[r]

@@ -159,7 +159,7 @@ class SpecEngine:
         kv = RaggedKVCache(self.target, B)
         widths = lens - 1              # the cache holds every committed token but the last
         if int(widths.max()) > 0:
-            kv.forward(seqs[:, : int(widths.max())], widths)
+            kv.forward(seqs[:, : int(widths.max())], widths, logits=False)
             kv.keep(widths)
         prefill_s = _clock(dev) - t_start
         for d in self.drafters.values():

@@ -41,10 +41,12 @@ class RaggedKVCache:
         """Position id of the next token of each row (committed + valid tentative tokens)."""
         return self.lengths + self.tail_valid.sum(1)
 
-    def forward(self, tokens: torch.Tensor, widths: torch.Tensor, output_hidden_states: bool = False):
+    def forward(self, tokens: torch.Tensor, widths: torch.Tensor, output_hidden_states: bool = False,
+                logits: bool = True):
         """Run the model on `tokens` [B, W]; only tokens[r, :widths[r]] are real for row r.
 
         Returns the model output; logits[r, i] is the next-token distribution after tokens[r, i].
+        logits=False skips the LM head (a prefill or catch-up that only fills the cache).
         Rows with width 0 compute one masked dummy column that no later query ever sees.
         """
         B, W = tokens.shape
@@ -60,7 +62,7 @@ class RaggedKVCache:
         mask = self._attention_mask(past_valid, self_visible, W)
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position_ids,
                          past_key_values=self.cache, use_cache=True,
-                         output_hidden_states=output_hidden_states)
+                         output_hidden_states=output_hidden_states, logits_to_keep=0 if logits else 1)
         self.tail_valid = torch.cat([self.tail_valid, window_valid], dim=1)
         assert self.width == T + W
         return out
