@@ -23,7 +23,7 @@ class NgramIndex:
     the tokens alone, so `truncate` restores it exactly.
     """
 
-    def __init__(self, max_n: int = 3, min_n: int = 1, prefer: str = "latest"):
+    def __init__(self, max_n: int = 3, min_n: int = 2, prefer: str = "latest"):
         if prefer not in ("latest", "earliest"):
             raise ValueError(f"prefer must be 'latest' or 'earliest' (got {prefer!r})")
         self.max_n, self.min_n, self.latest = max_n, min_n, prefer == "latest"
@@ -82,7 +82,7 @@ class NgramDrafter(Drafter):
     vocab_size = None
     deterministic = True
 
-    def __init__(self, max_n: int = 3, min_n: int = 1, prefer: str = "latest"):
+    def __init__(self, max_n: int = 3, min_n: int = 2, prefer: str = "latest"):
         if not 1 <= min_n <= max_n:
             raise ValueError(f"ngram drafter needs 1 <= min_n <= max_n (got min_n={min_n}, max_n={max_n})")
         self.max_n, self.min_n, self.prefer = max_n, min_n, prefer

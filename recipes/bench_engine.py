@@ -36,6 +36,8 @@ def parse_args(argv=None):
     ap.add_argument("--prompts", type=int, default=8, help="number of prompts")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--gamma", type=int, default=4)
+    ap.add_argument("--ngram-max-n", type=int, default=3, help="longest suffix the n-gram drafter matches")
+    ap.add_argument("--ngram-min-n", type=int, default=2, help="shortest suffix the n-gram drafter matches")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", default=None, help="write the results here")
     return ap.parse_args(argv)
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
     model, tokenizer = load_target(args.target)
     prompts = encode_prompts(tokenizer, load_domain(args.domain, args.data_dir, limit=args.prompts))
     eos = tokenizer.eos_token_id
-    engine = SpecEngine(model, {"ngram": NgramDrafter()}, eos_token_id=eos)
+    engine = SpecEngine(model, {"ngram": NgramDrafter(args.ngram_max_n, args.ngram_min_n)}, eos_token_id=eos)
     N = args.max_new_tokens
 
     def hf(prompt, **kw):
@@ -85,6 +87,7 @@ def main(argv=None) -> int:
     tps = {m: tokens[m] / seconds[m] for m in methods}
     result = {
         "target": args.target, "prompts": len(prompts), "max_new_tokens": N, "gamma": args.gamma,
+        "ngram_max_n": args.ngram_max_n, "ngram_min_n": args.ngram_min_n,
         "threads": torch.get_num_threads(), "new_tokens": tokens["hf_generate"], "lossless": lossless,
         "hf_generate_tps": tps["hf_generate"], "ar_tps": tps["ar"], "ngram_tps": tps["ngram"],
         "hf_prompt_lookup_tps": tps["hf_prompt_lookup"],

@@ -212,7 +212,10 @@ class SpecEngine:
                     q[idx] = 0
                     q[idx] = q[idx].scatter(2, draft[idx][:, :, None], 1.0)
 
-            # 3. one target forward over [last committed token, drafts...]
+            # 3. one target forward over [last committed token, drafts...], as wide as the longest draft
+            G = int(draft_lens.max()) if n else 0
+            draft = draft[:, :G]
+            q = None if q is None else q[:, :G]
             t0 = _clock(dev)
             last = ctx.seqs[torch.arange(n, device=dev), ctx.seq_lens - 1]
             window = torch.cat([last[:, None], draft], dim=1)
