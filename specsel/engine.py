@@ -52,11 +52,16 @@ class RoundInfo:
 
 class ArmPolicy:
     """Chooses an arm per active row every round; learns from what happened."""
+    needs_full_information = False   # True: only works with generate(feedback="full")
+
     def select(self, rows: list[int]) -> list[Arm]:
         raise NotImplementedError
 
     def observe(self, info: RoundInfo) -> None:
         pass
+
+    def finish(self, row: int) -> None:
+        """Prompt `row` is done (EOS or max_new_tokens)."""
 
 
 class FixedArms(ArmPolicy):
@@ -144,8 +149,11 @@ class SpecEngine:
         prompts = [list(p) for p in prompts]
         self._check(prompts, max_new_tokens)
         policy = arms if isinstance(arms, ArmPolicy) else FixedArms(arms, len(prompts))
-        if isinstance(policy, FixedArms):
+        if getattr(policy, "arms", None) is not None:
             validate_arms(policy.arms, self.drafters)
+        if policy.needs_full_information and feedback != "full":
+            raise ValueError(f"{type(policy).__name__} learns from every drafter's counterfactual acceptance: "
+                             "pass feedback='full'")
         dev, B = self.device, len(prompts)
         generator = torch.Generator(device=dev).manual_seed(seed)
 
@@ -274,6 +282,7 @@ class SpecEngine:
                     r = int(row_ids[i])
                     outputs[r] = ctx.seqs[i, int(lens[r]): int(ctx.seq_lens[i])].tolist()
                     by_eos[r] = bool(hit_eos[i])
+                    policy.finish(r)
                 keep = (~done).nonzero().flatten()
                 row_ids = row_ids[keep]
                 kv.select_rows(keep)

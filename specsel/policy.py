@@ -1,0 +1,105 @@
+"""Online arm selection in the engine: learners fed through the same FeedbackRouter as replay.
+
+    policy = LearnerPolicy("hedgespec", arms, drafters=["ngram", "early_exit"])
+    engine.generate(prompts, policy, feedback="full")
+
+Per-query learners are the default (Not-a-Bandit competes with the best arm per query);
+`shared=True` plays one learner per batch, one arm for every row (BanditSpec's code).
+A per-query learner for prompt r is seeded with `seed * 1_000_003 + r`, so offline replay
+(`evaluators.replay.simulate`) can rebuild exactly the same learner.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from specsel.arms import Arm, validate_arms
+from specsel.engine import ArmPolicy, RoundInfo
+from specsel.feedback import CostModel, FeedbackRouter
+from specsel.learners import make_learner
+
+OBJECTIVES = ("length", "throughput")
+
+
+class RelativeCostModel(CostModel):
+    """Step times in units of one autoregressive target forward.
+
+    The throughput reward A / (t_verify(g) + g t_draft(j)) then reads as an estimated
+    speedup over autoregressive decoding and lies in [0, L + 1] like the length reward.
+    """
+
+    def seconds(self, arm_drafter, arm_gamma):
+        return super().seconds(arm_drafter, arm_gamma) / max(float(self.t_verify(0)), 1e-9)
+
+
+def router_arms(arms: Sequence[Arm], drafters: Sequence[str]) -> list[tuple[int, int]]:
+    """Arms as (drafter index, gamma) in `drafters` order; the autoregressive arm is (0, 0)."""
+    index = {name: j for j, name in enumerate(drafters)}
+    return [(0, 0) if a.drafter is None else (index[a.drafter], a.gamma) for a in arms]
+
+
+def learner_seed(seed: int, row: int) -> int:
+    return seed * 1_000_003 + row
+
+
+class LearnerPolicy(ArmPolicy):
+    def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str], objective: str = "length",
+                 shared: bool = False, seed: int = 0, **learner_kw):
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
+        self.arms = list(arms)
+        if not self.arms:
+            raise ValueError("a learner needs at least one arm")
+        self.drafters = list(drafters)
+        validate_arms(self.arms, self.drafters)
+        self.name, self.objective, self.shared, self.seed = learner, objective, shared, seed
+        self.learner_kw = learner_kw
+        self.pairs = router_arms(self.arms, self.drafters)
+        L = max(a.gamma for a in self.arms)
+        self.reward_range = (0.0, L + 1.0) if objective == "throughput" else (1.0, L + 1.0)
+        self.cost = RelativeCostModel(max(len(self.drafters), 1), L) if objective == "throughput" else None
+        probe = self._new_learner(0)
+        self.needs_full_information = probe.full_information
+        self.learners: dict[int, object] = {}
+        self.routers: dict[int, FeedbackRouter] = {}
+        self.played: dict[int, int] = {}
+        self._shared = probe if shared else None
+
+    def _new_learner(self, row: int):
+        return make_learner(self.name, len(self.arms), reward_range=self.reward_range,
+                            seed=learner_seed(self.seed, row), **self.learner_kw)
+
+    def _router(self, row: int) -> FeedbackRouter:
+        if row not in self.routers:
+            learner = self._shared if self.shared else self._new_learner(row)
+            self.learners[row] = learner
+            self.routers[row] = FeedbackRouter(learner, self.pairs, self.cost)
+        return self.routers[row]
+
+    def select(self, rows: list[int]) -> list[Arm]:
+        if self.shared:
+            for r in rows:
+                self._router(r)
+            choice = int(self._shared.select())
+            self.played.update({r: choice for r in rows})
+        else:
+            for r in rows:
+                self.played[r] = int(self._router(r).learner.select())
+        return [self.arms[self.played[r]] for r in rows]
+
+    def observe(self, info: RoundInfo) -> None:
+        if self.cost is not None and info.records:
+            rec = info.records[0]
+            self.cost.observe_verify(max(r.drafted for r in info.records), rec.verify_s)
+            for r in info.records:
+                if r.drafter is not None and r.drafted:
+                    self.cost.observe_draft(self.drafters.index(r.drafter), r.draft_s / r.drafted)
+        for r in info.records:
+            gammas = None
+            if r.position_acceptance is not None:
+                gammas = np.array([r.position_acceptance[d] for d in self.drafters], dtype=float)
+            self.routers[r.row].on_round(self.played[r.row], r.committed, gammas)
+
+    def finish(self, row: int) -> None:
+        self.routers[row].flush()
