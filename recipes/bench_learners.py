@@ -1,0 +1,116 @@
+"""Learner benchmark: the cost of full-information feedback and of the learners themselves.
+
+    python recipes/bench_learners.py --json results/bench_learners.json
+
+On the embedded target with a pool of 4 drafters (n-gram and early exits of the target at
+three depths), the same prompts are decoded twice, greedy, with the same learner (UCBSpec):
+    feedback="bandit"   only the played drafter runs
+    feedback="full"     every drafter catches up each round and scores every committed position
+UCBSpec only uses the played arm's realised length, so both runs play the same arms and
+produce the same tokens: the wall-time difference is the price of full information.
+    full_info_overhead   = wall(full) / wall(bandit) - 1                      (target <= 0.10)
+    learner_update_frac  = learner select+update time per round / mean target forward time
+                                                                             (target < 0.01)
+HedgeSpec's update cost (one NormalHedge step per committed position) is timed in the full run too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from drafters import EarlyExitDrafter, NgramDrafter
+from specsel import SpecEngine, arm_grid
+from specsel.data import encode_prompts, load_domain
+from specsel.policy import LearnerPolicy
+from specsel.target import EMBEDDED_DEFAULT, load_target
+
+
+class TimedPolicy(LearnerPolicy):
+    """LearnerPolicy that accounts the time spent in select and observe."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.learner_s, self.rounds = 0.0, 0
+
+    def select(self, rows):
+        t0 = time.perf_counter()
+        out = super().select(rows)
+        self.learner_s += time.perf_counter() - t0
+        self.rounds += 1
+        return out
+
+    def observe(self, info):
+        t0 = time.perf_counter()
+        super().observe(info)
+        self.learner_s += time.perf_counter() - t0
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--domain", default="humaneval")
+    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--bsz", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--early-exit-layers", default="4,8,12", help="depths of the early-exit drafters")
+    ap.add_argument("--gammas", default="2,4")
+    ap.add_argument("--json", default=None)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model, tokenizer = load_target(args.target)
+    prompts = encode_prompts(tokenizer, load_domain(args.domain, args.data_dir, limit=args.prompts))
+    pool = {"ngram": NgramDrafter()}
+    for k in (int(x) for x in args.early_exit_layers.split(",")):
+        pool[f"early_exit_{k}"] = EarlyExitDrafter(model, k)
+    names = list(pool)
+    arms = arm_grid(names, [int(g) for g in args.gammas.split(",")])
+    engine = SpecEngine(model, pool, eos_token_id=tokenizer.eos_token_id)
+    engine.generate([prompts[0][:16]], arms[0], max_new_tokens=4)          # warm-up
+
+    def run(feedback, learner="ucbspec"):
+        policy = TimedPolicy(learner, arms, names)
+        t0 = time.perf_counter()
+        tokens, records = [], []
+        for i in range(0, len(prompts), args.bsz):
+            out = engine.generate(prompts[i:i + args.bsz], policy, max_new_tokens=args.max_new_tokens,
+                                  feedback=feedback, progress=True)
+            tokens += out.tokens
+            records += out.records
+        return time.perf_counter() - t0, tokens, records, policy
+
+    bandit_s, bandit_tokens, bandit_records, bandit_policy = run("bandit")
+    full_s, full_tokens, full_records, full_policy = run("full")
+    hedge_s, _, hedge_records, hedge_policy = run("full", "hedgespec")
+    verify_mean = sum({(r.batch, r.verify_s) for r in bandit_records}, ())[1::2]
+    verify_mean = sum(verify_mean) / len(verify_mean)
+    result = {
+        "target": args.target, "drafters": names, "arms": [str(a) for a in arms], "prompts": len(prompts),
+        "bsz": args.bsz, "max_new_tokens": args.max_new_tokens,
+        "same_tokens": bandit_tokens == full_tokens,
+        "bandit_wall_s": bandit_s, "full_wall_s": full_s,
+        "full_info_overhead": full_s / bandit_s - 1,
+        "mean_target_forward_s": verify_mean,
+        "learner_update_frac": bandit_policy.learner_s / bandit_policy.rounds / verify_mean,
+        "learner_update_frac_full": full_policy.learner_s / full_policy.rounds / verify_mean,
+        "hedgespec_update_frac": hedge_policy.learner_s / hedge_policy.rounds / verify_mean,
+        "hedgespec_wall_s": hedge_s,
+    }
+    for key, value in result.items():
+        print(f"{key:<28} {value}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0 if result["same_tokens"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
