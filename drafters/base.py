@@ -34,13 +34,15 @@ class DraftContext:
     prev_lens: torch.Tensor     # [B] committed length before the last round
     sampling: Sampling | None = None
     generator: torch.Generator | None = None
-    target_hidden: torch.Tensor | None = None   # [B, W, H] target features of the last verify window
+    target_hidden: dict[int, torch.Tensor] | None = None   # layer -> [B, W, H] target features of the
+                                                            # last verify window (feature_layers only)
 
     def row_tokens(self, r: int) -> torch.Tensor:
         return self.seqs[r, : int(self.seq_lens[r])]
 
     def select_rows(self, keep: torch.Tensor) -> None:
         self.seqs, self.seq_lens, self.prev_lens = self.seqs[keep], self.seq_lens[keep], self.prev_lens[keep]
+        self.target_hidden = None
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Drafter:
     name: str = "drafter"
     vocab_size: int | None = None         # None: works with any vocabulary (e.g. n-gram lookup)
     deterministic: bool = False           # True: drafts never depend on randomness (q one-hot)
+    feature_layers: tuple[int, ...] = ()  # target hidden states (index into HF hidden_states) this
+                                          # drafter reads from the verify forward, via ctx.target_hidden
 
     def check_target(self, target) -> None:
         """Refuse a target whose vocabulary differs from this drafter's."""

@@ -17,7 +17,7 @@ import copy
 import torch
 from torch import nn
 
-from .base import DrafterError
+from .base import DrafterError, Predictions
 from .model import ModelDrafter
 
 
@@ -107,3 +107,23 @@ class EarlyExitDrafter(ModelDrafter):
         self.num_layers = num_layers
         self.target_layers = len(_base_model(target).layers)
         super().__init__(early_exit_model(target, num_layers), name=name)
+        self.feature_layers = (num_layers,)   # HF hidden_states[k] = output of the first k layers
+
+    @torch.inference_mode()
+    def commit(self, ctx, rows, want_predictions: bool = False):
+        """Full information for free: the target's verify forward already ran this drafter's
+        layers on the true prefix, so its teacher-forced prediction at each committed position
+        is norm + head on the target's layer-k features (window column i predicts the i-th
+        committed token). Only the LM head is paid; the drafter's own cache catches up lazily
+        when it is next played."""
+        hidden = None if ctx.target_hidden is None else ctx.target_hidden.get(self.feature_layers[0])
+        if not want_predictions or hidden is None:
+            return super().commit(ctx, rows, want_predictions)
+        super().commit(ctx, rows, want_predictions=False)          # roll back its own drafts
+        m = (ctx.seq_lens - ctx.prev_lens)[rows]
+        M = int(m.max()) if len(rows) else 0
+        logits = self.model.get_output_embeddings()(_base_model(self.model).norm(hidden[rows, :M]))
+        valid = torch.arange(M, device=logits.device)[None, :] < m[:, None]
+        tokens = logits.argmax(-1).masked_fill(~valid, -1)
+        probs = None if ctx.sampling is None else ctx.sampling.probs(logits)
+        return Predictions(tokens, probs)

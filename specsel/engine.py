@@ -227,7 +227,10 @@ class SpecEngine:
             t0 = _clock(dev)
             last = ctx.seqs[torch.arange(n, device=dev), ctx.seq_lens - 1]
             window = torch.cat([last[:, None], draft], dim=1)
-            logits = kv.forward(window, 1 + draft_lens).logits
+            layers = sorted({k for d in self.drafters.values() for k in d.feature_layers}) if feedback == "full" else []
+            out = kv.forward(window, 1 + draft_lens, output_hidden_states=bool(layers))
+            logits = out.logits
+            ctx.target_hidden = {k: out.hidden_states[k] for k in layers} if layers else None
             # 4. verify
             if sampling is None:
                 p = None

@@ -137,3 +137,28 @@ def test_registered_by_name():
     d = build("early_exit", target4("llama"), 2)
     assert isinstance(d, EarlyExitDrafter) and d.name == "early_exit" and d.num_layers == 2
     assert EarlyExitDrafter(target4("llama"), 1, name="ee1").name == "ee1"
+
+
+@pytest.mark.parametrize("sampling", [None, Sampling(0.8, 0.95)], ids=["greedy", "sampling"])
+def test_full_information_from_target_features_equals_own_catch_up(sampling):
+    """The free path (norm + head on the target's layer-k features) scores every committed
+    position exactly like the drafter's own teacher-forced catch-up forward."""
+    target = tiny_model("llama", seed=0, num_layers=4)
+    prompts = random_prompts(4, min_len=2, max_len=10, seed=4)
+
+    def scores(use_features):
+        pool = {"ee1": EarlyExitDrafter(target, 1), "ee3": EarlyExitDrafter(target, 3)}
+        if not use_features:
+            for d in pool.values():
+                d.feature_layers = ()
+        out = SpecEngine(target, pool, eos_token_id=1).generate(
+            prompts, [Arm("ee1", 3), Arm("ee3", 2)] * 2, max_new_tokens=20, sampling=sampling, seed=3,
+            feedback="full")
+        return out.tokens, [r.position_acceptance for r in out.records]
+
+    tokens_fast, acc_fast = scores(True)
+    tokens_slow, acc_slow = scores(False)
+    assert tokens_fast == tokens_slow
+    for a, b in zip(acc_fast, acc_slow):
+        for name in a:
+            assert a[name] == pytest.approx(b[name], abs=1e-5)
