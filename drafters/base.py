@@ -14,7 +14,7 @@ Round protocol, per drafter:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -36,6 +36,7 @@ class DraftContext:
     generator: torch.Generator | None = None
     target_hidden: dict[int, torch.Tensor] | None = None   # layer -> [B, W, H] target features of the
                                                             # last verify window (feature_layers only)
+    memo: dict = field(default_factory=dict)    # per-round scratch that drafters may share (reset each round)
 
     def row_tokens(self, r: int) -> torch.Tensor:
         return self.seqs[r, : int(self.seq_lens[r])]

@@ -93,6 +93,9 @@ def early_exit_model(target, num_layers: int):
     return thin.eval()
 
 
+_EXIT_DEPTHS: dict[int, set[int]] = {}   # id(LM head) -> depths of the early exits built on it
+
+
 class EarlyExitDrafter(ModelDrafter):
     """Drafts with the target's first `num_layers` decoder layers + final norm + LM head.
 
@@ -108,6 +111,7 @@ class EarlyExitDrafter(ModelDrafter):
         self.target_layers = len(_base_model(target).layers)
         super().__init__(early_exit_model(target, num_layers), name=name)
         self.feature_layers = (num_layers,)   # HF hidden_states[k] = output of the first k layers
+        _EXIT_DEPTHS.setdefault(id(self.model.get_output_embeddings()), set()).add(num_layers)
 
     @torch.inference_mode()
     def commit(self, ctx, rows, want_predictions: bool = False):
@@ -122,8 +126,19 @@ class EarlyExitDrafter(ModelDrafter):
         super().commit(ctx, rows, want_predictions=False)          # roll back its own drafts
         m = (ctx.seq_lens - ctx.prev_lens)[rows]
         M = int(m.max()) if len(rows) else 0
-        logits = self.model.get_output_embeddings()(_base_model(self.model).norm(hidden[rows, :M]))
+        logits = self._feature_logits(ctx, rows, M)
         valid = torch.arange(M, device=logits.device)[None, :] < m[:, None]
         tokens = logits.argmax(-1).masked_fill(~valid, -1)
         probs = None if ctx.sampling is None else ctx.sampling.probs(logits)
         return Predictions(tokens, probs)
+
+    def _feature_logits(self, ctx, rows, M: int) -> torch.Tensor:
+        """norm + head on this round's target features, ONE matmul for every early exit sharing
+        the head (a taller GEMM costs far less than several short ones on CPU)."""
+        head = self.model.get_output_embeddings()
+        key = ("early_exit_logits", id(head), tuple(rows.tolist()), M)
+        if key not in ctx.memo:
+            depths = sorted(k for k in ctx.target_hidden if k in _EXIT_DEPTHS.get(id(head), ()))
+            features = torch.stack([ctx.target_hidden[k][rows, :M] for k in depths])
+            ctx.memo[key] = dict(zip(depths, head(_base_model(self.model).norm(features))))
+        return ctx.memo[key][self.num_layers]

@@ -55,7 +55,7 @@ def parse_args(argv=None):
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--domain", default="humaneval")
-    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--bsz", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--early-exit-layers", default="4,8,12", help="depths of the early-exit drafters")
@@ -76,26 +76,29 @@ def main(argv=None) -> int:
     engine = SpecEngine(model, pool, eos_token_id=tokenizer.eos_token_id)
     engine.generate([prompts[0][:16]], arms[0], max_new_tokens=4)          # warm-up
 
-    def run(feedback, learner="ucbspec"):
-        policy = TimedPolicy(learner, arms, names)
-        t0 = time.perf_counter()
-        tokens, records = [], []
-        for i in range(0, len(prompts), args.bsz):
-            out = engine.generate(prompts[i:i + args.bsz], policy, max_new_tokens=args.max_new_tokens,
-                                  feedback=feedback, progress=True)
-            tokens += out.tokens
-            records += out.records
-        return time.perf_counter() - t0, tokens, records, policy
-
-    bandit_s, bandit_tokens, bandit_records, bandit_policy = run("bandit")
-    full_s, full_tokens, full_records, full_policy = run("full")
-    hedge_s, _, hedge_records, hedge_policy = run("full", "hedgespec")
-    verify_mean = sum({(r.batch, r.verify_s) for r in bandit_records}, ())[1::2]
-    verify_mean = sum(verify_mean) / len(verify_mean)
+    policies = {"bandit": TimedPolicy("ucbspec", arms, names), "full": TimedPolicy("ucbspec", arms, names),
+                "hedge": TimedPolicy("hedgespec", arms, names)}
+    feedback = {"bandit": "bandit", "full": "full", "hedge": "full"}
+    wall = {m: 0.0 for m in policies}
+    tokens = {m: [] for m in policies}
+    verify = {}
+    for b, i in enumerate(range(0, len(prompts), args.bsz)):
+        order = list(policies) if b % 2 == 0 else list(policies)[::-1]   # alternate, against drift
+        for m in order:
+            t0 = time.perf_counter()
+            out = engine.generate(prompts[i:i + args.bsz], policies[m], max_new_tokens=args.max_new_tokens,
+                                  feedback=feedback[m], progress=True)
+            wall[m] += time.perf_counter() - t0
+            tokens[m] += out.tokens
+            if m == "bandit":
+                verify.update({(b, r.round, r.verify_s): r.verify_s for r in out.records})
+    verify_mean = sum(verify.values()) / len(verify)
+    bandit_s, full_s, hedge_s = wall["bandit"], wall["full"], wall["hedge"]
+    bandit_policy, full_policy, hedge_policy = policies["bandit"], policies["full"], policies["hedge"]
     result = {
         "target": args.target, "drafters": names, "arms": [str(a) for a in arms], "prompts": len(prompts),
         "bsz": args.bsz, "max_new_tokens": args.max_new_tokens,
-        "same_tokens": bandit_tokens == full_tokens,
+        "same_tokens": tokens["bandit"] == tokens["full"],
         "bandit_wall_s": bandit_s, "full_wall_s": full_s,
         "full_info_overhead": full_s / bandit_s - 1,
         "mean_target_forward_s": verify_mean,

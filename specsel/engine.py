@@ -54,6 +54,9 @@ class ArmPolicy:
     """Chooses an arm per active row every round; learns from what happened."""
     needs_full_information = False   # True: only works with generate(feedback="full")
 
+    def start(self, n_rows: int) -> None:
+        """A generate() call with `n_rows` new prompts begins (rows are 0..n_rows-1)."""
+
     def select(self, rows: list[int]) -> list[Arm]:
         raise NotImplementedError
 
@@ -155,6 +158,7 @@ class SpecEngine:
             raise ValueError(f"{type(policy).__name__} learns from every drafter's counterfactual acceptance: "
                              "pass feedback='full'")
         dev, B = self.device, len(prompts)
+        policy.start(B)
         generator = torch.Generator(device=dev).manual_seed(seed)
 
         lens = torch.tensor([len(p) for p in prompts], device=dev)
@@ -231,6 +235,7 @@ class SpecEngine:
             out = kv.forward(window, 1 + draft_lens, output_hidden_states=bool(layers))
             logits = out.logits
             ctx.target_hidden = {k: out.hidden_states[k] for k in layers} if layers else None
+            ctx.memo = {}
             # 4. verify
             if sampling is None:
                 p = None

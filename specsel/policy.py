@@ -5,7 +5,8 @@
 
 Per-query learners are the default (Not-a-Bandit competes with the best arm per query);
 `shared=True` plays one learner per batch, one arm for every row (BanditSpec's code).
-A per-query learner for prompt r is seeded with `seed * 1_000_003 + r`, so offline replay
+Queries are numbered across generate() calls (the r-th prompt this policy has seen is query r);
+a per-query learner is seeded with `seed * 1_000_003 + r`, so offline replay
 (`evaluators.replay.simulate`) can rebuild exactly the same learner.
 """
 from __future__ import annotations
@@ -65,6 +66,12 @@ class LearnerPolicy(ArmPolicy):
         self.routers: dict[int, FeedbackRouter] = {}
         self.played: dict[int, int] = {}
         self._shared = probe if shared else None
+        self.query_base, self.queries_seen = 0, 0
+
+    def start(self, n_rows: int) -> None:
+        """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""
+        self.query_base, self.queries_seen = self.queries_seen, self.queries_seen + n_rows
+        self.learners, self.routers, self.played = {}, {}, {}
 
     def _new_learner(self, row: int):
         return make_learner(self.name, len(self.arms), reward_range=self.reward_range,
@@ -72,7 +79,7 @@ class LearnerPolicy(ArmPolicy):
 
     def _router(self, row: int) -> FeedbackRouter:
         if row not in self.routers:
-            learner = self._shared if self.shared else self._new_learner(row)
+            learner = self._shared if self.shared else self._new_learner(self.query_base + row)
             self.learners[row] = learner
             self.routers[row] = FeedbackRouter(learner, self.pairs, self.cost)
         return self.routers[row]

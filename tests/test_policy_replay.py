@@ -3,7 +3,7 @@ import pytest
 
 from conftest import drafter_models, hf_greedy, target_model
 from drafters import ModelDrafter, NgramDrafter
-from evaluators.records import acceptance_matrix, append_records, by_query, read_records
+from evaluators.records import acceptance_matrix, append_records, by_query, read_records, to_dict
 from evaluators.replay import simulate
 from specsel import Arm, SpecEngine, arm_grid
 from specsel.learners import make_learner
@@ -95,3 +95,20 @@ def test_records_file_survives_an_interrupted_write(tmp_path):
         read_records(path)
     with pytest.raises(ValueError, match="feedback='full'"):
         acceptance_matrix([{"round": 0, "position_acceptance": None}], POOL)
+
+
+def test_policy_reused_across_batches_gives_each_query_its_own_learner():
+    arms = arm_grid(POOL, [1, 3])
+    policy = LearnerPolicy("exp3spec", arms, POOL, seed=2)
+    ps = prompts(4)
+    eng = engine()
+    first = eng.generate(ps[:2], policy, max_new_tokens=24, feedback="full")
+    second = eng.generate(ps[2:], policy, max_new_tokens=24, feedback="full")
+    assert policy.queries_seen == 4
+    for row in range(2):                                   # batch 2, row r is query 2 + r
+        live = sorted((r for r in second.records if r.row == row), key=lambda r: r.round)
+        correct = acceptance_matrix([to_dict(r) for r in live], POOL)
+        fresh = make_learner("exp3spec", len(arms), reward_range=policy.reward_range, seed=learner_seed(2, 2 + row))
+        replayed = simulate(fresh, correct, router_arms(arms, POOL), feedback="bandit")
+        assert [arms[r.arm] for r in replayed] == [Arm(r.drafter, r.gamma) for r in live]
+    assert first.tokens and second.tokens
