@@ -124,21 +124,29 @@ class EarlyExitDrafter(ModelDrafter):
         if not want_predictions or hidden is None:
             return super().commit(ctx, rows, want_predictions)
         super().commit(ctx, rows, want_predictions=False)          # roll back its own drafts
-        m = (ctx.seq_lens - ctx.prev_lens)[rows]
-        M = int(m.max()) if len(rows) else 0
-        logits = self._feature_logits(ctx, rows, M)
-        valid = torch.arange(M, device=logits.device)[None, :] < m[:, None]
-        tokens = logits.argmax(-1).masked_fill(~valid, -1)
-        probs = None if ctx.sampling is None else ctx.sampling.probs(logits)
-        return Predictions(tokens, probs)
+        return self._feature_predictions(ctx, rows)
 
-    def _feature_logits(self, ctx, rows, M: int) -> torch.Tensor:
-        """norm + head on this round's target features, ONE matmul for every early exit sharing
-        the head (a taller GEMM costs far less than several short ones on CPU)."""
+    def _feature_predictions(self, ctx, rows) -> Predictions:
+        """norm + head on this round's target features at the committed positions only, in ONE
+        matmul for every early exit sharing the head (a taller GEMM costs far less than several
+        short ones on CPU, and padded positions are skipped)."""
         head = self.model.get_output_embeddings()
-        key = ("early_exit_logits", id(head), tuple(rows.tolist()), M)
+        key = ("early_exit_predictions", id(head), tuple(rows.tolist()))
         if key not in ctx.memo:
+            m = (ctx.seq_lens - ctx.prev_lens)[rows]
+            M = int(m.max()) if len(rows) else 0
+            valid = torch.arange(M, device=m.device)[None, :] < m[:, None]          # [n, M]
             depths = sorted(k for k in ctx.target_hidden if k in _EXIT_DEPTHS.get(id(head), ()))
-            features = torch.stack([ctx.target_hidden[k][rows, :M] for k in depths])
-            ctx.memo[key] = dict(zip(depths, head(_base_model(self.model).norm(features))))
+            features = torch.stack([ctx.target_hidden[k][rows, :M][valid] for k in depths])   # [D, valid, H]
+            logits = head(_base_model(self.model).norm(features))                           # [D, valid, V]
+            out = {}
+            for d, depth in enumerate(depths):
+                tokens = torch.full((len(rows), M), -1, dtype=torch.long, device=m.device)
+                tokens[valid] = logits[d].argmax(-1)
+                probs = None
+                if ctx.sampling is not None:
+                    probs = torch.zeros(len(rows), M, logits.shape[-1], dtype=logits.dtype, device=m.device)
+                    probs[valid] = ctx.sampling.probs(logits[d])
+                out[depth] = Predictions(tokens, probs)
+            ctx.memo[key] = out
         return ctx.memo[key][self.num_layers]

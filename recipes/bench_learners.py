@@ -7,7 +7,9 @@ three depths), the same prompts are decoded twice, greedy, with the same learner
     feedback="bandit"   only the played drafter runs
     feedback="full"     every drafter catches up each round and scores every committed position
 UCBSpec only uses the played arm's realised length, so both runs play the same arms and
-produce the same tokens: the wall-time difference is the price of full information.
+produce the same tokens: the wall-time difference is the price of full information. Each
+batch runs every mode twice in mirrored order (A B C C B A), so a linear drift of the machine's
+speed cancels out of the summed wall times.
     full_info_overhead   = wall(full) / wall(bandit) - 1                      (target <= 0.10)
     learner_update_frac  = learner select+update time per round / mean target forward time
                                                                              (target < 0.01)
@@ -83,13 +85,15 @@ def main(argv=None) -> int:
     tokens = {m: [] for m in policies}
     verify = {}
     for b, i in enumerate(range(0, len(prompts), args.bsz)):
-        order = list(policies) if b % 2 == 0 else list(policies)[::-1]   # alternate, against drift
-        for m in order:
+        # ABBA per batch: every mode runs twice, mirrored, so a linear drift of the machine cancels
+        order = list(policies) + list(policies)[::-1]
+        for rep, m in enumerate(order):
             t0 = time.perf_counter()
             out = engine.generate(prompts[i:i + args.bsz], policies[m], max_new_tokens=args.max_new_tokens,
                                   feedback=feedback[m], progress=True)
             wall[m] += time.perf_counter() - t0
-            tokens[m] += out.tokens
+            if rep < len(policies):
+                tokens[m] += out.tokens
             if m == "bandit":
                 verify.update({(b, r.round, r.verify_s): r.verify_s for r in out.records})
     verify_mean = sum(verify.values()) / len(verify)
