@@ -176,6 +176,8 @@ class SpecEngine:
         prefill_s = _clock(dev) - t_start
         for d in self.drafters.values():
             d.start(ctx)
+        # target features some drafters score committed positions from (full information only)
+        layers = sorted({k for d in self.drafters.values() for k in d.feature_layers}) if feedback == "full" else []
 
         row_ids = torch.arange(B, device=dev)     # global prompt index of each local row
         n_rounds = torch.zeros(B, dtype=torch.long, device=dev)
@@ -231,7 +233,6 @@ class SpecEngine:
             t0 = _clock(dev)
             last = ctx.seqs[torch.arange(n, device=dev), ctx.seq_lens - 1]
             window = torch.cat([last[:, None], draft], dim=1)
-            layers = sorted({k for d in self.drafters.values() for k in d.feature_layers}) if feedback == "full" else []
             out = kv.forward(window, 1 + draft_lens, output_hidden_states=bool(layers))
             logits = out.logits
             ctx.target_hidden = {k: out.hidden_states[k] for k in layers} if layers else None
