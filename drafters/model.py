@@ -53,6 +53,14 @@ class ModelDrafter(Drafter):
         out = self.kv.forward(tokens, all_widths, logits=logits)
         return (out.logits[rows] if logits else None), widths
 
+    def _catch_up(self, ctx: DraftContext, rows: torch.Tensor, logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed and cache every committed token of `rows` the cache lacks, except the last one
+        (next round's input). Returns _feed's (logits, widths)."""
+        out, widths = self._feed(ctx, rows, end_offset=1, logits=logits)
+        if len(rows) and int(widths.max()) > 0:
+            self.kv.keep(torch.zeros_like(self.kv.lengths).index_put_((rows,), widths))
+        return out, widths
+
     def _choose(self, ctx: DraftContext, logits: torch.Tensor) -> torch.Tensor:
         if ctx.sampling is None:
             return logits.argmax(-1)
@@ -63,11 +71,8 @@ class ModelDrafter(Drafter):
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
         B, dev, n = self.kv.batch_size, ctx.seqs.device, len(rows)
         G = int(gammas.max())
-        if int((ctx.seq_lens[rows] - self.kv.lengths[rows]).max()) > 1:
-            # catch up on all but the last committed token without paying for the LM head
-            _, widths = self._feed(ctx, rows, end_offset=1, logits=False)
-            self.kv.keep(torch.zeros_like(self.kv.lengths).index_put_((rows,), widths))
-        logits, widths = self._feed(ctx, rows, end_offset=0)               # the last committed token
+        self._catch_up(ctx, rows, logits=False)         # no LM head: only the cache is needed
+        logits, _ = self._feed(ctx, rows, end_offset=0)  # the last committed token, one per row
         step_logits = [logits[:, 0]]
         drafts = [self._choose(ctx, step_logits[0])]
         for k in range(1, G):
@@ -79,7 +84,7 @@ class ModelDrafter(Drafter):
             drafts.append(self._choose(ctx, step_logits[-1]))
         draft_logits = torch.stack(step_logits, 1)                          # [n, G, V]
         tokens = torch.stack(drafts, 1)
-        self._pending = (rows, gammas, tokens, widths, draft_logits)   # widths: 1 uncached token per row
+        self._pending = (rows, gammas, tokens, draft_logits)
         probs = None if ctx.sampling is None else ctx.sampling.probs(draft_logits)
         return Proposal(tokens, gammas.clone(), probs)
 
@@ -89,7 +94,7 @@ class ModelDrafter(Drafter):
         n_keep = torch.zeros(self.kv.batch_size, dtype=torch.long, device=dev)
         played = self._pending
         if played is not None:
-            p_rows, gammas, tokens, uncached, _ = played
+            p_rows, gammas, tokens, _ = played
             G = tokens.shape[1]
             prev = ctx.prev_lens[p_rows]
             cols = (prev[:, None] + torch.arange(G, device=dev)[None, :]).clamp_max(ctx.seqs.shape[1] - 1)
@@ -97,7 +102,8 @@ class ModelDrafter(Drafter):
             in_new = torch.arange(G, device=dev)[None, :] < (ctx.seq_lens[p_rows] - prev)[:, None]
             match = (new == tokens) & in_new & (torch.arange(G, device=dev)[None, :] < gammas[:, None])
             accepted = match.long().cumprod(1).sum(1)
-            keep = uncached + torch.minimum(accepted, gammas - 1)
+            # the last committed token fed at propose time + the accepted drafts the cache holds
+            keep = 1 + torch.minimum(accepted, gammas - 1)
             # never cache the newest committed token: it is next round's input
             keep = torch.minimum(keep, ctx.seq_lens[p_rows] - 1 - self.kv.lengths[p_rows])
             n_keep[p_rows] = keep
@@ -111,15 +117,13 @@ class ModelDrafter(Drafter):
         """Teacher-forced distributions at positions prev_lens..seq_lens-1 of `rows`."""
         dev = ctx.seqs.device
         cached = self.kv.lengths[rows].clone()
-        catch_logits, widths = self._feed(ctx, rows, end_offset=1)
-        if catch_logits.shape[1]:
-            self.kv.keep(torch.zeros_like(self.kv.lengths).index_put_((rows,), widths))
+        catch_logits, _ = self._catch_up(ctx, rows, logits=True)
         prev, ends = ctx.prev_lens[rows], ctx.seq_lens[rows]
         M = int((ends - prev).max()) if len(rows) else 0
         out = torch.zeros(len(rows), M, self.vocab_size, dtype=self.model.dtype, device=dev)
         from_draft = {}
         if played is not None:
-            p_rows, _, _, _, draft_logits = played
+            p_rows, _, _, draft_logits = played
             from_draft = {int(r): i for i, r in enumerate(p_rows.tolist())}
         for i, r in enumerate(rows.tolist()):
             for j, s in enumerate(range(int(prev[i]), int(ends[i]))):
