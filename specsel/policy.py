@@ -62,7 +62,6 @@ class LearnerPolicy(ArmPolicy):
         self.cost = RelativeCostModel(max(len(self.drafters), 1), L) if objective == "throughput" else None
         probe = self._new_learner(0)
         self.needs_full_information = probe.full_information
-        self.learners: dict[int, object] = {}
         self.routers: dict[int, FeedbackRouter] = {}
         self.played: dict[int, int] = {}
         self._shared = probe if shared else None
@@ -71,7 +70,7 @@ class LearnerPolicy(ArmPolicy):
     def start(self, n_rows: int) -> None:
         """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""
         self.query_base, self.queries_seen = self.queries_seen, self.queries_seen + n_rows
-        self.learners, self.routers, self.played = {}, {}, {}
+        self.routers, self.played = {}, {}
 
     def _new_learner(self, row: int):
         return make_learner(self.name, len(self.arms), reward_range=self.reward_range,
@@ -80,7 +79,6 @@ class LearnerPolicy(ArmPolicy):
     def _router(self, row: int) -> FeedbackRouter:
         if row not in self.routers:
             learner = self._shared if self.shared else self._new_learner(self.query_base + row)
-            self.learners[row] = learner
             self.routers[row] = FeedbackRouter(learner, self.pairs, self.cost)
         return self.routers[row]
 
