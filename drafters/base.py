@@ -66,8 +66,12 @@ class Drafter:
     name: str = "drafter"
     vocab_size: int | None = None         # None: works with any vocabulary (e.g. n-gram lookup)
     deterministic: bool = False           # True: drafts never depend on randomness (q one-hot)
-    feature_layers: tuple[int, ...] = ()  # target hidden states (index into HF hidden_states) this
-                                          # drafter reads from the verify forward, via ctx.target_hidden
+    feature_layers: tuple[int, ...] = ()  # target hidden states (HF hidden_states numbering) this drafter
+                                          # drafts from: captured from every verify forward (ctx.target_hidden)
+    scoring_layers: tuple[int, ...] = ()  # hidden states it scores committed positions from, captured in
+                                          # full-information mode only
+    sync_every_round: bool = False        # True: commit() is called for every row every round, even in
+                                          # bandit mode (drafters that must see each round's features)
 
     def check_target(self, target) -> None:
         """Refuse a target whose vocabulary differs from this drafter's."""

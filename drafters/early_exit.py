@@ -110,7 +110,7 @@ class EarlyExitDrafter(ModelDrafter):
         self.num_layers = num_layers
         self.target_layers = len(_base_model(target).layers)
         super().__init__(early_exit_model(target, num_layers), name=name)
-        self.feature_layers = (num_layers,)   # HF hidden_states[k] = output of the first k layers
+        self.scoring_layers = (num_layers,)   # HF hidden_states[k] = output of the first k layers
         _EXIT_DEPTHS.setdefault(id(self.model.get_output_embeddings()), set()).add(num_layers)
 
     @torch.inference_mode()
@@ -120,7 +120,7 @@ class EarlyExitDrafter(ModelDrafter):
         is norm + head on the target's layer-k features (window column i predicts the i-th
         committed token). Only the LM head is paid; the drafter's own cache catches up lazily
         when it is next played."""
-        hidden = None if ctx.target_hidden is None else ctx.target_hidden.get(self.feature_layers[0])
+        hidden = None if ctx.target_hidden is None else ctx.target_hidden.get(self.scoring_layers[0])
         if not want_predictions or hidden is None:
             return super().commit(ctx, rows, want_predictions)
         super().commit(ctx, rows, want_predictions=False)          # roll back its own drafts

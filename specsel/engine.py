@@ -176,8 +176,9 @@ class SpecEngine:
         prefill_s = _clock(dev) - t_start
         for d in self.drafters.values():
             d.start(ctx)
-        # target features some drafters score committed positions from (full information only)
-        layers = sorted({k for d in self.drafters.values() for k in d.feature_layers}) if feedback == "full" else []
+        # target features drafters draft from (always) or score committed positions from (full information)
+        layers = sorted({k for d in self.drafters.values()
+                         for k in (*d.feature_layers, *(d.scoring_layers if feedback == "full" else ()))})
 
         row_ids = torch.arange(B, device=dev)     # global prompt index of each local row
         n_rounds = torch.zeros(B, dtype=torch.long, device=dev)
@@ -233,9 +234,9 @@ class SpecEngine:
             t0 = _clock(dev)
             last = ctx.seqs[torch.arange(n, device=dev), ctx.seq_lens - 1]
             window = torch.cat([last[:, None], draft], dim=1)
-            out = kv.forward(window, 1 + draft_lens, output_hidden_states=bool(layers))
+            out = kv.forward(window, 1 + draft_lens, capture=layers)
             logits = out.logits
-            ctx.target_hidden = {k: out.hidden_states[k] for k in layers} if layers else None
+            ctx.target_hidden = out.captured or None
             ctx.memo = {}
             # 4. verify
             if sampling is None:
@@ -266,6 +267,8 @@ class SpecEngine:
             for name, d in self.drafters.items():
                 if feedback == "full":
                     predictions[name] = d.commit(ctx, all_rows, want_predictions=True)
+                elif d.sync_every_round:
+                    d.commit(ctx, all_rows, want_predictions=False)
                 elif name in groups:
                     d.commit(ctx, groups[name], want_predictions=False)
             pos_acc = self._position_acceptance(ctx, predictions, p, m) if predictions else None

@@ -15,8 +15,52 @@ ever recomputed. Only tail columns are copied, never the prefix.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Sequence
+
 import torch
 from transformers import DynamicCache
+
+
+def decoder_stack(model):
+    """The decoder stack of a causal LM (`model.model` for LLaMA, Qwen2 and most HF decoders)."""
+    base = getattr(model, getattr(model, "base_model_prefix", "model") or "model", None)
+    if base is None or not hasattr(base, "layers"):
+        base = getattr(model, "model", None)
+    return base
+
+
+@contextmanager
+def capture_hidden_states(model, indices: Sequence[int]):
+    """Record only the hidden states `indices` of one forward, numbered like HF `hidden_states`:
+    0 = token embeddings, k = output of decoder layer k-1, L = final norm output (L layers).
+
+    Cheaper than output_hidden_states=True, which keeps every layer's output; the hooks are
+    removed on exit. Yields the dict that the forward fills (index -> [B, W, H]).
+    """
+    captured: dict[int, torch.Tensor] = {}
+    if not indices:
+        yield captured
+        return
+    base = decoder_stack(model)
+    L = len(base.layers)
+    handles = []
+
+    def keep(index):
+        def hook(module, args, output):
+            captured[index] = output[0] if isinstance(output, tuple) else output
+        return hook
+
+    try:
+        for k in sorted(set(indices)):
+            if not 0 <= k <= L:
+                raise ValueError(f"hidden state index {k} out of range [0, {L}] for a {L}-layer model")
+            module = base.embed_tokens if k == 0 else base.norm if k == L else base.layers[k - 1]
+            handles.append(module.register_forward_hook(keep(k)))
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
 
 
 class RaggedKVCache:
@@ -41,12 +85,14 @@ class RaggedKVCache:
         """Position id of the next token of each row (committed + valid tentative tokens)."""
         return self.lengths + self.tail_valid.sum(1)
 
-    def forward(self, tokens: torch.Tensor, widths: torch.Tensor, output_hidden_states: bool = False,
+    def forward(self, tokens: torch.Tensor, widths: torch.Tensor, capture: Sequence[int] = (),
                 logits: bool = True):
         """Run the model on `tokens` [B, W]; only tokens[r, :widths[r]] are real for row r.
 
         Returns the model output; logits[r, i] is the next-token distribution after tokens[r, i].
         logits=False skips the LM head (a prefill or catch-up that only fills the cache).
+        capture: hidden-state indices (HF `hidden_states` numbering) to return as
+        `out.captured[k]` [B, W, H]; only those are kept, through forward hooks.
         Rows with width 0 compute one masked dummy column that no later query ever sees.
         """
         B, W = tokens.shape
@@ -60,9 +106,10 @@ class RaggedKVCache:
         # a width-0 row still attends to its own first column, so no query row is fully masked
         self_visible = window_valid | (ar[None, :] == 0)
         mask = self._attention_mask(past_valid, self_visible, W)
-        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position_ids,
-                         past_key_values=self.cache, use_cache=True,
-                         output_hidden_states=output_hidden_states, logits_to_keep=0 if logits else 1)
+        with capture_hidden_states(self.model, capture) as captured:
+            out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position_ids,
+                             past_key_values=self.cache, use_cache=True, logits_to_keep=0 if logits else 1)
+        out.captured = captured
         self.tail_valid = torch.cat([self.tail_valid, window_valid], dim=1)
         assert self.width == T + W
         return out

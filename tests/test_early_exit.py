@@ -150,7 +150,7 @@ def test_full_information_from_target_features_equals_own_catch_up(sampling):
         pool = {"ee1": EarlyExitDrafter(target, 1), "ee3": EarlyExitDrafter(target, 3)}
         if not use_features:
             for d in pool.values():
-                d.feature_layers = ()
+                d.scoring_layers = ()
         out = SpecEngine(target, pool, eos_token_id=1).generate(
             prompts, [Arm("ee1", 3), Arm("ee3", 2)] * 2, max_new_tokens=20, sampling=sampling, seed=3,
             feedback="full")

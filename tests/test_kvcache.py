@@ -238,3 +238,24 @@ def test_eager_attention_matches_sdpa(arch):
 @pytest.mark.skip(reason="flash_attention_2 needs CUDA and flash-attn; its 2D-mask branch cannot run on CPU")
 def test_flash_attention_2_branch():
     pass
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_capture_hidden_states_matches_hf_numbering(arch):
+    from specsel.kvcache import capture_hidden_states
+    model = tiny_model(arch)
+    x = torch.randint(0, model.config.vocab_size, (2, 5))
+    reference = model(x, output_hidden_states=True).hidden_states
+    L = model.config.num_hidden_layers
+    with capture_hidden_states(model, range(L + 1)) as got:
+        model(x)
+    assert sorted(got) == list(range(L + 1))
+    for k in range(L + 1):
+        torch.testing.assert_close(got[k], reference[k])
+    with capture_hidden_states(model, [1]) as got:   # hooks are gone after the block
+        pass
+    model(x)
+    assert got == {}
+    with pytest.raises(ValueError, match="out of range"):
+        with capture_hidden_states(model, [L + 1]):
+            pass
