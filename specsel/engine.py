@@ -167,18 +167,21 @@ class SpecEngine:
             seqs[i, : len(p)] = torch.tensor(p, device=dev)
         ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator)
 
+        # target features drafters draft from (always) or score committed positions from (full information)
+        draft_layers = sorted({k for d in self.drafters.values() for k in d.feature_layers})
+        layers = sorted({*draft_layers, *(k for d in self.drafters.values()
+                                          for k in (d.scoring_layers if feedback == "full" else ()))})
         t_start = _clock(dev)
         kv = RaggedKVCache(self.target, B)
         widths = lens - 1              # the cache holds every committed token but the last
         if int(widths.max()) > 0:
-            kv.forward(seqs[:, : int(widths.max())], widths, logits=False)
+            out = kv.forward(seqs[:, : int(widths.max())], widths, logits=False, capture=draft_layers)
+            ctx.target_hidden = out.captured or None      # prompt features f_0..f_{P-2}
             kv.keep(widths)
         prefill_s = _clock(dev) - t_start
         for d in self.drafters.values():
             d.start(ctx)
-        # target features drafters draft from (always) or score committed positions from (full information)
-        layers = sorted({k for d in self.drafters.values()
-                         for k in (*d.feature_layers, *(d.scoring_layers if feedback == "full" else ()))})
+        ctx.target_hidden = None
 
         row_ids = torch.arange(B, device=dev)     # global prompt index of each local row
         n_rounds = torch.zeros(B, dtype=torch.long, device=dev)

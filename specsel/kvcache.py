@@ -86,13 +86,14 @@ class RaggedKVCache:
         return self.lengths + self.tail_valid.sum(1)
 
     def forward(self, tokens: torch.Tensor, widths: torch.Tensor, capture: Sequence[int] = (),
-                logits: bool = True):
+                logits: bool = True, **model_kwargs):
         """Run the model on `tokens` [B, W]; only tokens[r, :widths[r]] are real for row r.
 
         Returns the model output; logits[r, i] is the next-token distribution after tokens[r, i].
         logits=False skips the LM head (a prefill or catch-up that only fills the cache).
         capture: hidden-state indices (HF `hidden_states` numbering) to return as
         `out.captured[k]` [B, W, H]; only those are kept, through forward hooks.
+        model_kwargs go to the model as they are (e.g. an EAGLE head's `features`).
         Rows with width 0 compute one masked dummy column that no later query ever sees.
         """
         B, W = tokens.shape
@@ -108,7 +109,8 @@ class RaggedKVCache:
         mask = self._attention_mask(past_valid, self_visible, W)
         with capture_hidden_states(self.model, capture) as captured:
             out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position_ids,
-                             past_key_values=self.cache, use_cache=True, logits_to_keep=0 if logits else 1)
+                             past_key_values=self.cache, use_cache=True, logits_to_keep=0 if logits else 1,
+                             **model_kwargs)
         out.captured = captured
         self.tail_valid = torch.cat([self.tail_valid, window_valid], dim=1)
         assert self.width == T + W

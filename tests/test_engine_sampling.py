@@ -14,6 +14,7 @@ from scipy.stats import chisquare
 
 import specsel.verify
 from drafters import ModelDrafter, NgramDrafter
+from drafters.eagle import EagleDrafter, new_eagle_head
 from specsel import Arm, Sampling, SpecEngine
 from specsel.testing import tiny_model
 
@@ -56,7 +57,10 @@ def chi2_pvalue(samples, joint):
 
 def draw(arms, sampling, seed=0):
     target, drafter = models()
-    engine = SpecEngine(target, {"model": ModelDrafter(drafter), "ngram": NgramDrafter()}, eos_token_id=[])
+    # an EAGLE-3 head with a reduced draft vocabulary: q is zero on target tokens 1 and 4
+    eagle = EagleDrafter(target, new_eagle_head(target, 3, draft_tokens=[0, 2, 3, 5], seed=2))
+    engine = SpecEngine(target, {"model": ModelDrafter(drafter), "ngram": NgramDrafter(), "eagle": eagle},
+                        eos_token_id=[])
     result = engine.generate([PROMPT] * N_SAMPLES, arms, max_new_tokens=N_TOKENS, sampling=sampling, seed=seed)
     assert all(len(t) == N_TOKENS for t in result.tokens)
     return result
@@ -66,12 +70,13 @@ SETTINGS = [Sampling(1.0, 1.0), Sampling(0.7, 0.9)]
 
 
 @pytest.mark.parametrize("sampling", SETTINGS, ids=["t1", "t0.7-p0.9"])
-@pytest.mark.parametrize("arm", ["model", "ngram", "mixed", "autoregressive"])
+@pytest.mark.parametrize("arm", ["model", "ngram", "eagle", "mixed", "autoregressive"])
 def test_sampling_matches_target_distribution(sampling, arm):
     target, _ = models()
     joint = exact_joint(target, sampling)
-    arms = {"model": Arm("model", 3), "ngram": Arm("ngram", 3), "autoregressive": Arm.autoregressive(),
-            "mixed": [Arm("model", 3), Arm("ngram", 2), Arm.autoregressive()] * (N_SAMPLES // 3)}[arm]
+    arms = {"model": Arm("model", 3), "ngram": Arm("ngram", 3), "eagle": Arm("eagle", 3),
+            "autoregressive": Arm.autoregressive(),
+            "mixed": [Arm("model", 3), Arm("ngram", 2), Arm("eagle", 2), Arm.autoregressive()] * (N_SAMPLES // 4)}[arm]
     result = draw(arms, sampling)
     if arm != "autoregressive":   # the drafts were really tested, some rejected
         drafted = sum(r.drafted for r in result.records)

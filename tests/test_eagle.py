@@ -1,0 +1,159 @@
+"""EAGLE heads: losslessness in the engine, feature alignment, checkpoint layouts, errors."""
+import pytest
+import torch
+
+from drafters import DrafterError
+from drafters.eagle import EagleDrafter, load_eagle_head, new_eagle_head
+from specsel import Arm, SpecEngine
+from specsel.testing import random_prompts, tiny_model
+
+from conftest import hf_greedy
+
+MAX_NEW = 20
+
+
+def target_of(arch, layers=4):
+    return tiny_model(arch, seed=0, num_layers=layers)
+
+
+def reduced_tokens(vocab=128, keep=48, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(vocab, generator=g)[:keep]
+
+
+def heads(target):
+    return {"v1": new_eagle_head(target, 1, seed=1),
+            "v1_reduced": new_eagle_head(target, 1, reduced_tokens(), seed=2),
+            "v3_reduced": new_eagle_head(target, 3, reduced_tokens(), seed=3)}
+
+
+@pytest.fixture(params=["llama", "qwen2"])
+def arch(request):
+    return request.param
+
+
+def test_greedy_output_equals_target(arch):
+    target = target_of(arch)
+    pool = {name: EagleDrafter(target, head) for name, head in heads(target).items()}
+    engine = SpecEngine(target, pool, eos_token_id=1)
+    prompts = random_prompts(3, min_len=1, max_len=10, seed=4)
+    expected = [hf_greedy(target, p, MAX_NEW) for p in prompts]
+    for name in pool:
+        for gamma in (1, 3):
+            for feedback in ("bandit", "full"):
+                result = engine.generate(prompts, Arm(name, gamma), max_new_tokens=MAX_NEW, feedback=feedback)
+                assert result.tokens == expected, f"{name}@{gamma} {feedback}"
+    mixed = [Arm("v1", 2), Arm("v3_reduced", 4), Arm.autoregressive()]
+    assert engine.generate(prompts, mixed, max_new_tokens=MAX_NEW).tokens == expected
+
+
+@torch.no_grad()
+def offline_predictions(target, head, tokens):
+    """Teacher-forced head predictions over a whole sequence: out[i] predicts tokens[i + 2]."""
+    x = torch.tensor([tokens])
+    hs = target(x, output_hidden_states=True).hidden_states
+    L = target.config.num_hidden_layers
+    drafter = EagleDrafter(target, head)
+    feats = torch.cat([hs[k] for k in drafter.feature_layers], dim=-1)
+    out = head(input_ids=x[:, 1:], features=feats[:, :-1])
+    return head.draft_to_target[out.logits[0].argmax(-1)].tolist()
+
+
+@pytest.mark.parametrize("version", ["v1_reduced", "v3_reduced"])
+def test_full_information_predictions_are_teacher_forced(arch, version, monkeypatch):
+    """The prediction reported for committed position j is head(f_{j-2}, t_{j-1}) with the
+    verify forwards' true features, whatever arm was played (catch-up alignment is exact)."""
+    target = target_of(arch)
+    head = heads(target)[version]
+    seen = []   # (row position j, predicted token) per committed position, rows in prompt order
+    original = EagleDrafter.commit
+
+    def spy(self, ctx, rows, want_predictions=False):
+        pred = original(self, ctx, rows, want_predictions)
+        if pred is not None:
+            for i in range(len(rows)):
+                for c, j in enumerate(range(int(ctx.prev_lens[i]), int(ctx.seq_lens[i]))):
+                    seen.append((int(ctx.seqs[i, 0]), len(seen), j, int(pred.tokens[i, c])))
+        return pred
+
+    monkeypatch.setattr(EagleDrafter, "commit", spy)
+    engine = SpecEngine(target, {"eagle": EagleDrafter(target, head)}, eos_token_id=[])
+    prompts = [p for p in random_prompts(6, min_len=3, max_len=9, seed=11)]
+    prompts = [p for p in {p[0]: p for p in prompts}.values()][:2]        # distinct first tokens
+    for arms in (Arm.autoregressive(), Arm("eagle", 3)):
+        seen.clear()
+        result = engine.generate(prompts, arms, max_new_tokens=MAX_NEW, feedback="full")
+        for row, prompt in enumerate(prompts):
+            seq = prompt + result.tokens[row]
+            preds = offline_predictions(target, head, seq)
+            got = [(j, tok) for first, _, j, tok in seen if first == prompt[0]]
+            assert [j for j, _ in got] == list(range(len(prompt), len(seq)))
+            assert [tok for _, tok in got] == [preds[j - 2] for j in range(len(prompt), len(seq))]
+
+
+def test_first_draft_matches_its_prediction(arch):
+    """The played head's first draft token is its teacher-forced prediction of that position."""
+    target = target_of(arch)
+    engine = SpecEngine(target, {"eagle": EagleDrafter(target, heads(target)["v1"])}, eos_token_id=[])
+    result = engine.generate(random_prompts(3, min_len=2, seed=5), Arm("eagle", 1), max_new_tokens=MAX_NEW,
+                             feedback="full")
+    for r in result.records:
+        assert r.accepted == int(r.position_acceptance["eagle"][0])
+
+
+@pytest.mark.parametrize("version", ["v1", "v1_reduced", "v3_reduced"])
+def test_save_and_load_round_trip(tmp_path, version):
+    target = target_of("llama")
+    head = heads(target)[version]
+    head.save(tmp_path)
+    loaded = load_eagle_head(tmp_path, target)
+    x = torch.randint(0, 128, (2, 6))
+    f = torch.randn(2, 6, head.feature_size)
+    torch.testing.assert_close(loaded(input_ids=x, features=f).logits, head(input_ids=x, features=f).logits)
+    assert torch.equal(loaded.draft_to_target, head.draft_to_target)
+
+
+def test_loads_published_eagle1_layout(tmp_path):
+    """EAGLE-1/2 checkpoints: pytorch_model.bin with fc.*, layers.0.* and a copy of the embedding."""
+    target = target_of("llama")
+    head = new_eagle_head(target, 1, seed=4)
+    state = {k.replace("layer.", "layers.0.", 1): v for k, v in head.state_dict().items()
+             if k not in ("d2t",)}
+    state["embed_tokens.weight"] = target.model.embed_tokens.weight.clone()
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    head.config.to_json_file(tmp_path / "config.json")
+    loaded = load_eagle_head(tmp_path, target)
+    x, f = torch.randint(0, 128, (1, 5)), torch.randn(1, 5, 64)
+    torch.testing.assert_close(loaded(input_ids=x, features=f).logits, head(input_ids=x, features=f).logits)
+
+
+def test_loads_published_eagle3_layout(tmp_path):
+    """EAGLE-3: midlayer.*, norm, own lm_head over the draft vocabulary, d2t offsets and t2d."""
+    target = target_of("llama")
+    head = new_eagle_head(target, 3, reduced_tokens(keep=32), seed=6)
+    state = {}
+    for k, v in head.state_dict().items():
+        k = "midlayer." + k[len("layer."):] if k.startswith("layer.") else k
+        state["midlayer.hidden_norm.weight" if k == "hidden_norm.weight" else k] = v
+    t2d = torch.zeros(128, dtype=torch.bool)
+    t2d[head.draft_to_target] = True
+    state["t2d"] = t2d
+    from safetensors.torch import save_file
+    save_file(state, tmp_path / "model.safetensors")
+    head.config.to_json_file(tmp_path / "config.json")
+    loaded = load_eagle_head(tmp_path, target)
+    assert loaded.version == 3 and loaded.draft_vocab_size == 32
+    x, f = torch.randint(0, 128, (1, 5)), torch.randn(1, 5, 3 * 64)
+    torch.testing.assert_close(loaded(input_ids=x, features=f).logits, head(input_ids=x, features=f).logits)
+
+
+def test_errors_name_the_fix(tmp_path):
+    target = target_of("llama")
+    with pytest.raises(DrafterError, match="config.json"):
+        load_eagle_head(tmp_path, target)
+    new_eagle_head(tiny_model("llama", hidden_size=32), 1).save(tmp_path / "other")
+    with pytest.raises(DrafterError, match="hidden_size=32 but the target has 64"):
+        load_eagle_head(tmp_path / "other", target)
+    with pytest.raises(DrafterError, match="LLaMA and Qwen2"):
+        from drafters.eagle import head_config
+        head_config(type("C", (), {"model_type": "gpt2"})())
