@@ -1,0 +1,126 @@
+"""Study summaries and outputs from hand-made records (no models)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from evaluators.report import format_table, write_report
+from evaluators.summary import (EXTRA_COLUMNS, SUMMARY_COLUMNS, FullInfo, StepCost, check_lossless,
+                                complete_lines, interleaved_arms, parse_arm, regret_vs_arms, summarize_study)
+
+
+def rec(rnd, drafter, gamma, drafted, accepted, committed, verify_s=1.0, draft_s=0.0, acc=None, row=0):
+    return {"row": row, "round": rnd, "drafter": drafter, "gamma": gamma, "drafted": drafted, "accepted": accepted,
+            "committed": committed, "draft_s": draft_s, "verify_s": verify_s, "batch": 1, "position_acceptance": acc}
+
+
+def line(run, qid, index, records, tokens, batch=None, wall=1.0, domain="a", bsz=1):
+    batch = index if batch is None else batch
+    return {"run": run, "bsz": bsz, "batch": batch, "batch_qids": [qid], "index": index, "qid": qid, "domain": domain,
+            "tokens": tokens, "batch_wall_s": wall, "batch_new_tokens": len(tokens), "records": records}
+
+
+def fullinfo_query(qid, index, good, bad, domain):
+    """One query of 6 tokens decoded by the full-information run playing good@2 (greedy 0/1 records)."""
+    acc = [{"good": good[s:s + 3], "bad": bad[s:s + 3]} for s in (0, 3)]
+    recs = [rec(0, "good", 2, 2, 2, 3, acc=acc[0]), rec(1, "good", 2, 2, 2, 3, acc=acc[1])]
+    return line("drafter/hedgespec", qid, index, recs, [5] * 6, domain=domain)
+
+
+def test_arm_names():
+    assert parse_arm("early_exit@4") == ("early_exit", 4)
+    assert parse_arm("autoregressive") == (None, 0)
+    with pytest.raises(ValueError, match="DRAFTER@GAMMA"):
+        parse_arm("ngram")
+    assert interleaved_arms(["a@1", "a@2", "b@1", "b@2"]) == ["a@1", "b@1", "a@2", "b@2"]
+
+
+def test_complete_lines_keeps_whole_batches_latest_write_wins():
+    a = line("r", "q0", 0, [], [1], batch=0)
+    b = line("r", "q1", 1, [], [1], batch=0)
+    a["batch_qids"] = b["batch_qids"] = ["q0", "q1"]
+    partial = line("r", "q2", 2, [], [1], batch=1)
+    partial["batch_qids"] = ["q2", "q3"]
+    again = {**a, "tokens": [2]}
+    out = complete_lines([a, partial, b, again])
+    assert [(l["qid"], l["tokens"]) for l in out] == [("q0", [2]), ("q1", [1])]
+
+
+def test_lossless_check_finds_a_different_output():
+    runs = {("autoregressive", 1): {"q": {"tokens": [1, 2]}}, ("x", 1): {"q": {"tokens": [1, 2]}},
+            ("y", 1): {"q": {"tokens": [1, 3]}}, ("autoregressive", 2): {"q": {"tokens": [1, 2]}}}
+    out = check_lossless(runs, [1, 2])
+    assert out["lossless"] is False and out["checked"] == 3
+    assert out["mismatches"] == [{"run": "y", "bsz": 1, "qid": "q"}]
+    assert out["by_run"][("x", 1)] and not out["by_run"][("y", 1)]
+
+
+def test_step_cost_fit():
+    recs = [rec(k, "d", 4, w, 0, 1, verify_s=1.0 + 0.25 * w, draft_s=0.4) for k, w in enumerate([0, 1, 2, 4, 4])]
+    cost = StepCost.fit([line("r", "q", 0, recs, [1] * 5)])
+    assert cost.verify0 == pytest.approx(1.0) and cost.slope == pytest.approx(0.25)
+    assert cost.draft_step["d"] == pytest.approx(0.1)            # 0.4 s for 4 steps
+    assert cost.fill["d"] == pytest.approx(11 / 20)
+    assert cost.relative(None, 0) == 1.0
+    assert cost.relative("d", 2) == pytest.approx(1 + 0.25 * 2 * 11 / 20 + 0.2)
+
+
+def study_lines():
+    # q0 favours "good", q1 favours "bad": the oracle beats every single arm
+    fi = [fullinfo_query("q0", 0, [1, 1, 1, 1, 1, 1], [0] * 6, "a"),
+          fullinfo_query("q1", 1, [0] * 6, [1, 1, 1, 1, 1, 1], "b")]
+    ar = [line("autoregressive", q, i, [rec(k, None, 0, 0, 0, 1) for k in range(6)], [5] * 6, wall=2.0,
+               domain=d) for i, (q, d) in enumerate([("q0", "a"), ("q1", "b")])]
+    fixed = [line("fixed/good@2", "q0", 0, [rec(0, "good", 2, 2, 2, 3), rec(1, "good", 2, 2, 2, 3)], [5] * 6,
+                  domain="a"),
+             line("fixed/good@2", "q1", 1, [rec(k, "good", 2, 2, 0, 1) for k in range(6)], [5] * 6, wall=3.0,
+                  domain="b")]
+    return fi + ar + fixed
+
+
+CONFIG = {"settings": {"drafter": {"arms": ["good@2", "bad@2"]}}, "learners": ["hedgespec"], "bsz": [1],
+          "queries": [{"qid": "q0", "domain": "a", "index": 0}, {"qid": "q1", "domain": "b", "index": 1}],
+          "fullinfo_run": "drafter/hedgespec", "fixed_candidates": 2, "drafters": ["good", "bad"], "seed": 0,
+          "temperature": 0.0}
+
+
+def test_summarize_oracle_best_fixed_regret():
+    s = summarize_study(study_lines(), CONFIG)
+    get = {(r["domain"], r["learner"]): r for r in s["rows"]}
+    assert s["best_fixed"] == {"drafter/bsz1": "good@2"}             # 2 + 6 rounds vs 6 + 2: first on ties
+    oracle, best, hedge = get["mixed", "oracle"], get["mixed", "best_fixed"], get["mixed", "hedgespec"]
+    assert oracle["mat"] == pytest.approx(12 / 4) and oracle["regret"] == 0 and oracle["tokens_per_s"] is None
+    assert best["mat"] == pytest.approx(12 / 8) and best["regret"] == pytest.approx(2.0)
+    assert best["pct_oracle"] == pytest.approx(50.0)
+    assert best["tokens_per_s"] == pytest.approx(12 / 4.0) and best["speedup"] == pytest.approx(3.0 / 3.0)
+    assert hedge["mat"] == pytest.approx(3.0) and hedge["regret"] == 0.0
+    assert get["b", "best_fixed"]["regret"] == pytest.approx(4.0)    # per domain
+    assert get["a", "autoregressive"]["tokens_per_s"] == pytest.approx(3.0)   # bsz 1: per-domain tokens/s
+    assert s["lossless"] == {"lossless": True, "checked": 4, "mismatches": []}
+    targets = {t["target"]: t for t in s["targets"]}
+    assert targets["hedgespec_mat_over_best_fixed"]["ratio"] == pytest.approx(2.0)
+    assert targets["hedgespec_mat_over_oracle"]["met"]
+
+
+def test_write_report(tmp_path):
+    s = summarize_study(study_lines(), CONFIG)
+    fi = FullInfo([l for l in study_lines() if l["run"] == "drafter/hedgespec"], ["good", "bad"])
+    curve = regret_vs_arms(fi, ["good@2", "bad@2"], ["hedgespec", "round_robin"])
+    assert curve["sizes"] == [1, 2] and curve["regret"]["hedgespec"][0] == 0
+    text = write_report(s, tmp_path, curve)
+    assert "best_fixed" in text and "lossless: true" in text
+    with (tmp_path / "summary.csv").open() as f:
+        header = next(csv.reader(f))
+    assert header == list(SUMMARY_COLUMNS + EXTRA_COLUMNS)
+    assert json.loads((tmp_path / "lossless.json").read_text()) == {"lossless": True, "checked": 4, "mismatches": []}
+    for name in ("throughput_vs_bsz.png", "mat_per_domain.png", "regret_vs_arms.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_format_table_shows_missing_values_as_dashes():
+    row = dict.fromkeys(SUMMARY_COLUMNS + EXTRA_COLUMNS)
+    row.update(setting="joint", domain="mixed", bsz=4, learner="oracle", mat=2.5, pct_oracle=100.0, lossless=True)
+    text = format_table([row])
+    assert text.splitlines()[2].split()[:5] == ["joint", "mixed", "4", "oracle", "-"]
+    assert "yes" in text and np.isfinite(2.5)
