@@ -1,0 +1,184 @@
+"""The domain study on tiny random models: outputs, oracle/regret, lossless check, resume, errors."""
+import csv
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import drafter_models, target_model
+from drafters import ModelDrafter, NgramDrafter
+from evaluators.records import read_records
+from evaluators.summary import LEARNERS, SUMMARY_COLUMNS, FullInfo, index_runs, parse_arm
+from specsel.study import StudyConfig, StudyError, StudyItem, load_pool, run_study
+from specsel.testing import random_prompts
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pool():
+    return {"noisy": ModelDrafter(drafter_models("llama")["noisy"]), "ngram": NgramDrafter()}
+
+
+def items(n=6):
+    prompts = [p + p[:5] for p in random_prompts(n, min_len=3, max_len=12, seed=21)]
+    domains = ["code", "math", "med"]
+    return [StudyItem(f"{domains[i % 3]}/{i}", domains[i % 3], p) for i, p in enumerate(prompts)]
+
+
+def config(**kw):
+    base = dict(gamma=3, gammas=(1, 3), bsz=(1, 2), max_new_tokens=16, seed=3)
+    base.update(kw)
+    return StudyConfig(**base)
+
+
+def study(out, cfg=None, resume=False, hook=None):
+    return run_study(target_model("llama"), pool(), items(), cfg or config(), out, resume=resume, eos_token_id=1,
+                     progress=False, hook=hook, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    return out, study(out)
+
+
+def test_outputs_summary_csv_lossless_and_plots(full):
+    out, summary = full
+    with (out / "summary.csv").open() as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = [dict(zip(header, r)) for r in reader]
+    assert tuple(header[:len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS
+    assert {r["setting"] for r in rows} == {"drafter", "joint"}
+    assert {r["learner"] for r in rows} == {"autoregressive", "best_fixed", "oracle", *LEARNERS}
+    assert {r["domain"] for r in rows} == {"mixed", "code", "math", "med"}
+    assert {r["bsz"] for r in rows} == {"1", "2"}
+    mixed = [r for r in rows if r["domain"] == "mixed" and r["learner"] != "oracle"]
+    assert all(float(r["tokens_per_s"]) > 0 and float(r["mat"]) >= 1 for r in mixed)
+    assert all(r["tokens_per_s"] == "" for r in rows if r["learner"] == "oracle")   # never estimated as measured
+    assert json.loads((out / "lossless.json").read_text())["lossless"] is True
+    assert json.loads((out / "lossless.json").read_text())["checked"] > 0
+    for name in ("throughput_vs_bsz.png", "mat_per_domain.png", "regret_vs_arms.png", "table.txt", "config.json"):
+        assert (out / name).stat().st_size > 0
+    for learner in ("hedgespec", "ucbspec", "exp3spec", "best_fixed", "oracle"):
+        assert learner in summary["table"]
+    lines = read_records(out / "queries.jsonl")
+    assert {l["qid"] for l in lines} == {it.qid for it in items()}
+    assert all(l["records"] and sum(r["committed"] for r in l["records"]) == len(l["tokens"]) for l in lines)
+    curve = summary["regret_vs_arms"]
+    assert curve["sizes"][0] == 1 and all(ys[0] == 0 for ys in curve["regret"].values())
+
+
+def test_oracle_regret_definition(full):
+    out, summary = full
+    rows = [r for r in summary["rows"] if r["setting"] == "drafter"]
+    for r in rows:
+        if r["learner"] == "oracle":
+            assert r["regret"] == 0 and r["pct_oracle"] == 100
+        if r["learner"] in ("best_fixed", "autoregressive"):        # fixed arms never beat the per-query oracle
+            assert r["regret"] >= 0 and r["pct_oracle"] <= 100 + 1e-9
+    get = {(r["domain"], r["bsz"], r["learner"]): r for r in rows}
+    assert get["mixed", 1, "oracle"]["mat"] >= get["mixed", 1, "best_fixed"]["mat"]
+    # the live best-fixed run needed exactly the rounds the full-information replay says
+    config = json.loads((out / "config.json").read_text())
+    runs = index_runs(read_records(out / "queries.jsonl"))
+    for bsz in (1, 2):
+        fi = FullInfo(runs[config["fullinfo_run"], bsz].values(), config["drafters"])
+        best = summary["best_fixed"][f"drafter/bsz{bsz}"]
+        for qid, line in runs[f"fixed/{best}", bsz].items():
+            assert len(line["records"]) == fi.fixed_rounds(qid, *parse_arm(best))
+            assert {(r["drafter"], r["gamma"]) for r in line["records"]} == {parse_arm(best)}
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted(full, tmp_path):
+    ref_out, ref = full
+    out = tmp_path / "interrupted"
+    calls = []
+
+    def hook(spec, bsz, batch):
+        calls.append((spec.name, bsz, batch))
+        if len(calls) == 9:                                  # in phase 2 of bsz 1
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        study(out, hook=hook)
+    done_before = len(calls)
+    with (out / "queries.jsonl").open("a") as f:              # killed in the middle of a write
+        f.write('{"run": "autoregressive", "bsz": 2, "batch": 0, "qid": "co')
+    with pytest.raises(StudyError, match="--resume"):
+        study(out)
+    resumed = []
+    summary = study(out, resume=True, hook=lambda s, b, k: resumed.append((s.name, b, k)))
+    assert not set(resumed) & set(calls)                      # nothing finished was recomputed
+    assert len(resumed) + done_before == len({(l["run"], l["bsz"], l["batch"])
+                                               for l in read_records(ref_out / "queries.jsonl")})
+    a = index_runs(read_records(ref_out / "queries.jsonl"))
+    b = index_runs(read_records(out / "queries.jsonl"))
+    assert a.keys() == b.keys()
+    for key in a:
+        for qid in a[key]:
+            assert a[key][qid]["tokens"] == b[key][qid]["tokens"]
+            if not key[0].startswith("joint/"):               # joint learners act on measured step times
+                arms = lambda l: [(r["drafter"], r["gamma"], r["committed"]) for r in l["records"]]  # noqa: E731
+                assert arms(a[key][qid]) == arms(b[key][qid])
+    cols = ("mat", "regret", "pct_oracle")
+    pick = lambda s: {(r["domain"], r["bsz"], r["learner"]): tuple(r[c] for c in cols)  # noqa: E731
+                      for r in s["rows"] if r["setting"] == "drafter"}
+    assert pick(summary) == pick(ref)
+    assert json.loads((out / "lossless.json").read_text())["lossless"] is True
+
+
+def test_resume_with_other_options_is_refused(full, tmp_path):
+    out = tmp_path / "s"
+    cfg = config(settings=("drafter",), learners=("hedgespec",), bsz=(2,))
+    study(out, cfg)
+    with pytest.raises(StudyError, match="max_new_tokens"):
+        study(out, config(settings=("drafter",), learners=("hedgespec",), bsz=(2,), max_new_tokens=8), resume=True)
+
+
+def test_without_hedgespec_a_fixed_arm_gives_the_full_information(tmp_path):
+    summary = study(tmp_path, config(settings=("drafter",), learners=("ucbspec",), bsz=(2,)))
+    lines = read_records(tmp_path / "queries.jsonl")
+    assert {l["run"] for l in lines if l["feedback"] == "full"} == {"fullinfo/noisy@3"}
+    learners = {r["learner"] for r in summary["rows"]}
+    assert learners == {"autoregressive", "best_fixed", "oracle", "ucbspec"}
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(learners=("hedgespec", "thompson")), "unknown learner"),
+    (dict(settings=("both",)), "unknown setting"),
+    (dict(gammas=(0, 2)), "--gammas must be integers >= 1"),
+    (dict(bsz=(0,)), "--bsz"),
+    (dict(max_new_tokens=0), "--max-new-tokens"),
+])
+def test_bad_options_are_one_line_errors(kw, match, tmp_path):
+    with pytest.raises(StudyError, match=match) as err:
+        study(tmp_path, config(**kw))
+    assert "\n" not in str(err.value)
+
+
+def test_pool_file(tmp_path):
+    path = tmp_path / "mypool.py"
+    path.write_text("from drafters import NgramDrafter\n\ndef build_pool(target):\n"
+                    "    return {'lookup': NgramDrafter(), 'lookup3': NgramDrafter(min_n=3)}\n")
+    got = load_pool(target_model("llama"), ["lookup3"], str(path))
+    assert list(got) == ["lookup3"] and got["lookup3"].name == "lookup3"
+    with pytest.raises(StudyError, match="unknown drafter.*lookup, lookup3"):
+        load_pool(target_model("llama"), ["eagle"], str(path))
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(StudyError, match="build_pool"):
+        load_pool(target_model("llama"), None, str(tmp_path / "empty.py"))
+    with pytest.raises(StudyError, match="no such file"):
+        load_pool(target_model("llama"), None, str(tmp_path / "missing.py"))
+
+
+def test_recipe_drops_its_own_folder_from_sys_path(monkeypatch):
+    recipes = str(REPO / "recipes")
+    monkeypatch.setattr(sys, "path", [recipes] + sys.path)
+    runpy.run_path(str(REPO / "recipes" / "domain_eval.py"), run_name="domain_eval_test")
+    assert recipes not in sys.path
