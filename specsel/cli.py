@@ -1,6 +1,9 @@
 """The `specsel` command line.
 
     specsel generate --prompt "Write a Python function that reverses a list." --drafter ngram --gamma 4
+    specsel eval --data-dir ../shared/data --domains math,humaneval,medqa --limit 3 --out results/
+    specsel drafters
+    specsel replay --records results/queries.jsonl --gammas 1,2,4
 """
 from __future__ import annotations
 
@@ -11,20 +14,23 @@ import sys
 def _generate(args) -> int:
     import torch
 
-    from drafters import NgramDrafter
     from evaluators.metrics import summarize
     from specsel import Arm, Sampling, SpecEngine
     from specsel.data import Query, encode_prompts
+    from specsel.study import load_pool
     from specsel.target import load_target
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.pool is None and args.drafter not in (None, "none"):   # fail before the model loads
+        from drafters.pool import pool_names
+        if args.drafter not in pool_names():
+            print(f"specsel: error: unknown drafter '{args.drafter}'; the default pool has: "
+                  f"{', '.join(pool_names())}, or none", file=sys.stderr)
+            return 2
     model, tokenizer = load_target(args.target)
     prompt = encode_prompts(tokenizer, [Query("user", "cli", [{"role": "user", "content": args.prompt}], "")])[0]
-    pool = {"ngram": NgramDrafter()}
-    if args.drafter not in (None, "none") and args.drafter not in pool:
-        print(f"specsel: unknown drafter '{args.drafter}'; available here: {', '.join(pool)}, none", file=sys.stderr)
-        return 2
+    pool = {} if args.drafter in (None, "none") else load_pool(model, [args.drafter], args.pool)
     engine = SpecEngine(model, pool, eos_token_id=tokenizer.eos_token_id)
     arm = Arm.autoregressive() if args.drafter in (None, "none") else Arm(args.drafter, args.gamma)
     sampling = None if args.temperature == 0 else Sampling(args.temperature, args.top_p)
@@ -35,7 +41,7 @@ def _generate(args) -> int:
     print(tokenizer.decode(result.tokens[0], skip_special_tokens=True))
     print(f"\n{'round':>5} {'arm':>10} {'drafted':>8} {'accepted':>9} {'committed':>10} {'draft ms':>9} {'verify ms':>10}")
     for r in result.records:
-        print(f"{r.round:>5} {str(arm):>10} {r.drafted:>8} {r.accepted:>9} {r.committed:>10} "
+        print(f"{r.round:>5} {str(Arm(r.drafter, r.gamma)):>10} {r.drafted:>8} {r.accepted:>9} {r.committed:>10} "
               f"{r.draft_s * 1e3:>9.1f} {r.verify_s * 1e3:>10.1f}")
     for name, res in results.items():
         s = summarize(res.records, res.wall_s, res.new_tokens)
@@ -67,8 +73,117 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--threads", type=int, default=None)
     gen.add_argument("--compare", action="store_true", help="also run plain autoregressive decoding and report the speedup")
+    gen.add_argument("--pool", default=None, help="Python file defining build_pool(target) (default: drafters.pool)")
     gen.set_defaults(func=_generate)
+
+    from specsel.study import add_eval_arguments
+    ev = sub.add_parser("eval", help="the domain study: every selection rule on one mixed stream (= recipes/domain_eval.py)")
+    add_eval_arguments(ev)
+    ev.set_defaults(func=_eval)
+
+    dr = sub.add_parser("drafters", help="list the drafter pool")
+    dr.add_argument("--pool", default=None, help="Python file defining build_pool(target): build it and list it")
+    dr.add_argument("--target", default=EMBEDDED_DEFAULT, help="target to build --pool for")
+    dr.set_defaults(func=_drafters)
+
+    rp = sub.add_parser("replay", help="re-run learners offline on stored full-information records")
+    rp.add_argument("--records", required=True, help="queries.jsonl of `specsel eval`, or a round-records JSONL")
+    rp.add_argument("--run", default=None, help="which full-information run of the file (default: the first)")
+    rp.add_argument("--bsz", type=int, default=None, help="which batch size of the file (default: the first)")
+    rp.add_argument("--drafters", default=None, help="comma list (default: every drafter in the records)")
+    rp.add_argument("--gammas", default=None, help="comma list (default: the gammas played in the records)")
+    rp.add_argument("--learners", default=None, help="comma list (default: all)")
+    rp.add_argument("--seed", type=int, default=None, help="learner seed (default: the study's, else 0)")
+    rp.set_defaults(func=_replay)
     return parser
+
+
+def _eval(args) -> int:
+    from specsel.study import eval_command
+    return eval_command(args, "specsel eval")
+
+
+def _drafters(args) -> int:
+    from drafters import registered
+    from drafters.pool import pool_names
+
+    if args.pool is None:
+        print("default pool (drafters.pool; build with default_pool(target, names)):")
+        for name in pool_names():
+            print(f"  {name}")
+        print("drafter families (drafters.build): " + ", ".join(registered()))
+        return 0
+    from specsel.study import load_pool
+    from specsel.target import load_target
+
+    model, _ = load_target(args.target)
+    pool = load_pool(model, None, args.pool)
+    print(f"pool from {args.pool} for {args.target}:")
+    for name, d in pool.items():
+        print(f"  {name:<24} {type(d).__name__}")
+    return 0
+
+
+def _replay(args) -> int:
+    import json
+    from pathlib import Path
+
+    from evaluators.records import by_query, read_records
+    from evaluators.report import format_table
+    from evaluators.summary import LEARNERS, FullInfo, arm_name, complete_lines, replay_rows
+    from specsel.study import _csv, _ints
+
+    path = Path(args.records)
+    if not path.is_file():
+        raise ValueError(f"--records {path}: no such file; pass the queries.jsonl written by `specsel eval`")
+    lines = read_records(path)
+    if not lines:
+        raise ValueError(f"--records {path}: the file holds no records")
+    fix = "record with feedback='full' (specsel eval stores a full-information run in queries.jsonl)"
+    if "records" in lines[0]:                      # query lines of `specsel eval`
+        lines = [l for l in complete_lines(lines) if l["records"] and l["records"][0].get("position_acceptance")]
+        runs = list(dict.fromkeys((l["run"], l["bsz"]) for l in lines))
+        runs = [r for r in runs if (args.run is None or r[0] == args.run) and (args.bsz is None or r[1] == args.bsz)]
+        if not runs:
+            raise ValueError(f"--records {path}: no full-information run" + (f" named {args.run}" if args.run else "")
+                             + (f" at bsz {args.bsz}" if args.bsz else "") + f"; {fix}")
+        run, bsz = runs[0]
+        lines = [l for l in lines if (l["run"], l["bsz"]) == (run, bsz)]
+    else:                                          # per-round records (evaluators.records)
+        groups = by_query(lines)
+        run, bsz = str(path.name), None
+        lines = []
+        for i, (q, recs) in enumerate(groups.items()):
+            if any(r.get("position_acceptance") is None for r in recs):
+                raise ValueError(f"--records {path}: query {q} has rounds without counterfactual acceptance; {fix}")
+            lines.append({"qid": str(q), "index": i, "records": recs,
+                          "tokens": [0] * sum(r["committed"] for r in recs)})
+    seen = lines[0]["records"][0]["position_acceptance"]
+    drafters = _csv(args.drafters) if args.drafters else list(seen)
+    unknown = [d for d in drafters if d not in seen]
+    if unknown:
+        raise ValueError(f"--drafters: no acceptance recorded for {', '.join(unknown)}; recorded: {', '.join(seen)}")
+    gammas = _ints(args.gammas, "--gammas") if args.gammas else \
+        sorted({r["gamma"] for l in lines for r in l["records"] if r["gamma"] > 0}) or [4]
+    if any(g < 1 for g in gammas):
+        raise ValueError(f"--gammas must be integers >= 1 (got {gammas})")
+    learners = _csv(args.learners) if args.learners else list(LEARNERS)
+    bad = [l for l in learners if l not in LEARNERS]
+    if bad:
+        raise ValueError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(LEARNERS)}")
+    seed = args.seed
+    if seed is None:
+        config = path.parent / "config.json"
+        seed = json.loads(config.read_text()).get("seed", 0) if config.is_file() else 0
+    fi = FullInfo(lines, drafters, seed)
+    arms = [arm_name(d, g) for d in drafters for g in gammas]
+    rows = replay_rows(fi, arms, learners, seed, bsz=bsz)
+    print(f"replay of {run}" + (f" (bsz {bsz})" if bsz else "") + f": {len(fi.qids)} queries, {len(arms)} arms "
+          f"({', '.join(arms)}), length objective")
+    print(format_table(rows))
+    print("* regret: mean per query of (rounds - per-query oracle rounds); "
+          + ("exact replay (greedy records)." if fi.greedy else "one Monte-Carlo draw (sampling records)."))
+    return 0
 
 
 def main(argv=None) -> int:
