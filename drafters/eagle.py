@@ -179,15 +179,18 @@ class EagleHead(nn.Module):
         return SimpleNamespace(hidden=h, logits=self.logits(kept) if compute_logits else None)
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
         """Save in the public layout: config.json + model.safetensors (EAGLE-1 keys `fc.*`,
-        `layers.0.*`; EAGLE-3 keys `fc.*`, `midlayer.*`, `norm.*`, `lm_head.*`, `d2t`)."""
+        `layers.0.*`; EAGLE-3 keys `fc.*`, `midlayer.*`, `norm.*`, `lm_head.*`, `d2t`).
+        dtype: store floating tensors in this dtype (e.g. float16 to halve the file)."""
         from safetensors.torch import save_file
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.config.to_json_file(path / "config.json")
-        save_file({k: v.contiguous() for k, v in to_checkpoint_keys(self.state_dict(), self.version).items()},
-                  path / "model.safetensors")
+        state = to_checkpoint_keys(self.state_dict(), self.version)
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        save_file({k: v.contiguous() for k, v in state.items()}, path / "model.safetensors")
 
 
 def to_checkpoint_keys(state: dict, version: int) -> dict:

@@ -1,40 +1,73 @@
 """The default drafter pool for the embedded target, built by name.
 
-`default_pool(target)` returns {name: Drafter} for every pool member whose ingredients are
-available; recipes and the CLI build arms as pool x gammas from it. recipes/drafters.py
-shows how to register pools for other targets (Llama-3, Qwen2 with EAGLE heads).
+`default_pool(target)` returns {name: Drafter}; recipes and the CLI build arms as
+pool x gammas from it. Members:
+
+    ngram                  prompt lookup, no weights
+    early_exit_{4,8,12}    the target's first k layers + its head, no weights (not in the default set)
+    eagle                  the general EAGLE-1 head trained by recipes/train_eagle.py
+    lora_math, lora_code,  domain-expert LoRA adapters on that head (recipes/train_lora_drafter.py):
+    lora_medical           one base head in memory, the adapter switched per arm
+
+The trained members load from drafters/weights/<target>/ (shipped with the package, < 20 MB).
+recipes/drafters.py shows how to register pools for other targets (Llama-3, Qwen2 with
+EAGLE heads from local paths).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Sequence
 
 from drafters.base import Drafter, DrafterError
 from drafters.early_exit import EarlyExitDrafter
 from drafters.ngram import NgramDrafter
 
-# name -> factory(target) ; order is the order arms are listed in
-POOL_FACTORIES: dict[str, Callable[..., Drafter]] = {
-    "ngram": lambda target: NgramDrafter(),
-    "early_exit_4": lambda target: EarlyExitDrafter(target, 4),
-    "early_exit_8": lambda target: EarlyExitDrafter(target, 8),
-    "early_exit_12": lambda target: EarlyExitDrafter(target, 12),
-}
+WEIGHTS = Path(__file__).parent / "weights" / "smollm2-135m-instruct"
+EAGLE_DIR = WEIGHTS / "eagle"
+ADAPTER_DIRS = {"lora_math": WEIGHTS / "lora" / "math", "lora_code": WEIGHTS / "lora" / "code",
+                "lora_medical": WEIGHTS / "lora" / "medical"}
+TRAINED = ("eagle", *ADAPTER_DIRS)
+EARLY_EXITS = {"early_exit_4": 4, "early_exit_8": 8, "early_exit_12": 12}
+DEFAULT_NAMES = ("ngram", "eagle", "lora_math", "lora_code", "lora_medical")
 
 
-def pool_names() -> list[str]:
-    return list(POOL_FACTORIES)
+def pool_names(include_optional: bool = False) -> list[str]:
+    """The default pool (plus the optional early exits with include_optional=True)."""
+    return [*DEFAULT_NAMES, *(EARLY_EXITS if include_optional else ())]
+
+
+def _trained(target, names: list[str]) -> dict[str, Drafter]:
+    """The shipped EAGLE head and its LoRA experts (one base head in memory)."""
+    from drafters.eagle import EagleDrafter, load_eagle_head
+    from drafters.lora import lora_experts
+    if not (EAGLE_DIR / "config.json").exists():
+        raise DrafterError(f"the trained EAGLE head is missing ({EAGLE_DIR}); train it with recipes/train_eagle.py "
+                           "or leave eagle/lora_* out of the pool")
+    head = load_eagle_head(EAGLE_DIR, target)
+    adapters = {n: ADAPTER_DIRS[n] for n in names if n in ADAPTER_DIRS}
+    if not adapters:
+        return {"eagle": EagleDrafter(target, head, name="eagle")}
+    return lora_experts(target, head, adapters, base_name="eagle")
 
 
 def default_pool(target, names: Sequence[str] | None = None) -> dict[str, Drafter]:
-    """Build the named members of the default pool (all of them if `names` is None)."""
-    names = pool_names() if names is None else list(names)
-    unknown = [n for n in names if n not in POOL_FACTORIES]
+    """Build the named members of the default pool (DEFAULT_NAMES if `names` is None), in order."""
+    names = list(DEFAULT_NAMES) if names is None else list(names)
+    known = [*DEFAULT_NAMES, *EARLY_EXITS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise DrafterError(f"unknown pool drafter(s) {', '.join(unknown)}; the default pool has: "
-                           f"{', '.join(POOL_FACTORIES)}")
+        raise DrafterError(f"unknown pool drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")
+    built: dict[str, Drafter] = {}
+    if any(n in TRAINED for n in names):
+        built.update(_trained(target, names))
     pool = {}
     for name in names:
-        drafter = POOL_FACTORIES[name](target)
+        if name == "ngram":
+            drafter = NgramDrafter()
+        elif name in EARLY_EXITS:
+            drafter = EarlyExitDrafter(target, EARLY_EXITS[name])
+        else:
+            drafter = built[name]
         drafter.name = name
         pool[name] = drafter
     return pool

@@ -1,0 +1,269 @@
+"""Training EAGLE heads (and LoRA adapters on them) from teacher-forced target features.
+
+Used by recipes/train_eagle.py and recipes/train_lora_drafter.py; kept here so tests can
+run the same code on tiny models.
+
+    features   one target forward per training sequence (no LM head), the hidden states the
+               head drafts from; stored in shards so an interrupted extraction resumes
+    loss       EAGLE-1 (Li et al. 2024, Sec. 4):  L = SmoothL1(f'_{i+1}, f_{i+1}) + w_p * CE(p_{i+2}, q_{i+2})
+               with p the target's next-token distribution at i+1 (its head on the true
+               feature, restricted to the draft vocabulary) and q the head's prediction from
+               the pair (f_i, t_{i+1}); uniform noise on input features for robustness.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from specsel.kvcache import capture_hidden_states
+
+from .eagle import EagleHead
+
+
+# ---------------------------------------------------------------------- data
+
+def pack_sequences(token_lists: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate documents and cut into rows of `seq_len` tokens (no padding but the last row).
+
+    Returns (tokens [N, seq_len], valid [N, seq_len])."""
+    flat = [t for ids in token_lists for t in ids]
+    n = max(1, math.ceil(len(flat) / seq_len))
+    tokens = torch.full((n * seq_len,), pad_id, dtype=torch.long)
+    tokens[: len(flat)] = torch.tensor(flat, dtype=torch.long)
+    valid = torch.zeros(n * seq_len, dtype=torch.bool)
+    valid[: len(flat)] = True
+    return tokens.view(n, seq_len), valid.view(n, seq_len)
+
+
+def draft_vocabulary(token_lists: Sequence[Sequence[int]], size: int, vocab_size: int,
+                     always: Sequence[int] = ()) -> torch.Tensor:
+    """The `size` most frequent target tokens of the training text (plus `always`, e.g. the
+    special tokens of the chat template), ascending: a reduced draft vocabulary."""
+    counts = torch.zeros(vocab_size, dtype=torch.long)
+    for ids in token_lists:
+        counts += torch.bincount(torch.tensor(list(ids), dtype=torch.long), minlength=vocab_size)
+    counts[list(always)] = counts.max() + 1
+    return counts.topk(min(size, vocab_size)).indices.sort().values
+
+
+@torch.inference_mode()
+def extract_features(target, tokens: torch.Tensor, layers: Sequence[int], out_dir: str | Path,
+                     batch_size: int = 8, shard_rows: int = 64, dtype=torch.float16, progress: bool = True) -> list[Path]:
+    """Target features (hidden states `layers`, concatenated) of every row of `tokens`, written
+    as safetensors shards of `shard_rows` rows. Existing shards are kept (resume)."""
+    from safetensors.torch import save_file
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards = []
+    n_shards = math.ceil(len(tokens) / shard_rows)
+    bar = tqdm(total=len(tokens), desc="target features", unit="seq", disable=not progress)
+    for s in range(n_shards):
+        path = out_dir / f"features-{s:05d}.safetensors"
+        rows = tokens[s * shard_rows: (s + 1) * shard_rows]
+        shards.append(path)
+        if path.exists():
+            bar.update(len(rows))
+            continue
+        parts = []
+        for b in range(0, len(rows), batch_size):
+            x = rows[b: b + batch_size].to(target.device)
+            with capture_hidden_states(target, layers) as got:
+                target(input_ids=x, logits_to_keep=1, use_cache=False)
+            parts.append(torch.cat([got[k] for k in layers], dim=-1).to(dtype).cpu())
+            bar.update(len(x))
+        tmp = path.with_suffix(".tmp")
+        save_file({"tokens": rows.contiguous(), "features": torch.cat(parts).contiguous()}, tmp)
+        os.replace(tmp, path)       # atomic: a killed run never leaves a half shard
+    bar.close()
+    return shards
+
+
+def load_shards(paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    from safetensors.torch import load_file
+    parts = [load_file(p) for p in paths]
+    return torch.cat([p["tokens"] for p in parts]), torch.cat([p["features"] for p in parts])
+
+
+def training_dialogues(domain: str, data_dir=None, limit: int | None = None) -> list[list[dict]]:
+    """Training-split records as chat dialogues in the evaluation prompt format: the user turn
+    exactly as at evaluation, the assistant turn the data set's own solution."""
+    from specsel.data import load_domain
+    dialogues = []
+    for q in load_domain(domain, data_dir, limit=limit, split="train"):
+        if domain in ("math", "gsm8k"):
+            answer = q.meta.get("solution") or q.reference
+        elif domain == "humaneval":           # MBPP code
+            answer = f"```python\n{q.reference.strip()}\n```"
+        elif domain == "medqa":
+            answer = f"{q.reference}. {q.meta['options'][q.reference]}"
+        else:
+            answer = q.reference
+        dialogues.append([*q.messages, {"role": "assistant", "content": answer}])
+    return dialogues
+
+
+def dialogue_tokens(tokenizer, dialogues: Sequence[list[dict]]) -> list[list[int]]:
+    if getattr(tokenizer, "chat_template", None):
+        texts = [tokenizer.apply_chat_template(d, tokenize=False) for d in dialogues]
+        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return [tokenizer("\n\n".join(m["content"] for m in d))["input_ids"] for d in dialogues]
+
+
+def domain_documents(tokenizer, domain: str, data_dir, seed: int) -> list[list[int]]:
+    """Every training dialogue of `domain`, tokenized, in a seeded shuffled order."""
+    docs = dialogue_tokens(tokenizer, training_dialogues(domain, data_dir))
+    order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [docs[i] for i in order]
+
+
+def token_slice(docs: list[list[int]], start: int, n_tokens: int) -> list[list[int]]:
+    """The documents whose first token falls in [start, start + n_tokens) of the concatenation."""
+    out, pos = [], 0
+    for d in docs:
+        if start <= pos < start + n_tokens:
+            out.append(d)
+        pos += len(d)
+    return out
+
+
+def domain_features(target, tokenizer, domain, data_dir, seed, start, n_tokens, seq_len, work: Path,
+                    batch_size: int):
+    """Packed rows and target features of tokens [start, start+n) of a domain's training text."""
+    docs = token_slice(domain_documents(tokenizer, domain, data_dir, seed), start, n_tokens)
+    if not docs:
+        raise ValueError(f"{domain} has fewer than {start + 1} training tokens; lower the token counts")
+    tokens, valid = pack_sequences(docs, seq_len, pad_id=tokenizer.pad_token_id or 0)
+    layer = target.config.num_hidden_layers           # hidden state after the final norm
+    shards = extract_features(target, tokens, [layer], work / f"features-{domain}-{seed}-{start}-{n_tokens}-{seq_len}",
+                              batch_size=batch_size)
+    stored_tokens, features = load_shards(shards)
+    if not torch.equal(stored_tokens, tokens):
+        raise ValueError(f"feature shards under {work} were made from other text: delete that folder and rerun")
+    return docs, tokens, valid, features
+
+
+# ---------------------------------------------------------------------- loss
+
+def eagle_loss(head: EagleHead, target_rows: torch.Tensor, tokens: torch.Tensor, features: torch.Tensor,
+               valid: torch.Tensor | None = None, noise: float = 0.1, p_weight: float = 0.1,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """EAGLE-1 loss on a batch of sequences.
+
+    tokens [B, T], features [B, T, F] (true target features, f_i after token t_i);
+    target_rows [Vd, H]: the target head's rows of the draft vocabulary (p on those tokens).
+    EAGLE-1/2 heads only: an EAGLE-3 head's output is not a target feature."""
+    if head.version != 1:
+        raise ValueError("eagle_loss trains EAGLE-1/2 heads; EAGLE-3 heads are loaded, not trained, here")
+    x_tokens, x_feats = tokens[:, 1:], features[:, :-1].float()
+    if noise:
+        scale = x_feats.pow(2).mean().sqrt()
+        u = torch.rand(x_feats.shape, generator=generator, device=x_feats.device)
+        x_feats = x_feats + (u * 2 - 1) * noise * scale            # U(-noise, noise) x feature RMS
+    out = head(input_ids=x_tokens[:, :-1], features=x_feats[:, :-1])   # pair i -> f'_{i+1}, t_{i+2}
+    mask = torch.ones_like(tokens[:, 2:], dtype=torch.bool) if valid is None else valid[:, 2:]
+    true_next = features[:, 1:-1].float()                             # f_{i+1}
+    with torch.no_grad():
+        p = torch.softmax(true_next @ target_rows.T.float(), dim=-1)
+    log_q = torch.log_softmax(out.logits.float(), dim=-1)
+    ce = -(p * log_q).sum(-1)
+    m = mask.float()
+    p_loss = (ce * m).sum() / m.sum().clamp_min(1)
+    v_loss = (F.smooth_l1_loss(out.hidden.float(), true_next, reduction="none").mean(-1) * m).sum() / m.sum().clamp_min(1)
+    with torch.no_grad():
+        acc = ((out.logits.argmax(-1) == p.argmax(-1)).float() * m).sum() / m.sum().clamp_min(1)
+    return v_loss + p_weight * p_loss, {"v_loss": float(v_loss.detach()), "p_loss": float(p_loss.detach()), "top1": float(acc)}
+
+
+@torch.no_grad()
+def teacher_forced_top1(head: EagleHead, target_rows: torch.Tensor, tokens: torch.Tensor, features: torch.Tensor,
+                        valid: torch.Tensor | None = None, batch_size: int = 8) -> float:
+    """Share of positions where the head's teacher-forced top-1 equals the target's top-1."""
+    hits = total = 0.0
+    was_training = head.training
+    head.eval()
+    for b in range(0, len(tokens), batch_size):
+        t, f = tokens[b: b + batch_size], features[b: b + batch_size]
+        v = None if valid is None else valid[b: b + batch_size]
+        _, stats = eagle_loss(head, target_rows, t, f, v, noise=0.0)
+        n = float((v[:, 2:] if v is not None else torch.ones_like(t[:, 2:])).sum())
+        hits += stats["top1"] * n
+        total += n
+    head.train(was_training)
+    return hits / max(total, 1.0)
+
+
+# ---------------------------------------------------------------------- loop
+
+def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size: int, lr: float,
+          checkpoint_dir: str | Path, save_every: int = 50, seed: int = 0, progress: bool = True,
+          weight_decay: float = 0.0, warmup: int = 20) -> dict:
+    """AdamW with linear warmup and cosine decay over `steps` batches of `batch_size` rows.
+
+    loss_fn(row_indices, generator) -> (loss, stats). Every `save_every` steps the trainable
+    parameters, optimizer and RNG state go to checkpoint_dir/checkpoint.pt (atomically); a
+    rerun resumes from there. Returns a summary (steps, seconds, last stats)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoint_dir / "checkpoint.pt"
+    params = [p for p in module.parameters() if p.requires_grad]
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    gen = torch.Generator().manual_seed(seed)
+    start, seconds, history = 0, 0.0, []
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state["names"] != names:
+            raise ValueError(f"{ckpt} was written for other parameters: delete it or use another --out")
+        with torch.no_grad():
+            for p, v in zip(params, state["params"]):
+                p.copy_(v)
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        start, seconds, history = state["step"], state["seconds"], state["history"]
+    module.train()
+    bar = tqdm(total=steps, initial=start, desc="train", unit="step", disable=not progress)
+    stats = {}
+    for step in range(start, steps):
+        t0 = time.perf_counter()
+        # the batch of this step depends only on the step index: resuming replays the same data
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        rows = torch.randint(0, n_rows, (batch_size,), generator=g) if n_rows < batch_size else \
+            torch.randperm(n_rows, generator=g)[:batch_size]
+        loss, stats = loss_fn(rows, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        seconds += time.perf_counter() - t0
+        history.append({"step": step + 1, "loss": float(loss.detach()), **stats})
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", top1=f"{stats.get('top1', 0):.3f}")
+        bar.update(1)
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"names": names, "params": [p.detach().clone() for p in params], "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "gen": gen.get_state(), "step": step + 1,
+                        "seconds": seconds, "history": history}, tmp)
+            os.replace(tmp, ckpt)
+    bar.close()
+    module.eval()
+    return {"steps": steps, "seconds": round(seconds, 1), "last": history[-1] if history else {},
+            "history": history}
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,71 @@
+"""recipes/drafters.py: the registration examples work (tiny random Llama / Qwen2 targets)."""
+import copy
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from drafters import DrafterError
+from drafters.eagle import new_eagle_head
+from drafters.lora import new_lora
+from drafters.pool import default_pool
+from specsel import Arm, SpecEngine
+from specsel.testing import random_prompts, tiny_model
+
+from conftest import hf_greedy
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "drafters.py"
+
+
+def recipe():
+    spec = importlib.util.spec_from_file_location("pool_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def eagle1_checkpoint(target, path, seed):
+    """A head saved in the published EAGLE-1 layout (pytorch_model.bin, layers.0.*, embed copy)."""
+    head = new_eagle_head(target, 1, seed=seed)
+    state = {k.replace("layer.", "layers.0.", 1): v for k, v in head.state_dict().items() if k != "d2t"}
+    state["embed_tokens.weight"] = target.model.embed_tokens.weight.clone()
+    path.mkdir(parents=True)
+    torch.save(state, path / "pytorch_model.bin")
+    head.config.to_json_file(path / "config.json")
+    return head
+
+
+def check_lossless(target, pool):
+    engine = SpecEngine(target, pool, eos_token_id=1)
+    prompts = random_prompts(len(pool), min_len=2, max_len=8, seed=3)
+    arms = [Arm(name, 3) for name in pool]
+    for feedback in ("bandit", "full"):
+        result = engine.generate(prompts, arms, max_new_tokens=12, feedback=feedback)
+        assert result.tokens == [hf_greedy(target, p, 12) for p in prompts]
+
+
+def test_llama3_example_with_eagle1_eagle3_and_adapters(tmp_path):
+    target = tiny_model("llama", seed=0, num_layers=4)
+    base = eagle1_checkpoint(target, tmp_path / "eagle", seed=1)
+    new_eagle_head(target, 3, draft_tokens=torch.arange(0, 128, 2), seed=2).save(tmp_path / "eagle3")
+    for domain in ("math", "code"):
+        new_lora(copy.deepcopy(base), rank=2).save_pretrained(tmp_path / domain)
+    pool = recipe().llama3_pool(target, tmp_path / "eagle", eagle3_dir=tmp_path / "eagle3",
+                                adapters={"lora_math": tmp_path / "math", "lora_code": tmp_path / "code"})
+    assert list(pool) == ["ngram", "eagle", "lora_math", "lora_code", "eagle3"]
+    assert pool["eagle3"].head.version == 3 and pool["eagle3"].head.draft_vocab_size == 64
+    check_lossless(target, pool)
+
+
+def test_qwen2_example_with_eagle_and_small_model(tmp_path):
+    target = tiny_model("qwen2", seed=0, num_layers=4)
+    new_eagle_head(target, 1, seed=1).save(tmp_path / "eagle")
+    pool = recipe().qwen2_pool(target, tmp_path / "eagle", small_model=tiny_model("qwen2", seed=5))
+    assert list(pool) == ["ngram", "eagle", "qwen2_0.5b"]
+    check_lossless(target, pool)
+
+
+def test_default_pool_rejects_unknown_names():
+    with pytest.raises(DrafterError, match="unknown pool drafter.*has: ngram, eagle"):
+        default_pool(tiny_model("llama"), ["ngram", "medusa"])
