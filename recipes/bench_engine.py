@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
 from tqdm.auto import tqdm
 
 from drafters import NgramDrafter
