@@ -74,8 +74,13 @@ def footnotes(summary: dict) -> list[str]:
         cands = summary.get("fixed_candidates", {}).get(key, {})
         measured = ", ".join(f"{a} {v['tokens_per_s']:.2f} tok/s" for a, v in cands.items()
                              if v.get("tokens_per_s") is not None)
-        how = "fewest rounds (exact)" if key.startswith("drafter") else "highest measured tokens/s among the candidates"
-        notes.append(f"best_fixed {key}: {best} ({how}" + (f"; candidates run live: {measured}" if measured else "") + ")")
+        if best["exact"]:
+            how = "fewest rounds over the stream, exact from the full-information records"
+        elif key.startswith("drafter"):
+            how = "fewest measured rounds among the candidates run live (ranked by the full-information estimate)"
+        else:
+            how = "highest measured tokens/s among the candidates run live (ranked by the step-cost estimate)"
+        notes.append(f"best_fixed {key}: {best['arm']} ({how}" + (f"; live: {measured}" if measured else "") + ")")
     ll = summary.get("lossless", {})
     if ll.get("lossless") is None:
         notes.append("lossless: not checked (sampling: outputs are random draws).")

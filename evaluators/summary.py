@@ -10,12 +10,16 @@ and appends one JSON *query line* per finished query::
 
 One run per batch size decodes with full-information feedback (``config["fullinfo_run"]``):
 its records give every drafter's acceptance at every committed position, from which, for
-greedy decoding, every fixed arm's round count on every query is exact (``evaluators.replay``).
+greedy decoding, every fixed arm's round count on every query is exact (``evaluators.replay``)
+as long as each drafter's draft chain equals its teacher-forced predictions (n-gram, model and
+early-exit drafters; not EAGLE heads, whose chains run on predicted features:
+``config["replay_exact"]`` says which drafters are exact, and rows built on the others are
+marked estimated).
 
 Settings (``config["settings"]``):
 
 * ``drafter``: arms = the drafters at one gamma; objective = accepted length. The cost of a
-  query is its number of target rounds; the oracle and the best fixed arm are exact.
+  query is its number of target rounds; the oracle and the best fixed arm are exact (see above).
 * ``joint``: arms = drafters x gammas; objective = tokens per second. A round of arm
   ``(j, g)`` costs ``t_verify(g) + g * t_draft(j)``, in units of one autoregressive forward,
   with the step times fitted on the full-information run's own round timings
@@ -210,10 +214,12 @@ def run_cost(line: dict, cost) -> float:
 class FullInfo:
     """Per-query acceptance matrices of one full-information run; fixed arms and oracles from them."""
 
-    def __init__(self, lines: Iterable[dict], drafters: Sequence[str], seed: int = 0):
+    def __init__(self, lines: Iterable[dict], drafters: Sequence[str], seed: int = 0,
+                 replay_exact: dict[str, bool] | None = None):
         self.lines = sorted(lines, key=lambda l: l["index"])
         self.drafters = list(drafters)
         self.seed = seed
+        self.replay_exact = {d: bool((replay_exact or {}).get(d, True)) for d in self.drafters}
         self.matrices = {l["qid"]: acceptance_matrix(l["records"], self.drafters) for l in self.lines}
         self.index = {l["qid"]: l["index"] for l in self.lines}
         self.tokens = {l["qid"]: len(l["tokens"]) for l in self.lines}
@@ -259,22 +265,38 @@ class SettingEval:
 
     @property
     def exact(self) -> bool:
-        return self.fi.greedy and not self.cost.estimated
+        """True when every fixed arm's cost on every query is exact (greedy records, round costs,
+        drafters whose chains equal their teacher-forced predictions)."""
+        return (self.fi.greedy and not self.cost.estimated
+                and all(self.fi.replay_exact[parse_arm(a)[0]] for a in self.arms))
 
     def candidates(self, k: int) -> list[str]:
         """The k fixed arms of lowest total cost over the stream (all when k <= 0)."""
         return list(self.ranking) if k <= 0 else self.ranking[:k]
 
+    def live_candidates(self, fixed_candidates: int) -> list[str]:
+        """The fixed arms to run live: the best arm alone when the ranking is exact, else the
+        `fixed_candidates` best by estimate (every arm when fixed_candidates <= 0)."""
+        return self.candidates(1 if self.exact and fixed_candidates > 0 else fixed_candidates)
+
 
 def fixed_arms_to_run(fullinfo: FullInfo, settings: dict, fixed_candidates: int) -> dict[str, list[str]]:
-    """Fixed arms each setting runs live: `drafter` its exact best arm (all arms if
-    fixed_candidates <= 0), `joint` its `fixed_candidates` best arms by estimated cost."""
-    out = {}
-    for setting, spec in settings.items():
-        ev = SettingEval(fullinfo, spec["arms"], setting_cost(setting, fullinfo.lines))
-        k = 1 if setting == "drafter" and fixed_candidates > 0 else fixed_candidates
-        out[setting] = ev.candidates(k)
-    return out
+    """Fixed arms each setting runs live (SettingEval.live_candidates)."""
+    return {setting: SettingEval(fullinfo, spec["arms"], setting_cost(setting, fullinfo.lines))
+            .live_candidates(fixed_candidates) for setting, spec in settings.items()}
+
+
+def pick_best_fixed(setting: str, ev: SettingEval, live: dict[str, list[dict]], bsz: int) -> str | None:
+    """The best fixed arm over the stream. With an exact ranking, its first arm; otherwise the
+    live candidate with the best measured objective: fewest rounds (`drafter`) or most tokens/s."""
+    if ev.exact and ev.ranking:
+        return ev.ranking[0]
+    score = {}
+    for arm, lines in live.items():
+        if lines:
+            rounds = sum(len(l["records"]) for l in lines)
+            score[arm] = (-rounds if setting == "drafter" else (_tokens_per_s(lines, True, bsz)[0] or 0.0))
+    return max(score, key=score.get) if score else None
 
 
 def setting_cost(setting: str, fullinfo_lines: Sequence[dict]):
@@ -398,7 +420,8 @@ def summarize_study(lines: Iterable[dict], config: dict) -> dict:
     rows, best_fixed, candidates, costs, targets = [], {}, {}, {}, []
     for bsz in bszs:
         fi_lines = runs.get((config["fullinfo_run"], bsz), {})
-        fi = FullInfo(fi_lines.values(), config["drafters"], config.get("seed", 0)) if fi_lines else None
+        fi = FullInfo(fi_lines.values(), config["drafters"], config.get("seed", 0),
+                      config.get("replay_exact")) if fi_lines else None
         ar = runs.get(("autoregressive", bsz), {})
         for setting, spec in config["settings"].items():
             ev = None
@@ -406,21 +429,17 @@ def summarize_study(lines: Iterable[dict], config: dict) -> dict:
                 cost = setting_cost(setting, list(fi_lines.values()))
                 ev = SettingEval(fi, spec["arms"], cost)
                 costs[f"{setting}/bsz{bsz}"] = cost.to_dict()
-            # best fixed arm: drafter -> exact fewest rounds; joint -> highest measured tokens/s
-            # among the candidates that ran live (ranked by the cost model)
+            # best fixed arm: the exact best arm, or the best measured live candidate
             best = None
             if ev is not None:
-                k = 1 if setting == "drafter" and config.get("fixed_candidates", 2) > 0 else config.get("fixed_candidates", 2)
-                cands = ev.candidates(k)
-                live = {a: runs.get((run_name("fixed", arm=a), bsz), {}) for a in cands}
-                measured = {a: _tokens_per_s(list(l.values()), True, bsz)[0] for a, l in live.items() if l}
-                candidates[f"{setting}/bsz{bsz}"] = {a: {"estimated_cost": float(ev.total[ev.arms.index(a)]),
-                                                         "tokens_per_s": measured.get(a)} for a in cands}
-                if setting == "drafter":
-                    best = ev.ranking[0]
-                elif measured:
-                    best = max(measured, key=lambda a: measured[a] or 0.0)
-                best_fixed[f"{setting}/bsz{bsz}"] = best
+                cands = ev.live_candidates(config.get("fixed_candidates", 2))
+                live = {a: list(runs.get((run_name("fixed", arm=a), bsz), {}).values()) for a in cands}
+                candidates[f"{setting}/bsz{bsz}"] = {
+                    a: {"estimated_cost": float(ev.total[ev.arms.index(a)]),
+                        "rounds": sum(len(l["records"]) for l in live[a]) if live[a] else None,
+                        "tokens_per_s": _tokens_per_s(live[a], True, bsz)[0]} for a in cands}
+                best = pick_best_fixed(setting, ev, live, bsz)
+                best_fixed[f"{setting}/bsz{bsz}"] = {"arm": best, "exact": ev.exact}
             for domain, qids, whole in groups:
                 sel = lambda run: [run[q] for q in qids if q in run]  # noqa: E731
                 ar_tps = _tokens_per_s(sel(ar), whole, bsz)[0]

@@ -182,6 +182,20 @@ def fullinfo_run(cfg: StudyConfig, drafters: Sequence[str]) -> RunSpec:
     return RunSpec(run_name("fullinfo", arm=arm), "fullinfo", arm=arm)
 
 
+def replay_exact(drafter) -> bool:
+    """Whether a drafter's draft chain equals its teacher-forced predictions, so that greedy
+    replay of its full-information scores is exact. A drafter may say so (`replay_exact`);
+    EAGLE heads draft from predicted features, so their scores are estimates."""
+    flag = getattr(drafter, "replay_exact", None)
+    if flag is not None:
+        return bool(flag)
+    try:
+        from drafters.eagle import EagleDrafter
+    except ImportError:
+        return True
+    return not isinstance(drafter, EagleDrafter)
+
+
 def _batch_seed(seed: int, bsz: int, batch: int) -> int:
     return seed * 1_000_003 + bsz * 10_007 + batch
 
@@ -237,7 +251,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
               "settings": {s: {"arms": cfg.arms(s, drafters), "objective": OBJECTIVE[s]} for s in cfg.settings},
               "bsz": list(cfg.bsz), "learners": list(cfg.learners), "gammas": list(cfg.gammas),
               "queries": [{"qid": it.qid, "domain": it.domain, "index": i} for i, it in enumerate(items)],
-              "fullinfo_run": source.name}
+              "fullinfo_run": source.name, "replay_exact": {d: replay_exact(pool[d]) for d in drafters}}
     _write_config(out, config, resume)
     config = json.loads((out / "config.json").read_text())
 
@@ -268,7 +282,8 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
                 engine.generate([short], Arm(d, max(cfg.gammas)), max_new_tokens=4)
             warmed = True
         policies = {spec.name: policy_for(spec, bsz) for spec in runs}
-        bar = tqdm(total=len(todo), desc=desc, unit="batch", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=sum(len(batches[b]) for b, _ in todo), desc=desc, unit="query", disable=not progress,
+                   dynamic_ncols=True)
         for b, batch in enumerate(batches):
             order = runs[b % len(runs):] + runs[:b % len(runs)] if rotate else runs
             for spec in order:
@@ -290,7 +305,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
                     lines.append({**shared, "index": i, "qid": items[i].qid, "domain": items[i].domain,
                                   "tokens": res.tokens[row], "eos": res.stopped_by_eos[row], "records": recs})
                 store.append(lines)
-                bar.update(1)
+                bar.update(len(batch))
                 if hook is not None:
                     hook(spec, bsz, b)
         bar.close()
@@ -299,7 +314,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     for bsz in cfg.bsz:
         batches = [list(range(i, min(i + bsz, len(items)))) for i in range(0, len(items), bsz)]
         execute([source], bsz, batches, f"bsz {bsz} full-information run", rotate=False)
-        fi = FullInfo(store.run_lines(source.name, bsz), drafters, cfg.seed)
+        fi = FullInfo(store.run_lines(source.name, bsz), drafters, cfg.seed, config["replay_exact"])
         fixed = fixed_arms_to_run(fi, {s: config["settings"][s] for s in cfg.settings}, cfg.fixed_candidates)
         runs = [RunSpec("autoregressive", "autoregressive", arm="autoregressive")]
         for arm in dict.fromkeys(a for s in cfg.settings for a in fixed[s]):
@@ -317,7 +332,8 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     first = store.run_lines(source.name, config["bsz"][0])
     if first:
         arms_for_curve = config["settings"].get("joint", config["settings"].get("drafter"))["arms"]
-        curve = regret_vs_arms(FullInfo(first, drafters, cfg.seed), arms_for_curve, config["learners"], cfg.seed)
+        curve = regret_vs_arms(FullInfo(first, drafters, cfg.seed, config["replay_exact"]), arms_for_curve,
+                               config["learners"], cfg.seed)
     text = write_report(summary, out, curve, plots=plots)
     log(text)
     log(f"results in {out}/ (summary.csv, lossless.json, queries.jsonl, plots); decoding took {run_s:.0f} s")

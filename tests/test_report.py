@@ -88,7 +88,7 @@ CONFIG = {"settings": {"drafter": {"arms": ["good@2", "bad@2"]}}, "learners": ["
 def test_summarize_oracle_best_fixed_regret():
     s = summarize_study(study_lines(), CONFIG)
     get = {(r["domain"], r["learner"]): r for r in s["rows"]}
-    assert s["best_fixed"] == {"drafter/bsz1": "good@2"}             # 2 + 6 rounds vs 6 + 2: first on ties
+    assert s["best_fixed"] == {"drafter/bsz1": {"arm": "good@2", "exact": True}}   # 2 + 6 vs 6 + 2 rounds: first on ties
     oracle, best, hedge = get["mixed", "oracle"], get["mixed", "best_fixed"], get["mixed", "hedgespec"]
     assert oracle["mat"] == pytest.approx(12 / 4) and oracle["regret"] == 0 and oracle["tokens_per_s"] is None
     assert best["mat"] == pytest.approx(12 / 8) and best["regret"] == pytest.approx(2.0)
@@ -124,3 +124,15 @@ def test_format_table_shows_missing_values_as_dashes():
     text = format_table([row])
     assert text.splitlines()[2].split()[:5] == ["joint", "mixed", "4", "oracle", "-"]
     assert "yes" in text and np.isfinite(2.5)
+
+
+def test_drafters_without_exact_replay_make_estimates_and_best_fixed_is_measured():
+    # "bad" is not replay-exact (like an EAGLE head): live, its chains did better than its scores say
+    bad_live = [line("fixed/bad@2", "q0", 0, [rec(k, "bad", 2, 2, 1, 2) for k in range(3)], [5] * 6, domain="a"),
+                line("fixed/bad@2", "q1", 1, [rec(k, "bad", 2, 2, 2, 3) for k in range(2)], [5] * 6, domain="b")]
+    config = {**CONFIG, "replay_exact": {"good": True, "bad": False}}
+    s = summarize_study(study_lines() + bad_live, config)
+    assert s["best_fixed"] == {"drafter/bsz1": {"arm": "bad@2", "exact": False}}     # 5 measured rounds < 8
+    assert s["fixed_candidates"]["drafter/bsz1"]["good@2"]["rounds"] == 8
+    oracle = next(r for r in s["rows"] if r["learner"] == "oracle" and r["domain"] == "mixed")
+    assert oracle["exact"] is False and "estimated" in oracle["regret_unit"]
