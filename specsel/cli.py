@@ -23,10 +23,10 @@ def _generate(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.pool is None and args.drafter not in (None, "none"):   # fail before the model loads
-        from drafters.pool import pool_names
-        if args.drafter not in pool_names():
+        from specsel.study import known_pool_names
+        if args.drafter not in known_pool_names():
             print(f"specsel: error: unknown drafter '{args.drafter}'; the default pool has: "
-                  f"{', '.join(pool_names())}, or none", file=sys.stderr)
+                  f"{', '.join(known_pool_names())}, or none", file=sys.stderr)
             return 2
     model, tokenizer = load_target(args.target)
     prompt = encode_prompts(tokenizer, [Query("user", "cli", [{"role": "user", "content": args.prompt}], "")])[0]
@@ -108,9 +108,11 @@ def _drafters(args) -> int:
     from drafters.pool import pool_names
 
     if args.pool is None:
+        from specsel.study import known_pool_names
+        default = pool_names()
         print("default pool (drafters.pool; build with default_pool(target, names)):")
-        for name in pool_names():
-            print(f"  {name}")
+        for name in known_pool_names():
+            print(f"  {name}" + ("" if name in default else "   (optional: pass it in --drafters)"))
         print("drafter families (drafters.build): " + ", ".join(registered()))
         return 0
     from specsel.study import load_pool

@@ -370,6 +370,15 @@ def load_pool(target, names: Sequence[str] | None = None, pool_path: str | None 
     return pool
 
 
+def known_pool_names() -> list[str]:
+    """Every name drafters.pool.default_pool can build (its default set and the optional members)."""
+    from drafters import pool
+    try:
+        return list(pool.pool_names(include_optional=True))
+    except TypeError:
+        return list(pool.pool_names())
+
+
 def load_items(tokenizer, domains: Sequence[str], data_dir=None, limit: int | None = None,
                seed: int = 0) -> list[StudyItem]:
     """Queries of every domain (first `limit` of each), interleaved into one seeded stream,
@@ -448,12 +457,11 @@ def run_eval(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = _csv(args.drafters) if args.drafters else None
-    # cheap checks before the model loads
-    if args.pool is None and names is not None:
-        from drafters.pool import pool_names
-        unknown = [n for n in names if n not in pool_names()]
+    if args.pool is None and names is not None:    # a cheap check before the model loads
+        known = known_pool_names()
+        unknown = [n for n in names if n not in known]
         if unknown:
-            raise StudyError(f"unknown drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(pool_names())}")
+            raise StudyError(f"unknown drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")
     target, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
     items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed)
     pool = load_pool(target, names, args.pool)

