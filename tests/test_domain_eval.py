@@ -210,3 +210,26 @@ def test_recipe_on_the_embedded_target(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert {r["learner"] for r in rows if r["domain"] == "mixed"} == {"autoregressive", "best_fixed", "oracle",
                                                                       *LEARNERS}
+
+
+def test_resumed_throughput_policy_gets_the_same_step_costs():
+    """--resume re-feeds a throughput learner's step-cost model from the stored rounds."""
+    import numpy as np
+
+    from evaluators.records import to_dict
+    from specsel import Arm, SpecEngine
+    from specsel.policy import LearnerPolicy
+    from specsel.study import _warm_cost
+
+    names = list(pool())
+    arms = [Arm(d, g) for d in names for g in (1, 3)]
+    engine = SpecEngine(target_model("llama"), pool(), eos_token_id=1)
+    live = LearnerPolicy("ucbspec", arms, names, objective="throughput")
+    lines = []
+    for b, batch in enumerate([items()[:2], items()[2:5]]):
+        res = engine.generate([it.prompt for it in batch], live, max_new_tokens=12)
+        lines += [{"batch": b, "records": [to_dict(r) for r in res.records if r.row == row]} for row in range(len(batch))]
+    fresh = LearnerPolicy("ucbspec", arms, names, objective="throughput")
+    _warm_cost(fresh, lines)
+    for attr in ("verify_sum", "verify_n", "draft_sum", "draft_n"):
+        assert np.array_equal(getattr(fresh.cost, attr), getattr(live.cost, attr))
