@@ -422,18 +422,18 @@ class EagleDrafter(Drafter):
         dev = ctx.seqs.device
         had = self.kv.lengths[rows].clone()                    # pairs 0..had-1 were fed before
         previous_logits = self.last_logits[rows].clone()
-        logits, widths, starts = self._feed(ctx, rows, all_logits=True)
+        logits, widths, _ = self._feed(ctx, rows, all_logits=True)
         prev, ends = ctx.prev_lens[rows], ctx.seq_lens[rows]
         M = int((ends - prev).max()) if len(rows) else 0
-        out = torch.zeros(len(rows), M, self.head.draft_vocab_size, dtype=self.head.dtype, device=dev)
-        known = torch.zeros(len(rows), M, dtype=torch.bool, device=dev)
-        for i in range(len(rows)):
-            for j, s in enumerate(range(int(prev[i]), int(ends[i]))):
-                pair = s - 2
-                if pair == int(had[i]) - 1 and pair >= 0:
-                    out[i, j], known[i, j] = previous_logits[i], True
-                elif logits is not None and 0 <= pair - int(starts[i]) < int(widths[i]):
-                    out[i, j], known[i, j] = logits[i, pair - int(starts[i])], True
+        # column of the prediction of position prev + j: c = pair - had, -1 = the remembered output
+        j = torch.arange(M, device=dev)[None, :]
+        pair = prev[:, None] + j - 2
+        c = pair - had[:, None]
+        known = (j < (ends - prev)[:, None]) & (pair >= 0) & (c < widths[:, None]) & \
+            ((c >= 0) | ((c == -1) & (had[:, None] > 0)))
+        columns = previous_logits[:, None] if logits is None else torch.cat([previous_logits[:, None], logits], 1)
+        index = (c + 1).clamp(0, columns.shape[1] - 1)
+        out = columns.gather(1, index[:, :, None].expand(-1, -1, columns.shape[2]))
         tokens = self._to_target(out.argmax(-1)).masked_fill(~known, -1)
         probs = None
         if ctx.sampling is not None:
