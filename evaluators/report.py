@@ -62,8 +62,9 @@ def sort_rows(rows: Sequence[dict], domain_first: str = "mixed") -> list[dict]:
 
 def footnotes(summary: dict) -> list[str]:
     notes = [
-        "MAT: committed tokens per target forward (bonus included). tokens/s and speedup are measured live; "
-        "a batch's wall time cannot be split, so per-domain rows have them only at bsz 1.",
+        "MAT: committed tokens per target forward (bonus included). tokens/s and speedup are measured live, end "
+        "to end (prefill included; summary.csv has decode_tokens_per_s without it); a batch's wall time cannot be "
+        "split, so per-domain rows have them only at bsz 1.",
         "regret: mean per query of (run cost - per-query oracle cost); drafter setting: target rounds (exact for "
         "greedy); joint setting: autoregressive-forward equivalents from the fitted step-cost model (estimated). "
         "% oracle = 100 * oracle cost / run cost.",

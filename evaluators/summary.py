@@ -44,7 +44,8 @@ from evaluators.records import acceptance_matrix
 from evaluators.replay import is_greedy_record, rounds_fixed, simulate
 
 SUMMARY_COLUMNS = ("setting", "domain", "bsz", "learner", "mat", "tokens_per_s", "speedup", "regret", "pct_oracle")
-EXTRA_COLUMNS = ("arm", "lossless", "queries", "new_tokens", "rounds", "wall_s", "regret_unit", "exact")
+EXTRA_COLUMNS = ("arm", "lossless", "queries", "new_tokens", "rounds", "wall_s", "prefill_s", "decode_tokens_per_s",
+                 "regret_unit", "exact")
 LEARNERS = ("ucbspec", "exp3spec", "hedgespec", "epsilon_greedy", "round_robin")
 ROW_ORDER = ("autoregressive", "best_fixed", "oracle") + LEARNERS
 SETTINGS = ("drafter", "joint")
@@ -332,20 +333,22 @@ def check_lossless(runs: dict[tuple[str, int], dict[str, dict]], bszs: Sequence[
 # ----------------------------------------------------------------------------- rows
 
 
+def _timing(lines: Sequence[dict], whole_stream: bool, bsz: int) -> tuple[int, float, float] | None:
+    """(new tokens, wall seconds, prefill seconds) of these queries' batches, or None when a
+    batch's wall time would have to be split between its queries (a subset at batch size > 1)."""
+    if not lines or not (whole_stream or bsz == 1):
+        return None
+    batches = {l["batch"]: (l["batch_new_tokens"], l["batch_wall_s"], l.get("batch_prefill_s", 0.0)) for l in lines}
+    return tuple(sum(b[k] for b in batches.values()) for k in range(3))
+
+
 def _tokens_per_s(lines: Sequence[dict], whole_stream: bool, bsz: int) -> tuple[float | None, float | None]:
-    """Measured tokens/s: (tokens/s, wall seconds). A batch's wall time cannot be split between
-    its queries, so a subset of queries (one domain) gets tokens/s only at batch size 1."""
-    if not lines:
+    """Measured tokens/s (prefill included, end to end) and wall seconds. A batch's wall time
+    cannot be split between its queries, so a subset (one domain) has them only at batch size 1."""
+    t = _timing(lines, whole_stream, bsz)
+    if t is None:
         return None, None
-    if whole_stream:
-        batches = {l["batch"]: (l["batch_new_tokens"], l["batch_wall_s"]) for l in lines}
-        tokens = sum(b[0] for b in batches.values())
-        wall = sum(b[1] for b in batches.values())
-    elif bsz == 1:
-        tokens = sum(len(l["tokens"]) for l in lines)
-        wall = sum(l["batch_wall_s"] for l in lines)
-    else:
-        return None, None
+    tokens, wall, _ = t
     return (tokens / wall if wall > 0 else None), wall
 
 
@@ -364,11 +367,15 @@ def _live_row(setting, domain, bsz, learner, lines: Sequence[dict], whole_stream
     rounds = len(records)
     committed = sum(r["committed"] for r in records)
     tps, wall = _tokens_per_s(lines, whole_stream, bsz)
+    timing = _timing(lines, whole_stream, bsz)
+    prefill = timing[2] if timing else None
+    decode_tps = timing[0] / (timing[1] - timing[2]) if timing and timing[1] > timing[2] else None
     if not arm and records:            # a learner: the arm it played most, with its share of rounds
         top, n = Counter(arm_name(r["drafter"], r["gamma"]) for r in records).most_common(1)[0]
         arm = f"mostly {top} ({100 * n / rounds:.0f}%)"
     row = _row(setting, domain, bsz, learner, arm=arm, lossless=lossless, queries=len(lines),
-               new_tokens=sum(len(l["tokens"]) for l in lines), rounds=rounds, wall_s=wall,
+               new_tokens=sum(len(l["tokens"]) for l in lines), rounds=rounds, wall_s=wall, prefill_s=prefill,
+               decode_tokens_per_s=decode_tps,
                mat=committed / rounds if rounds else None, tokens_per_s=tps,
                speedup=tps / ar_tps if tps and ar_tps else None)
     if ev is not None:

@@ -58,6 +58,7 @@ def test_outputs_summary_csv_lossless_and_plots(full):
     assert {r["bsz"] for r in rows} == {"1", "2"}
     mixed = [r for r in rows if r["domain"] == "mixed" and r["learner"] != "oracle"]
     assert all(float(r["tokens_per_s"]) > 0 and float(r["mat"]) >= 1 for r in mixed)
+    assert all(float(r["decode_tokens_per_s"]) > float(r["tokens_per_s"]) for r in mixed)   # prefill excluded
     assert all(r["tokens_per_s"] == "" for r in rows if r["learner"] == "oracle")   # never estimated as measured
     assert json.loads((out / "lossless.json").read_text())["lossless"] is True
     assert json.loads((out / "lossless.json").read_text())["checked"] > 0
