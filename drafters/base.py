@@ -70,6 +70,8 @@ class Drafter:
                                           # drafts from: captured from every verify forward (ctx.target_hidden)
     scoring_layers: tuple[int, ...] = ()  # hidden states it scores committed positions from, captured in
                                           # full-information mode only
+    replay_exact: bool = True             # its draft chain equals its teacher-forced predictions while
+                                          # accepted, so greedy replay of full-information records is exact
     sync_every_round: bool = False        # True: commit() is called for every row every round, even in
                                           # bandit mode (drafters that must see each round's features)
 

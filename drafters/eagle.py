@@ -283,6 +283,7 @@ class EagleDrafter(Drafter):
     """Chain drafting with an EAGLE head over features from the target's verify forwards."""
     name = "eagle"
     sync_every_round = True        # the round's target features exist only during that round
+    replay_exact = False           # chains use predicted features; scores use true ones
 
     def __init__(self, target, head: EagleHead | str | Path, name: str | None = None):
         if not isinstance(head, nn.Module):
