@@ -134,6 +134,75 @@ def token_slice(docs: list[list[int]], start: int, n_tokens: int) -> list[list[i
     return out
 
 
+def generated_documents(target, tokenizer, domain: str, data_dir, n_prompts: int, max_new_tokens: int,
+                        cache: Path, seed: int = 0, batch_size: int = 16, generate=None) -> list[list[int]]:
+    """Self-distillation text: the target's own greedy answers to `n_prompts` TRAINING-split
+    prompts of `domain` (prompt + answer token ids). A head drafts the target's outputs, so
+    training on them removes the shift between human-written text and what it will see.
+    `generate(prompts, max_new_tokens) -> list of token lists` (lossless speculative decoding
+    is fine: greedy output is the target's own). Batches are appended to `cache` (JSONL) as
+    they finish; a rerun resumes."""
+    from specsel.data import encode_prompts, load_domain
+    queries = load_domain(domain, data_dir, split="train")
+    order = torch.randperm(len(queries), generator=torch.Generator().manual_seed(seed + 1)).tolist()
+    chosen = [queries[i] for i in order[:n_prompts]]
+    prompts = encode_prompts(tokenizer, chosen, max_prompt_tokens=1024, truncate=True)
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            done[rec["qid"]] = rec["tokens"]
+    todo = [i for i, q in enumerate(chosen) if q.qid not in done]
+    bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"self-distill {domain}", unit="prompt")
+    for b in range(0, len(todo), batch_size):
+        idx = todo[b: b + batch_size]
+        outs = generate([prompts[i] for i in idx], max_new_tokens)
+        with open(cache, "a") as f:
+            for i, out in zip(idx, outs):
+                done[chosen[i].qid] = prompts[i] + list(out)
+                f.write(json.dumps({"qid": chosen[i].qid, "tokens": done[chosen[i].qid]}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        bar.update(len(idx))
+    bar.close()
+    return [done[q.qid] for q in chosen]
+
+
+def features_of(target, docs: list[list[int]], seq_len: int, out_dir: Path, pad_id: int, batch_size: int = 8):
+    """Packed rows, validity and target features (after the final norm) of token documents."""
+    tokens, valid = pack_sequences(docs, seq_len, pad_id=pad_id)
+    shards = extract_features(target, tokens, [target.config.num_hidden_layers], out_dir, batch_size=batch_size)
+    stored_tokens, features = load_shards(shards)
+    if not torch.equal(stored_tokens, tokens):
+        raise ValueError(f"feature shards under {out_dir} were made from other text: delete that folder and rerun")
+    return tokens, valid, features
+
+
+def self_distilled_features(target, tokenizer, domain: str, data_dir, n_prompts: int, max_new_tokens: int,
+                            seq_len: int, work: Path, seed: int = 0, batch_size: int = 16):
+    """generated_documents() decoded by the engine (n-gram drafts, lossless greedy), then their
+    features. Returns (docs, tokens, valid, features) like domain_features()."""
+    from specsel.arms import Arm
+    from specsel.engine import SpecEngine
+    from .ngram import NgramDrafter
+    engine = SpecEngine(target, {"ngram": NgramDrafter()}, eos_token_id=tokenizer.eos_token_id)
+
+    def generate(prompts, n):
+        return engine.generate(prompts, Arm("ngram", 4), max_new_tokens=n).tokens
+
+    tag = f"{domain}-{seed}-{n_prompts}-{max_new_tokens}"
+    docs = generated_documents(target, tokenizer, domain, data_dir, n_prompts, max_new_tokens,
+                               work / f"selfdistill-{tag}.jsonl", seed, batch_size, generate)
+    tokens, valid, features = features_of(target, docs, seq_len, work / f"features-selfdistill-{tag}-{seq_len}",
+                                          pad_id=tokenizer.pad_token_id or 0)
+    return docs, tokens, valid, features
+
+
 def domain_features(target, tokenizer, domain, data_dir, seed, start, n_tokens, seq_len, work: Path,
                     batch_size: int):
     """Packed rows and target features of tokens [start, start+n) of a domain's training text."""
@@ -204,12 +273,14 @@ def teacher_forced_top1(head: EagleHead, target_rows: torch.Tensor, tokens: torc
 
 def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size: int, lr: float,
           checkpoint_dir: str | Path, save_every: int = 50, seed: int = 0, progress: bool = True,
-          weight_decay: float = 0.0, warmup: int = 20) -> dict:
+          weight_decay: float = 0.0, warmup: int = 20, fingerprint: dict | None = None) -> dict:
     """AdamW with linear warmup and cosine decay over `steps` batches of `batch_size` rows.
 
     loss_fn(row_indices, generator) -> (loss, stats). Every `save_every` steps the trainable
     parameters, optimizer and RNG state go to checkpoint_dir/checkpoint.pt (atomically); a
-    rerun resumes from there. Returns a summary (steps, seconds, last stats)."""
+    rerun resumes from there, but only if it was written with the same `fingerprint` (the
+    settings and data that define the run) and the same hyper-parameters. Returns a summary
+    (steps, seconds, last stats)."""
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint_dir / "checkpoint.pt"
@@ -222,8 +293,10 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
     start, seconds, history = 0, 0.0, []
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["names"] != names:
-            raise ValueError(f"{ckpt} was written for other parameters: delete it or use another --out")
+        identity = {"n_rows": n_rows, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+                    **(fingerprint or {})}
+        if state["names"] != names or state.get("identity") != identity:
+            raise ValueError(f"{ckpt} was written by a run with other settings or data: delete it to start over")
         with torch.no_grad():
             for p, v in zip(params, state["params"]):
                 p.copy_(v)
@@ -252,7 +325,9 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
         bar.update(1)
         if (step + 1) % save_every == 0 or step + 1 == steps:
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"names": names, "params": [p.detach().clone() for p in params], "opt": opt.state_dict(),
+            identity = {"n_rows": n_rows, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+                        **(fingerprint or {})}
+            torch.save({"names": names, "identity": identity, "params": [p.detach().clone() for p in params], "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "gen": gen.get_state(), "step": step + 1,
                         "seconds": seconds, "history": history}, tmp)
             os.replace(tmp, ckpt)

@@ -5,8 +5,9 @@
 
 Data: the training splits only (MATH train, MBPP, MedQA test records after the first 300),
 as chat dialogues in the evaluation prompt format, `--tokens-per-domain` tokens of each
-(shuffled with --seed). Evaluation prompts (MATH-500, HumanEval, MedQA test[:300]) are never
-seen. Steps:
+(shuffled with --seed), plus the target's own greedy answers to --self-distill-prompts
+training prompts per domain (self-distillation: the head learns what it will draft).
+Evaluation prompts (MATH-500, HumanEval, MedQA test[:300]) are never seen. Steps:
   1. tokenize; the reduced draft vocabulary = the --draft-vocab most frequent tokens (+ specials)
   2. one target forward per training row -> features (hidden state after the final norm),
      stored as shards under --work (resumable)
@@ -29,8 +30,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from drafters.eagle import EagleDrafter, new_eagle_head  # noqa: E402
-from drafters.eagle_training import (domain_features, draft_vocabulary, eagle_loss, teacher_forced_top1,  # noqa: E402
-                                     train, write_json)
+from drafters.eagle_training import (domain_features, draft_vocabulary, eagle_loss, self_distilled_features,  # noqa: E402
+                                     teacher_forced_top1, train, write_json)
 from specsel.heldout import measure_mat  # noqa: E402
 from specsel.target import EMBEDDED_DEFAULT, cache_root, load_target  # noqa: E402
 
@@ -45,6 +46,9 @@ def parse_args(argv=None):
     ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
     ap.add_argument("--domains", default="math,humaneval,medqa")
     ap.add_argument("--tokens-per-domain", type=int, default=40_000)
+    ap.add_argument("--self-distill-prompts", type=int, default=60,
+                    help="per domain: training prompts the target answers itself (greedy) to train on too")
+    ap.add_argument("--self-distill-tokens", type=int, default=128, help="answer length of those")
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--draft-vocab", type=int, default=8192, help="reduced draft vocabulary size (0: full)")
     ap.add_argument("--steps", type=int, default=400)
@@ -73,6 +77,14 @@ def main(argv=None) -> int:
 
     data = {d: domain_features(target, tokenizer, d, args.data_dir, args.seed, 0, args.tokens_per_domain,
                                args.seq_len, work, batch_size=8) for d in domains}
+    if args.self_distill_prompts:
+        for d in domains:
+            docs, tok_, val_, feat_ = self_distilled_features(target, tokenizer, d, args.data_dir,
+                                                              args.self_distill_prompts, args.self_distill_tokens,
+                                                              args.seq_len, work, seed=args.seed)
+            human = data[d]
+            data[d] = (human[0] + docs, torch.cat([human[1], tok_]), torch.cat([human[2], val_]),
+                       torch.cat([human[3], feat_]))
     extract_s = time.perf_counter() - t0
     all_docs = [doc for d in domains for doc in data[d][0]]
     specials = [i for i in tokenizer.all_special_ids if i is not None]
@@ -93,7 +105,9 @@ def main(argv=None) -> int:
         return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows], generator=generator)
 
     summary = train(head, loss_fn, len(tokens), args.steps, args.batch_size, args.lr, work / f"eagle-ckpt-{args.seed}",
-                    save_every=args.save_every, seed=args.seed)
+                    save_every=args.save_every, seed=args.seed,
+                    fingerprint={"tokens": n_tokens, "draft_vocab": args.draft_vocab, "domains": domains,
+                                 "self_distill": [args.self_distill_prompts, args.self_distill_tokens]})
     head.save(out, dtype=torch.float16)
 
     # model card: teacher-forced agreement and greedy MAT on held-out evaluation prompts
@@ -105,7 +119,9 @@ def main(argv=None) -> int:
     card = {
         "kind": "EAGLE-1 head (fc + one LlamaDecoderLayer, target's LM head on a reduced vocabulary)",
         "target": args.target, "domains": domains,
-        "data": {d: DOMAIN_DATA.get(d, d) for d in domains},
+        "data": {d: DOMAIN_DATA.get(d, d) + (f" + the target's own greedy answers ({args.self_distill_tokens} tokens) "
+                                              f"to {args.self_distill_prompts} of its prompts"
+                                              if args.self_distill_prompts else "") for d in domains},
         "train_tokens": n_tokens, "seq_len": args.seq_len,
         "draft_vocab": len(draft_tokens) if draft_tokens is not None else V, "draft_vocab_coverage": round(coverage, 4),
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import sys
 import time
@@ -28,7 +29,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from drafters.eagle import load_eagle_head  # noqa: E402
-from drafters.eagle_training import domain_features, eagle_loss, train, write_json  # noqa: E402
+from drafters.eagle_training import domain_features, eagle_loss, self_distilled_features, train, write_json  # noqa: E402
 from drafters.lora import lora_experts, new_lora  # noqa: E402
 from specsel.heldout import measure_mat  # noqa: E402
 from specsel.target import EMBEDDED_DEFAULT, cache_root, load_target  # noqa: E402
@@ -46,6 +47,9 @@ def parse_args(argv=None):
     ap.add_argument("--base", required=True, help="directory of the base EAGLE head (recipes/train_eagle.py --out)")
     ap.add_argument("--tokens", type=int, default=50_000, help="training tokens shared with the base head's data")
     ap.add_argument("--extra-tokens", type=int, default=25_000, help="further domain tokens the base never saw")
+    ap.add_argument("--self-distill-prompts", type=int, default=60,
+                    help="the target's own answers to this many training prompts (as in train_eagle.py)")
+    ap.add_argument("--self-distill-tokens", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--alpha", type=int, default=16)
@@ -73,6 +77,9 @@ def main(argv=None) -> int:
     parts = [domain_features(target, tokenizer, args.domain, args.data_dir, args.seed, start, n, args.seq_len, work,
                              batch_size=8)
              for start, n in ((0, args.tokens), (args.tokens, args.extra_tokens)) if n > 0]
+    if args.self_distill_prompts:
+        parts.append(self_distilled_features(target, tokenizer, args.domain, args.data_dir, args.self_distill_prompts,
+                                             args.self_distill_tokens, args.seq_len, work, seed=args.seed))
     tokens = torch.cat([p[1] for p in parts])
     valid = torch.cat([p[2] for p in parts])
     features = torch.cat([p[3] for p in parts])
@@ -88,7 +95,11 @@ def main(argv=None) -> int:
 
     name = ADAPTER_NAMES[args.domain]
     summary = train(model, loss_fn, len(tokens), args.steps, args.batch_size, args.lr,
-                    work / f"lora-ckpt-{args.domain}-{args.seed}", save_every=args.save_every, seed=args.seed)
+                    work / f"lora-ckpt-{args.domain}-{args.seed}", save_every=args.save_every, seed=args.seed,
+                    fingerprint={"tokens": int(valid.sum()), "rank": args.rank, "alpha": args.alpha,
+                                 "base": hashlib.sha256((Path(args.base) / "model.safetensors").read_bytes())
+                                 .hexdigest()[:16],
+                                 "self_distill": [args.self_distill_prompts, args.self_distill_tokens]})
     out = Path(args.out)
     model.save_pretrained(out)
 
@@ -98,7 +109,9 @@ def main(argv=None) -> int:
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     card = {
         "kind": f"LoRA adapter (rank {args.rank}, alpha {args.alpha}) on the base EAGLE head {args.base}",
-        "target": args.target, "domain": args.domain, "adapter": name, "data": DOMAIN_DATA.get(args.domain),
+        "target": args.target, "domain": args.domain, "adapter": name,
+        "data": DOMAIN_DATA.get(args.domain) + (f" + the target's own greedy answers to {args.self_distill_prompts} "
+                                                "of its prompts" if args.self_distill_prompts else ""),
         "train_tokens": int(valid.sum()), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "train_seconds": summary["seconds"], "feature_seconds": round(extract_s, 1),
         "final": {k: round(v, 4) for k, v in summary["last"].items() if k != "step"},

@@ -1,0 +1,104 @@
+"""EAGLE training code on tiny models: it learns, it resumes exactly, it refuses stale state."""
+import copy
+
+import pytest
+import torch
+
+from drafters.eagle import EagleDrafter, new_eagle_head
+from drafters.eagle_training import (draft_vocabulary, eagle_loss, extract_features, load_shards, pack_sequences,
+                                     teacher_forced_top1, train)
+from specsel import Arm, SpecEngine
+from specsel.testing import random_prompts, tiny_model
+
+
+def setup(tmp_path, n_docs=24):
+    target = tiny_model("llama", seed=0, num_layers=2, logit_scale=3.0)
+    engine = SpecEngine(target, {}, eos_token_id=[])
+    prompts = random_prompts(n_docs, min_len=2, max_len=6, seed=1)
+    answers = engine.generate(prompts, Arm.autoregressive(), max_new_tokens=40).tokens   # self-distillation text
+    docs = [p + a for p, a in zip(prompts, answers)]
+    tokens, valid = pack_sequences(docs, 64)
+    shards = extract_features(target, tokens, [target.config.num_hidden_layers], tmp_path / "features",
+                              shard_rows=4, progress=False)
+    _, features = load_shards(shards)
+    return target, docs, tokens, valid, features.float()
+
+
+def loss_for(head, target, tokens, valid, features):
+    rows = target.lm_head.weight.detach()[head.draft_to_target]
+    return lambda r, g: eagle_loss(head, rows, tokens[r], features[r], valid[r], generator=g)
+
+
+def test_head_learns_the_target_and_drafts_losslessly(tmp_path):
+    target, docs, tokens, valid, features = setup(tmp_path)
+    head = new_eagle_head(target, 1, draft_vocabulary(docs, 96, 128), seed=0)
+    untrained = copy.deepcopy(head)
+    rows = target.lm_head.weight.detach()[head.draft_to_target]
+    before = teacher_forced_top1(head, rows, tokens, features, valid)
+    train(head, loss_for(head, target, tokens, valid, features), len(tokens), steps=150, batch_size=4, lr=3e-3,
+          checkpoint_dir=tmp_path / "ckpt", save_every=1000, progress=False)
+    after = teacher_forced_top1(head, rows, tokens, features, valid)
+    assert after > max(0.5, before + 0.3), (before, after)
+    engine = SpecEngine(target, {"eagle": EagleDrafter(target, head), "untrained": EagleDrafter(target, untrained)},
+                        eos_token_id=[])
+    prompts = random_prompts(24, min_len=2, max_len=6, seed=1)      # the prompts of its training text
+    ar = engine.generate(prompts, Arm.autoregressive(), max_new_tokens=30)
+    mat = {}
+    for name in ("eagle", "untrained"):
+        spec = engine.generate(prompts, Arm(name, 4), max_new_tokens=30)
+        assert spec.tokens == ar.tokens
+        mat[name] = sum(r.committed for r in spec.records) / len(spec.records)
+    assert mat["eagle"] > mat["untrained"] + 0.2, mat
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    target, docs, tokens, valid, features = setup(tmp_path, n_docs=8)
+
+    def run(ckpt, stop_at=None):
+        head = new_eagle_head(target, 1, seed=0)
+        loss = loss_for(head, target, tokens, valid, features)
+        calls = {"n": 0}
+
+        def interrupted(r, g):
+            calls["n"] += 1
+            if stop_at is not None and calls["n"] > stop_at:
+                raise KeyboardInterrupt
+            return loss(r, g)
+        train(head, interrupted, len(tokens), steps=12, batch_size=2, lr=1e-3, checkpoint_dir=ckpt, save_every=4,
+              progress=False)
+        return head
+
+    straight = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", stop_at=6)                 # killed after step 6; steps 1-4 are saved
+    resumed = run(tmp_path / "b")
+    for (n, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters()):
+        torch.testing.assert_close(p, q, msg=n)
+
+
+def test_stale_checkpoint_is_refused(tmp_path):
+    target, docs, tokens, valid, features = setup(tmp_path, n_docs=8)
+    head = new_eagle_head(target, 1, seed=0)
+    loss = loss_for(head, target, tokens, valid, features)
+    train(head, loss, len(tokens), steps=2, batch_size=2, lr=1e-3, checkpoint_dir=tmp_path / "c", progress=False,
+          fingerprint={"tokens": 1})
+    with pytest.raises(ValueError, match="other settings or data: delete it"):
+        train(head, loss, len(tokens), steps=2, batch_size=2, lr=1e-3, checkpoint_dir=tmp_path / "c", progress=False,
+              fingerprint={"tokens": 2})
+
+
+def test_feature_shards_are_reused(tmp_path):
+    target = tiny_model("llama", seed=0)
+    tokens, _ = pack_sequences([[3, 4, 5, 6]] * 10, 8)
+    first = extract_features(target, tokens, [2], tmp_path, shard_rows=2, progress=False)
+    stamps = [p.stat().st_mtime_ns for p in first]
+    again = extract_features(target, tokens, [2], tmp_path, shard_rows=2, progress=False)
+    assert again == first and [p.stat().st_mtime_ns for p in again] == stamps
+    _, feats = load_shards(first)
+    ref = target(tokens, output_hidden_states=True).hidden_states[2]
+    torch.testing.assert_close(feats.float(), ref, atol=2e-3, rtol=2e-3)     # stored as float16
+
+
+def test_draft_vocabulary_keeps_frequent_and_special_tokens():
+    vocab = draft_vocabulary([[5, 5, 5, 7, 7, 9], [5, 7, 11]], size=3, vocab_size=20, always=[1])
+    assert vocab.tolist() == [1, 5, 7]
