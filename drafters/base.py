@@ -61,6 +61,13 @@ class Predictions:
     probs: torch.Tensor | None = None     # [n, M, V] full distributions (sampling mode)
 
 
+def choose_tokens(ctx: DraftContext, logits: torch.Tensor) -> torch.Tensor:
+    """One draft token per row: argmax when greedy, else a sample from the warped distribution."""
+    if ctx.sampling is None:
+        return logits.argmax(-1)
+    return torch.multinomial(ctx.sampling.probs(logits), 1, generator=ctx.generator).squeeze(1)
+
+
 class Drafter:
     """Base class. Subclasses set `name` and implement propose/commit."""
     name: str = "drafter"

@@ -42,7 +42,7 @@ from torch import nn
 
 from specsel.kvcache import RaggedKVCache, decoder_stack
 
-from .base import DraftContext, Drafter, DrafterError, Predictions, Proposal
+from .base import DraftContext, Drafter, DrafterError, Predictions, Proposal, choose_tokens
 
 _FAMILIES = {}
 
@@ -371,12 +371,6 @@ class EagleDrafter(Drafter):
         full = torch.zeros(*q.shape[:-1], self.vocab_size, dtype=q.dtype, device=q.device)
         return full.index_copy_(q.dim() - 1, self.head.draft_to_target, q)
 
-    def _choose(self, ctx: DraftContext, logits: torch.Tensor) -> torch.Tensor:
-        """A draft-vocabulary id per row: argmax (greedy) or a sample from the warped q."""
-        if ctx.sampling is None:
-            return logits.argmax(-1)
-        return torch.multinomial(ctx.sampling.probs(logits), 1, generator=ctx.generator).squeeze(1)
-
     # ------------------------------------------------------------------ interface
     @torch.inference_mode()
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
@@ -388,7 +382,7 @@ class EagleDrafter(Drafter):
         lengths = torch.where(ready, gammas, torch.zeros_like(gammas))
         step_logits = [self.last_logits[rows]]
         hidden = self.last_hidden[rows]
-        drafts = [self._choose(ctx, step_logits[0])]
+        drafts = [choose_tokens(ctx, step_logits[0])]
         for k in range(1, G):
             tokens = torch.zeros(B, 1, dtype=torch.long, device=dev)
             tokens[rows, 0] = self._to_target(drafts[-1])
@@ -399,7 +393,7 @@ class EagleDrafter(Drafter):
             out = self.kv.forward(tokens, widths, features=feats)
             hidden = out.hidden[rows, 0]
             step_logits.append(out.logits[rows, 0])
-            drafts.append(self._choose(ctx, step_logits[-1]))
+            drafts.append(choose_tokens(ctx, step_logits[-1]))
         self.kv.keep(torch.zeros(B, dtype=torch.long, device=dev))   # draft steps used predicted features
         tokens = self._to_target(torch.stack(drafts, 1))
         probs = None if ctx.sampling is None else self._target_probs(ctx, torch.stack(step_logits, 1))

@@ -12,7 +12,7 @@ import torch
 
 from specsel.kvcache import RaggedKVCache
 
-from .base import DraftContext, Drafter, Predictions, Proposal
+from .base import DraftContext, Drafter, Predictions, Proposal, choose_tokens
 
 
 class ModelDrafter(Drafter):
@@ -61,11 +61,6 @@ class ModelDrafter(Drafter):
             self.kv.keep(torch.zeros_like(self.kv.lengths).index_put_((rows,), widths))
         return out, widths
 
-    def _choose(self, ctx: DraftContext, logits: torch.Tensor) -> torch.Tensor:
-        if ctx.sampling is None:
-            return logits.argmax(-1)
-        return torch.multinomial(ctx.sampling.probs(logits), 1, generator=ctx.generator).squeeze(1)
-
     # -------------------------------------------------------------- interface
     @torch.inference_mode()
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
@@ -74,14 +69,14 @@ class ModelDrafter(Drafter):
         self._catch_up(ctx, rows, logits=False)         # no LM head: only the cache is needed
         logits, _ = self._feed(ctx, rows, end_offset=0)  # the last committed token, one per row
         step_logits = [logits[:, 0]]
-        drafts = [self._choose(ctx, step_logits[0])]
+        drafts = [choose_tokens(ctx, step_logits[0])]
         for k in range(1, G):
             tokens = torch.zeros(B, 1, dtype=torch.long, device=dev)
             tokens[rows, 0] = drafts[-1]
             step_widths = torch.zeros(B, dtype=torch.long, device=dev)
             step_widths[rows] = (gammas > k).long()
             step_logits.append(self.kv.forward(tokens, step_widths).logits[rows, 0])
-            drafts.append(self._choose(ctx, step_logits[-1]))
+            drafts.append(choose_tokens(ctx, step_logits[-1]))
         draft_logits = torch.stack(step_logits, 1)                          # [n, G, V]
         tokens = torch.stack(drafts, 1)
         self._pending = (rows, gammas, tokens, draft_logits)

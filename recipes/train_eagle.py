@@ -49,6 +49,8 @@ def parse_args(argv=None):
     ap.add_argument("--self-distill-prompts", type=int, default=60,
                     help="per domain: training prompts the target answers itself (greedy) to train on too")
     ap.add_argument("--self-distill-tokens", type=int, default=128, help="answer length of those")
+    ap.add_argument("--self-distill-repeat", type=int, default=3,
+                    help="oversample the self-distilled rows this many times (they are what the head will see)")
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--draft-vocab", type=int, default=8192, help="reduced draft vocabulary size (0: full)")
     ap.add_argument("--steps", type=int, default=400)
@@ -82,9 +84,9 @@ def main(argv=None) -> int:
             docs, tok_, val_, feat_ = self_distilled_features(target, tokenizer, d, args.data_dir,
                                                               args.self_distill_prompts, args.self_distill_tokens,
                                                               args.seq_len, work, seed=args.seed)
-            human = data[d]
-            data[d] = (human[0] + docs, torch.cat([human[1], tok_]), torch.cat([human[2], val_]),
-                       torch.cat([human[3], feat_]))
+            human, r = data[d], args.self_distill_repeat
+            data[d] = (human[0] + docs, torch.cat([human[1], tok_.repeat(r, 1)]), torch.cat([human[2], val_.repeat(r, 1)]),
+                       torch.cat([human[3], feat_.repeat(r, 1, 1)]))
     extract_s = time.perf_counter() - t0
     all_docs = [doc for d in domains for doc in data[d][0]]
     specials = [i for i in tokenizer.all_special_ids if i is not None]
@@ -107,7 +109,8 @@ def main(argv=None) -> int:
     summary = train(head, loss_fn, len(tokens), args.steps, args.batch_size, args.lr, work / f"eagle-ckpt-{args.seed}",
                     save_every=args.save_every, seed=args.seed,
                     fingerprint={"tokens": n_tokens, "draft_vocab": args.draft_vocab, "domains": domains,
-                                 "self_distill": [args.self_distill_prompts, args.self_distill_tokens]})
+                                 "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
+                                                  args.self_distill_repeat]})
     head.save(out, dtype=torch.float16)
 
     # model card: teacher-forced agreement and greedy MAT on held-out evaluation prompts
@@ -120,7 +123,8 @@ def main(argv=None) -> int:
         "kind": "EAGLE-1 head (fc + one LlamaDecoderLayer, target's LM head on a reduced vocabulary)",
         "target": args.target, "domains": domains,
         "data": {d: DOMAIN_DATA.get(d, d) + (f" + the target's own greedy answers ({args.self_distill_tokens} tokens) "
-                                              f"to {args.self_distill_prompts} of its prompts"
+                                              f"to {args.self_distill_prompts} of its prompts (oversampled "
+                                              f"{args.self_distill_repeat}x)"
                                               if args.self_distill_prompts else "") for d in domains},
         "train_tokens": n_tokens, "seq_len": args.seq_len,
         "draft_vocab": len(draft_tokens) if draft_tokens is not None else V, "draft_vocab_coverage": round(coverage, 4),

@@ -50,6 +50,7 @@ def parse_args(argv=None):
     ap.add_argument("--self-distill-prompts", type=int, default=60,
                     help="the target's own answers to this many training prompts (as in train_eagle.py)")
     ap.add_argument("--self-distill-tokens", type=int, default=128)
+    ap.add_argument("--self-distill-repeat", type=int, default=3, help="oversample the self-distilled rows")
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--alpha", type=int, default=16)
@@ -78,8 +79,11 @@ def main(argv=None) -> int:
                              batch_size=8)
              for start, n in ((0, args.tokens), (args.tokens, args.extra_tokens)) if n > 0]
     if args.self_distill_prompts:
-        parts.append(self_distilled_features(target, tokenizer, args.domain, args.data_dir, args.self_distill_prompts,
-                                             args.self_distill_tokens, args.seq_len, work, seed=args.seed))
+        _, tok_, val_, feat_ = self_distilled_features(target, tokenizer, args.domain, args.data_dir,
+                                                       args.self_distill_prompts, args.self_distill_tokens, args.seq_len,
+                                                       work, seed=args.seed)
+        r = args.self_distill_repeat
+        parts.append((None, tok_.repeat(r, 1), val_.repeat(r, 1), feat_.repeat(r, 1, 1)))
     tokens = torch.cat([p[1] for p in parts])
     valid = torch.cat([p[2] for p in parts])
     features = torch.cat([p[3] for p in parts])
@@ -99,7 +103,8 @@ def main(argv=None) -> int:
                     fingerprint={"tokens": int(valid.sum()), "rank": args.rank, "alpha": args.alpha,
                                  "base": hashlib.sha256((Path(args.base) / "model.safetensors").read_bytes())
                                  .hexdigest()[:16],
-                                 "self_distill": [args.self_distill_prompts, args.self_distill_tokens]})
+                                 "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
+                                                  args.self_distill_repeat]})
     out = Path(args.out)
     model.save_pretrained(out)
 
