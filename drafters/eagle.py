@@ -285,9 +285,12 @@ class EagleDrafter(Drafter):
     sync_every_round = True        # the round's target features exist only during that round
     replay_exact = False           # chains use predicted features; scores use true ones
 
-    def __init__(self, target, head: EagleHead | str | Path, name: str | None = None):
+    def __init__(self, target, head: EagleHead | str | Path, name: str | None = None, min_confidence: float = 0.0):
         if not isinstance(head, nn.Module):
             head = load_eagle_head(head, target)
+        if not 0.0 <= min_confidence < 1.0:
+            raise DrafterError(f"min_confidence must be in [0, 1) (got {min_confidence})")
+        self.min_confidence = min_confidence   # stop a draft at the first token the head is less sure of
         self.head = head.eval()
         self.vocab_size = target.config.vocab_size
         L = len(decoder_stack(target).layers)
@@ -371,6 +374,20 @@ class EagleDrafter(Drafter):
         full = torch.zeros(*q.shape[:-1], self.vocab_size, dtype=q.dtype, device=q.device)
         return full.index_copy_(q.dim() - 1, self.head.draft_to_target, q)
 
+    def _stop_unsure(self, ctx: DraftContext, lengths: torch.Tensor, k: int, logits: torch.Tensor) -> torch.Tensor:
+        """Cut a row's draft before step k when the head's k-th distribution q_k has its top
+        probability < min_confidence (cf. HF's assistant_confidence_threshold, EAGLE-2). The
+        cut depends on q_k only, never on the token drawn from it: a rule that looked at the
+        drawn token would propose from q_k conditioned on that rule, not from q_k, and
+        speculative sampling would lose the target's distribution (a test catches this).
+        Greedy: max q_k is the chosen token's probability. On a CPU, where a wider verify
+        window costs more, unlikely tokens are not worth verifying."""
+        if self.min_confidence <= 0:
+            return lengths
+        q = torch.softmax(logits.float(), -1) if ctx.sampling is None else ctx.sampling.probs(logits)
+        sure = q.max(-1).values >= self.min_confidence
+        return torch.where(sure | (lengths <= k), lengths, torch.full_like(lengths, k))
+
     # ------------------------------------------------------------------ interface
     @torch.inference_mode()
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
@@ -383,7 +400,10 @@ class EagleDrafter(Drafter):
         step_logits = [self.last_logits[rows]]
         hidden = self.last_hidden[rows]
         drafts = [choose_tokens(ctx, step_logits[0])]
+        lengths = self._stop_unsure(ctx, lengths, 0, step_logits[0])
         for k in range(1, G):
+            if not bool((lengths > k).any()):     # every row stopped: no more head forwards
+                break
             tokens = torch.zeros(B, 1, dtype=torch.long, device=dev)
             tokens[rows, 0] = self._to_target(drafts[-1])
             feats = torch.zeros(B, 1, self.head.hidden_size, dtype=self.head.dtype, device=dev)
@@ -394,6 +414,7 @@ class EagleDrafter(Drafter):
             hidden = out.hidden[rows, 0]
             step_logits.append(out.logits[rows, 0])
             drafts.append(choose_tokens(ctx, step_logits[-1]))
+            lengths = self._stop_unsure(ctx, lengths, k, step_logits[-1])
         self.kv.keep(torch.zeros(B, dtype=torch.long, device=dev))   # draft steps used predicted features
         tokens = self._to_target(torch.stack(drafts, 1))
         probs = None if ctx.sampling is None else self._target_probs(ctx, torch.stack(step_logits, 1))

@@ -89,9 +89,10 @@ class _Scoped:
 
 
 class LoraEagleDrafter(_Scoped, EagleDrafter):
-    def __init__(self, target, adapters: AdapterSet, adapter: str | None, name: str | None = None):
+    def __init__(self, target, adapters: AdapterSet, adapter: str | None, name: str | None = None,
+                 min_confidence: float = 0.0):
         self.adapters, self.adapter = adapters, adapter
-        super().__init__(target, adapters.module, name=name)
+        super().__init__(target, adapters.module, name=name, min_confidence=min_confidence)
 
 
 class LoraModelDrafter(_Scoped, ModelDrafter):
@@ -100,7 +101,8 @@ class LoraModelDrafter(_Scoped, ModelDrafter):
         super().__init__(adapters.module, name=name)
 
 
-def lora_experts(target, base: nn.Module, adapters: dict[str, str | Path], base_name: str | None = None) -> dict:
+def lora_experts(target, base: nn.Module, adapters: dict[str, str | Path], base_name: str | None = None,
+                 **drafter_kw) -> dict:
     """{name: drafter} for every adapter (and the plain base as `base_name`, if given), all
     sharing one base module. `base`: an EagleHead or a causal LM sharing the target's tokenizer."""
     if base in _ADAPTER_SETS:
@@ -109,7 +111,7 @@ def lora_experts(target, base: nn.Module, adapters: dict[str, str | Path], base_
     adapter_set = AdapterSet(base, adapters)
     _ADAPTER_SETS[base] = adapter_set
     if isinstance(base, EagleHead):
-        make = lambda adapter, name: LoraEagleDrafter(target, adapter_set, adapter, name)  # noqa: E731
+        make = lambda adapter, name: LoraEagleDrafter(target, adapter_set, adapter, name, **drafter_kw)  # noqa: E731
     else:
         make = lambda adapter, name: LoraModelDrafter(adapter_set, adapter, name)  # noqa: E731
     pool = {}

@@ -35,6 +35,7 @@ def arch(request):
 def test_greedy_output_equals_target(arch):
     target = target_of(arch)
     pool = {name: EagleDrafter(target, head) for name, head in heads(target).items()}
+    pool["v1_sure"] = EagleDrafter(target, heads(target)["v1_reduced"], min_confidence=0.0242)   # cuts some drafts (its median)
     engine = SpecEngine(target, pool, eos_token_id=1)
     prompts = random_prompts(3, min_len=1, max_len=10, seed=4)
     expected = [hf_greedy(target, p, MAX_NEW) for p in prompts]
@@ -45,6 +46,28 @@ def test_greedy_output_equals_target(arch):
                 assert result.tokens == expected, f"{name}@{gamma} {feedback}"
     mixed = [Arm("v1", 2), Arm("v3_reduced", 4), Arm.autoregressive()]
     assert engine.generate(prompts, mixed, max_new_tokens=MAX_NEW).tokens == expected
+    drafted = [r.drafted for r in engine.generate(prompts, Arm("v1_sure", 4), max_new_tokens=MAX_NEW).records]
+    assert 0 in drafted and max(drafted) > 0          # the threshold cut some drafts, not all
+
+
+def test_confidence_threshold_cuts_drafts_and_saves_head_forwards():
+    target = target_of("llama")
+    head = heads(target)["v1_reduced"]
+    calls = {"n": 0}
+    hook = head.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    prompts = random_prompts(2, min_len=3, max_len=8, seed=6)
+    counts = {}
+    for threshold in (0.0, 0.99):
+        calls["n"] = 0
+        engine = SpecEngine(target, {"e": EagleDrafter(target, head, min_confidence=threshold)}, eos_token_id=[])
+        result = engine.generate(prompts, Arm("e", 4), max_new_tokens=MAX_NEW)
+        assert result.tokens == [hf_greedy(target, p, MAX_NEW, eos_token_id=None) for p in prompts]
+        counts[threshold] = (calls["n"], sum(r.drafted for r in result.records))
+    assert counts[0.99][1] == 0 and counts[0.0][1] > 0            # a random head is never 99% sure
+    assert counts[0.99][0] < counts[0.0][0]                        # and no draft-step forwards were run
+    hook.remove()
+    with pytest.raises(DrafterError, match="min_confidence"):
+        EagleDrafter(target, head, min_confidence=1.5)
 
 
 @torch.no_grad()

@@ -58,7 +58,8 @@ def chi2_pvalue(samples, joint):
 def draw(arms, sampling, seed=0):
     target, drafter = models()
     # an EAGLE-3 head with a reduced draft vocabulary: q is zero on target tokens 1 and 4
-    eagle = EagleDrafter(target, new_eagle_head(target, 3, draft_tokens=[0, 2, 3, 5], seed=2))
+    # and a confidence threshold that cuts some drafts short (the draft length is the drafter's choice)
+    eagle = EagleDrafter(target, new_eagle_head(target, 3, draft_tokens=[0, 2, 3, 5], seed=2), min_confidence=0.26)
     engine = SpecEngine(target, {"model": ModelDrafter(drafter), "ngram": NgramDrafter(), "eagle": eagle},
                         eos_token_id=[])
     result = engine.generate([PROMPT] * N_SAMPLES, arms, max_new_tokens=N_TOKENS, sampling=sampling, seed=seed)

@@ -1,0 +1,26 @@
+"""The shipped default pool on the embedded target: it loads and every member is lossless."""
+import pytest
+
+from drafters.pool import DEFAULT_NAMES, default_pool
+from specsel import Arm, SpecEngine
+from specsel.data import encode_prompts, load_domain
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_pool_loads_and_every_member_is_lossless():
+    from specsel.target import load_target
+    target, tokenizer = load_target("smollm2-135m-instruct")
+    pool = default_pool(target)
+    assert list(pool) == list(DEFAULT_NAMES)
+    heads = {id(d.head) for name, d in pool.items() if name != "ngram"}
+    assert len(heads) == 1                                  # one EAGLE head in memory for all experts
+    engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
+    prompt = encode_prompts(tokenizer, load_domain("humaneval", limit=1))
+    reference = engine.generate(prompt, Arm.autoregressive(), max_new_tokens=40).tokens
+    for name in pool:
+        for feedback in ("bandit", "full"):
+            result = engine.generate(prompt, Arm(name, 4), max_new_tokens=40, feedback=feedback)
+            assert result.tokens == reference, (name, feedback)
+            if name != "ngram":
+                assert sum(r.accepted for r in result.records) > 0, name   # trained drafters get accepted
