@@ -153,7 +153,8 @@ and the decoder layer are stored (float16); the embedding and LM head are the ta
 {data}
 - Draft vocabulary: {c['draft_vocab']} most frequent tokens (coverage {c['draft_vocab_coverage']:.1%} of training tokens), `d2t` offsets
 - Steps: {c['steps']} x {c['batch_size']} rows of {c['seq_len']} tokens, lr {c['lr']}, seed {c['seed']}
-- Seconds: {c['feature_seconds']} target feature extraction + {c['train_seconds']} training (2-core CPU)
+- Seconds (2-core CPU): {c['train_seconds']} training; {c['feature_seconds']} for data in this run (self-distillation
+  answers and target features; shards cached by an earlier run are reused, not recomputed)
 - Final loss terms: {c['final']}
 - Held-out greedy MAT at gamma 4 ({c['heldout']}): {mats}
 

@@ -139,7 +139,8 @@ def model_card(c: dict) -> str:
 
 - Training data: {c['data']}, {c['train_tokens']} tokens (training split only, never the evaluation prompts)
 - Steps: {c['steps']} x {c['batch_size']} rows, lr {c['lr']}, seed {c['seed']}
-- Seconds: {c['feature_seconds']} target features (cached ones reused) + {c['train_seconds']} training (2-core CPU)
+- Seconds (2-core CPU): {c['train_seconds']} training; {c['feature_seconds']} for data in this run (features
+  cached by recipes/train_eagle.py are reused, not recomputed)
 - Final loss terms: {c['final']}
 - Held-out greedy MAT at gamma 4 ({c['heldout']}): base head {m['base']:.2f}, this adapter {m['adapter']:.2f}
 - Size: {c['bytes'] / 1e3:.0f} kB
