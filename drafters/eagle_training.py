@@ -30,6 +30,24 @@ from .eagle import EagleHead
 
 # ---------------------------------------------------------------------- data
 
+def frozen_target(name: str, threads: int | None = None):
+    """The target (and tokenizer) for training drafters on it: no gradients, `threads` torch threads."""
+    from specsel.target import load_target
+    if threads:
+        torch.set_num_threads(threads)
+    target, tokenizer = load_target(name)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target, tokenizer
+
+
+def work_dir(work: str | None, target_name: str) -> Path:
+    """Where features, self-distilled text and checkpoints go (default ~/.cache/specsel/train/<target>)."""
+    from specsel.target import cache_root
+    return Path(work) if work else cache_root() / "train" / Path(target_name).name
+
+
+
 def pack_sequences(token_lists: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate documents and cut into rows of `seq_len` tokens (no padding but the last row).
 
@@ -208,7 +226,8 @@ def domain_features(target, tokenizer, domain, data_dir, seed, start, n_tokens, 
     """Packed rows and target features of tokens [start, start+n) of a domain's training text."""
     docs = token_slice(domain_documents(tokenizer, domain, data_dir, seed), start, n_tokens)
     if not docs:
-        raise ValueError(f"{domain} has fewer than {start + 1} training tokens; lower the token counts")
+        raise ValueError(f"no {domain} training document starts within tokens [{start}, {start + n_tokens}) of its "
+                         "training text: raise the token count (or lower the tokens before it)")
     tokens, valid = pack_sequences(docs, seq_len, pad_id=tokenizer.pad_token_id or 0)
     layer = target.config.num_hidden_layers           # hidden state after the final norm
     shards = extract_features(target, tokens, [layer], work / f"features-{domain}-{seed}-{start}-{n_tokens}-{seq_len}",

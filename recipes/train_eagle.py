@@ -30,10 +30,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from drafters.eagle import EagleDrafter, new_eagle_head  # noqa: E402
-from drafters.eagle_training import (domain_features, draft_vocabulary, eagle_loss, self_distilled_features,  # noqa: E402
-                                     teacher_forced_top1, train, write_json)
+from drafters.eagle_training import (domain_features, draft_vocabulary, eagle_loss, frozen_target,  # noqa: E402
+                                     self_distilled_features, teacher_forced_top1, train, work_dir, write_json)
 from specsel.heldout import measure_mat  # noqa: E402
-from specsel.target import EMBEDDED_DEFAULT, cache_root, load_target  # noqa: E402
+from specsel.target import EMBEDDED_DEFAULT  # noqa: E402
 
 DOMAIN_DATA = {"math": "MATH train (data/math/train_full.jsonl)", "humaneval": "MBPP (data/mbpp/mbpp.jsonl)",
                "medqa": "MedQA USMLE 4-option test records 300+ (data/medqa/test.jsonl)",
@@ -67,14 +67,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     domains = [d for d in args.domains.split(",") if d]
-    target, tokenizer = load_target(args.target)
-    for p in target.parameters():
-        p.requires_grad_(False)
-    work = Path(args.work) if args.work else cache_root() / "train" / Path(args.target).name
+    target, tokenizer = frozen_target(args.target, args.threads)
+    work = work_dir(args.work, args.target)
     out = Path(args.out)
 
     data = {d: domain_features(target, tokenizer, d, args.data_dir, args.seed, 0, args.tokens_per_domain,
@@ -165,4 +161,7 @@ Reproduce:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as exc:        # bad options or data: one line that names the fix
+        sys.exit(f"{Path(__file__).name}: error: {exc}")

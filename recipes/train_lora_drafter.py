@@ -29,10 +29,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from drafters.eagle import load_eagle_head  # noqa: E402
-from drafters.eagle_training import domain_features, eagle_loss, self_distilled_features, train, write_json  # noqa: E402
+from drafters.eagle_training import (domain_features, eagle_loss, frozen_target, self_distilled_features,  # noqa: E402
+                                     train, work_dir, write_json)
 from drafters.lora import lora_experts, new_lora  # noqa: E402
 from specsel.heldout import measure_mat  # noqa: E402
-from specsel.target import EMBEDDED_DEFAULT, cache_root, load_target  # noqa: E402
+from specsel.target import EMBEDDED_DEFAULT  # noqa: E402
 
 ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_medical", "gsm8k": "lora_gsm8k"}
 DOMAIN_DATA = {"math": "MATH train (data/math/train_full.jsonl)", "humaneval": "MBPP (data/mbpp/mbpp.jsonl)",
@@ -68,13 +69,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    target, tokenizer = load_target(args.target)
-    for p in target.parameters():
-        p.requires_grad_(False)
-    work = Path(args.work) if args.work else cache_root() / "train" / Path(args.target).name
+    target, tokenizer = frozen_target(args.target, args.threads)
+    work = work_dir(args.work, args.target)
     parts = [domain_features(target, tokenizer, args.domain, args.data_dir, args.seed, start, n, args.seq_len, work,
                              batch_size=8)
              for start, n in ((0, args.tokens), (args.tokens, args.extra_tokens)) if n > 0]
@@ -152,4 +149,7 @@ Reproduce:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as exc:        # bad options or data: one line that names the fix
+        sys.exit(f"{Path(__file__).name}: error: {exc}")
