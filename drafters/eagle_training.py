@@ -30,6 +30,12 @@ from .eagle import EagleHead
 
 # ---------------------------------------------------------------------- data
 
+# where each domain's drafter-training text comes from (model cards)
+TRAINING_DATA_SOURCES = {"math": "MATH train (data/math/train_full.jsonl)", "humaneval": "MBPP (data/mbpp/mbpp.jsonl)",
+                         "medqa": "MedQA USMLE 4-option test records 300+ (data/medqa/test.jsonl)",
+                         "gsm8k": "GSM8K train"}
+
+
 def frozen_target(name: str, threads: int | None = None):
     """The target (and tokenizer) for training drafters on it: no gradients, `threads` torch threads."""
     from specsel.target import load_target
@@ -296,7 +302,7 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
     """AdamW with linear warmup and cosine decay over `steps` batches of `batch_size` rows.
 
     loss_fn(row_indices, generator) -> (loss, stats). Every `save_every` steps the trainable
-    parameters, optimizer and RNG state go to checkpoint_dir/checkpoint.pt (atomically); a
+    parameters and optimizer state go to checkpoint_dir/checkpoint.pt (atomically); a
     rerun resumes from there, but only if it was written with the same `fingerprint` (the
     settings and data that define the run) and the same hyper-parameters. Returns a summary
     (steps, seconds, last stats)."""
@@ -308,7 +314,6 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    gen = torch.Generator().manual_seed(seed)
     start, seconds, history = 0, 0.0, []
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -321,7 +326,6 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
                 p.copy_(v)
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        gen.set_state(state["gen"])
         start, seconds, history = state["step"], state["seconds"], state["history"]
     module.train()
     bar = tqdm(total=steps, initial=start, desc="train", unit="step", disable=not progress)
@@ -347,7 +351,7 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
             identity = {"n_rows": n_rows, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                         **(fingerprint or {})}
             torch.save({"names": names, "identity": identity, "params": [p.detach().clone() for p in params], "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "gen": gen.get_state(), "step": step + 1,
+                        "sched": sched.state_dict(), "step": step + 1,
                         "seconds": seconds, "history": history}, tmp)
             os.replace(tmp, ckpt)
     bar.close()

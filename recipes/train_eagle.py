@@ -30,14 +30,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from drafters.eagle import EagleDrafter, new_eagle_head  # noqa: E402
-from drafters.eagle_training import (domain_features, draft_vocabulary, eagle_loss, frozen_target,  # noqa: E402
-                                     self_distilled_features, teacher_forced_top1, train, work_dir, write_json)
+from drafters.eagle_training import (TRAINING_DATA_SOURCES, domain_features, draft_vocabulary, eagle_loss,  # noqa: E402
+                                     frozen_target, self_distilled_features, teacher_forced_top1, train, work_dir,
+                                     write_json)
 from specsel.heldout import measure_mat  # noqa: E402
 from specsel.target import EMBEDDED_DEFAULT  # noqa: E402
-
-DOMAIN_DATA = {"math": "MATH train (data/math/train_full.jsonl)", "humaneval": "MBPP (data/mbpp/mbpp.jsonl)",
-               "medqa": "MedQA USMLE 4-option test records 300+ (data/medqa/test.jsonl)",
-               "gsm8k": "GSM8K train"}
 
 
 def parse_args(argv=None):
@@ -118,7 +115,7 @@ def main(argv=None) -> int:
     card = {
         "kind": "EAGLE-1 head (fc + one LlamaDecoderLayer, target's LM head on a reduced vocabulary)",
         "target": args.target, "domains": domains,
-        "data": {d: DOMAIN_DATA.get(d, d) + (f" + the target's own greedy answers ({args.self_distill_tokens} tokens) "
+        "data": {d: TRAINING_DATA_SOURCES.get(d, d) + (f" + the target's own greedy answers ({args.self_distill_tokens} tokens) "
                                               f"to {args.self_distill_prompts} of its prompts (oversampled "
                                               f"{args.self_distill_repeat}x)"
                                               if args.self_distill_prompts else "") for d in domains},

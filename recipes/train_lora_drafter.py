@@ -29,15 +29,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from drafters.eagle import load_eagle_head  # noqa: E402
-from drafters.eagle_training import (domain_features, eagle_loss, frozen_target, self_distilled_features,  # noqa: E402
-                                     train, work_dir, write_json)
+from drafters.eagle_training import (TRAINING_DATA_SOURCES, domain_features, eagle_loss, frozen_target,  # noqa: E402
+                                     self_distilled_features, train, work_dir, write_json)
 from drafters.lora import lora_experts, new_lora  # noqa: E402
 from specsel.heldout import measure_mat  # noqa: E402
 from specsel.target import EMBEDDED_DEFAULT  # noqa: E402
 
 ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_medical", "gsm8k": "lora_gsm8k"}
-DOMAIN_DATA = {"math": "MATH train (data/math/train_full.jsonl)", "humaneval": "MBPP (data/mbpp/mbpp.jsonl)",
-               "medqa": "MedQA USMLE 4-option test records 300+ (data/medqa/test.jsonl)", "gsm8k": "GSM8K train"}
 
 
 def parse_args(argv=None):
@@ -112,7 +110,7 @@ def main(argv=None) -> int:
     card = {
         "kind": f"LoRA adapter (rank {args.rank}, alpha {args.alpha}) on the base EAGLE head {args.base}",
         "target": args.target, "domain": args.domain, "adapter": name,
-        "data": DOMAIN_DATA.get(args.domain) + (f" + the target's own greedy answers to {args.self_distill_prompts} "
+        "data": TRAINING_DATA_SOURCES.get(args.domain) + (f" + the target's own greedy answers to {args.self_distill_prompts} "
                                                 "of its prompts" if args.self_distill_prompts else ""),
         "train_tokens": int(valid.sum()), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "train_seconds": summary["seconds"], "feature_seconds": round(extract_s, 1),
