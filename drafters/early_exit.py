@@ -17,15 +17,15 @@ import copy
 import torch
 from torch import nn
 
+from specsel.kvcache import decoder_stack
+
 from .base import DrafterError, Predictions
 from .model import ModelDrafter
 
 
 def _base_model(model):
     """The decoder stack of a causal LM (`model.model` for LLaMA, Qwen2 and most HF decoders)."""
-    base = getattr(model, getattr(model, "base_model_prefix", "model") or "model", None)
-    if base is None:
-        base = getattr(model, "model", None)
+    base = decoder_stack(model)
     if base is None or not isinstance(getattr(base, "layers", None), nn.ModuleList):
         raise DrafterError(
             f"early_exit needs a decoder-only causal LM with `.model.layers` (LLaMA, Qwen2, ...); "
