@@ -17,6 +17,7 @@ import math
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator, Sequence
 
 import torch
@@ -181,7 +182,7 @@ def generated_documents(target, tokenizer, domain: str, data_dir, n_prompts: int
             except json.JSONDecodeError:
                 break
             done[rec["qid"]] = rec["tokens"]
-    todo = [i for i, q in enumerate(chosen) if q.qid not in done]
+    todo = sorted((i for i, q in enumerate(chosen) if q.qid not in done), key=lambda i: len(prompts[i]))  # even batches
     bar = tqdm(total=len(chosen), initial=len(chosen) - len(todo), desc=f"self-distill {domain}", unit="prompt")
     for b in range(0, len(todo), batch_size):
         idx = todo[b: b + batch_size]
@@ -207,21 +208,33 @@ def features_of(target, docs: list[list[int]], seq_len: int, out_dir: Path, pad_
     return tokens, valid, features
 
 
-def self_distilled_features(target, tokenizer, domain: str, data_dir, n_prompts: int, max_new_tokens: int,
-                            seq_len: int, work: Path, seed: int = 0, batch_size: int = 16):
-    """generated_documents() decoded by the engine (n-gram drafts, lossless greedy), then their
-    features. Returns (docs, tokens, valid, features) like domain_features()."""
-    from specsel.arms import Arm
-    from specsel.engine import SpecEngine
-    from .ngram import NgramDrafter
-    engine = SpecEngine(target, {"ngram": NgramDrafter()}, eos_token_id=tokenizer.eos_token_id)
+def greedy_generator(target, tokenizer, eos_token_id=None):
+    """`generate(prompts, n)` for generated_documents(): transformers' batched greedy generate
+    on left-padded prompts (measured faster here than the engine's n-gram path at batch 32, and
+    token-identical to it), answers cut after the first EOS."""
+    eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
 
+    @torch.no_grad()
     def generate(prompts, n):
-        return engine.generate(prompts, Arm("ngram", 4), max_new_tokens=n).tokens
+        width = max(map(len, prompts))
+        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        out = target.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False,
+                              pad_token_id=pad, eos_token_id=eos)[:, width:].tolist()
+        return [row[: row.index(eos) + 1] if eos in row else row for row in out]
+    return generate
 
-    tag = f"{domain}-{seed}-{n_prompts}-{max_new_tokens}"
-    docs = generated_documents(target, tokenizer, domain, data_dir, n_prompts, max_new_tokens,
-                               work / f"selfdistill-{tag}.jsonl", seed, batch_size, generate)
+
+def self_distilled_features(target, tokenizer, domain: str, data_dir, n_prompts: int, max_new_tokens: int,
+                            seq_len: int, work: Path, seed: int = 0, batch_size: int = 32, skip: int = 0):
+    """generated_documents() (greedy answers of the target) and their features, for prompts
+    [skip, skip + n_prompts) of the seeded training order. Returns (docs, tokens, valid,
+    features) like domain_features(). The answer cache is shared by every prompt count."""
+    docs = generated_documents(target, tokenizer, domain, data_dir, skip + n_prompts, max_new_tokens,
+                               work / f"selfdistill-{domain}-{seed}-{max_new_tokens}.jsonl", seed, batch_size,
+                               greedy_generator(target, tokenizer))[skip:]
+    tag = f"{domain}-{seed}-{skip}-{n_prompts}-{max_new_tokens}"
     tokens, valid, features = features_of(target, docs, seq_len, work / f"features-selfdistill-{tag}-{seq_len}",
                                           pad_id=tokenizer.pad_token_id or 0)
     return docs, tokens, valid, features
@@ -246,34 +259,70 @@ def domain_features(target, tokenizer, domain, data_dir, seed, start, n_tokens, 
 
 # ---------------------------------------------------------------------- loss
 
+def unrolled_mask(n: int, device=None) -> torch.Tensor:
+    """Attention mask [2n, 2n] (True = attend) over [true pairs | own-output pairs] for the
+    second draft step (EAGLE-3's training-time test): true pairs are causal; the own-output
+    pair at position j sees the true pairs before j and itself, as at drafting time."""
+    i = torch.arange(n, device=device)
+    causal = i[:, None] >= i[None, :]
+    m = torch.zeros(2 * n, 2 * n, dtype=torch.bool, device=device)
+    m[:n, :n] = causal
+    m[n:, :n] = i[:, None] > i[None, :]
+    m[n:, n:] = torch.eye(n, dtype=torch.bool, device=device)
+    return m
+
+
 def eagle_loss(head: EagleHead, target_rows: torch.Tensor, tokens: torch.Tensor, features: torch.Tensor,
                valid: torch.Tensor | None = None, noise: float = 0.1, p_weight: float = 0.1,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+               generator: torch.Generator | None = None, unroll_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """EAGLE-1 loss on a batch of sequences.
 
     tokens [B, T], features [B, T, F] (true target features, f_i after token t_i);
     target_rows [Vd, H]: the target head's rows of the draft vocabulary (p on those tokens).
-    EAGLE-1/2 heads only: an EAGLE-3 head's output is not a target feature."""
+    Pair i = (t_{i+1}, f_i) predicts f_{i+1} (smooth L1) and t_{i+2} (cross-entropy against p).
+    unroll_weight > 0 adds the second draft step: pair (t_{i+1}, h_{i-1}) with the head's own
+    prediction h_{i-1} of f_i, attending to the true pairs before it (unrolled_mask), has the
+    same targets; its loss is added with this weight. EAGLE-1/2 heads only: an EAGLE-3 head's
+    output is not a target feature."""
     if head.version != 1:
         raise ValueError("eagle_loss trains EAGLE-1/2 heads; EAGLE-3 heads are loaded, not trained, here")
-    x_tokens, x_feats = tokens[:, 1:], features[:, :-1].float()
+    x_tokens, x_feats = tokens[:, 1:-1], features[:, :-2].float()
     if noise:
         scale = x_feats.pow(2).mean().sqrt()
         u = torch.rand(x_feats.shape, generator=generator, device=x_feats.device)
         x_feats = x_feats + (u * 2 - 1) * noise * scale            # U(-noise, noise) x feature RMS
-    out = head(input_ids=x_tokens[:, :-1], features=x_feats[:, :-1])   # pair i -> f'_{i+1}, t_{i+2}
+    n = x_tokens.shape[1]
     mask = torch.ones_like(tokens[:, 2:], dtype=torch.bool) if valid is None else valid[:, 2:]
     true_next = features[:, 1:-1].float()                             # f_{i+1}
     with torch.no_grad():
         p = torch.softmax(true_next @ target_rows.T.float(), dim=-1)
+    out = head(input_ids=x_tokens, features=x_feats)                  # pair i -> f'_{i+1}, t_{i+2}
+    loss, stats = _step_loss(out, p, true_next, mask.float(), p_weight)
+    if unroll_weight:
+        own = torch.cat([torch.zeros_like(out.hidden[:, :1]), out.hidden[:, :-1]], dim=1)    # h_{i-1} in place of f_i
+        pos = torch.arange(n, device=tokens.device)
+        both = head(input_ids=torch.cat([x_tokens, x_tokens], 1), features=torch.cat([x_feats, own], 1),
+                    attention_mask=unrolled_mask(n, tokens.device)[None, None],
+                    position_ids=torch.cat([pos, pos])[None].expand(len(tokens), -1))
+        second = SimpleNamespace(hidden=both.hidden[:, n:], logits=both.logits[:, n:])
+        m2 = mask.float().clone()
+        m2[:, 0] = 0                                                  # no h_{-1}
+        loss2, stats2 = _step_loss(second, p, true_next, m2, p_weight)
+        loss = loss + unroll_weight * loss2
+        stats["top1_step2"] = stats2["top1"]
+    return loss, stats
+
+
+def _step_loss(out, p, true_next, m, p_weight):
     log_q = torch.log_softmax(out.logits.float(), dim=-1)
     ce = -(p * log_q).sum(-1)
-    m = mask.float()
-    p_loss = (ce * m).sum() / m.sum().clamp_min(1)
-    v_loss = (F.smooth_l1_loss(out.hidden.float(), true_next, reduction="none").mean(-1) * m).sum() / m.sum().clamp_min(1)
+    total = m.sum().clamp_min(1)
+    p_loss = (ce * m).sum() / total
+    v_loss = (F.smooth_l1_loss(out.hidden.float(), true_next, reduction="none").mean(-1) * m).sum() / total
     with torch.no_grad():
-        acc = ((out.logits.argmax(-1) == p.argmax(-1)).float() * m).sum() / m.sum().clamp_min(1)
-    return v_loss + p_weight * p_loss, {"v_loss": float(v_loss.detach()), "p_loss": float(p_loss.detach()), "top1": float(acc)}
+        acc = ((out.logits.argmax(-1) == p.argmax(-1)).float() * m).sum() / total
+    return v_loss + p_weight * p_loss, {"v_loss": float(v_loss.detach()), "p_loss": float(p_loss.detach()),
+                                        "top1": float(acc)}
 
 
 @torch.no_grad()

@@ -11,7 +11,8 @@ Evaluation prompts (MATH-500, HumanEval, MedQA test[:300]) are never seen. Steps
   1. tokenize; the reduced draft vocabulary = the --draft-vocab most frequent tokens (+ specials)
   2. one target forward per training row -> features (hidden state after the final norm),
      stored as shards under --work (resumable)
-  3. train fc + one decoder layer with the EAGLE-1 loss (drafters/eagle_training.py),
+  3. train fc + one decoder layer with the EAGLE-1 loss (drafters/eagle_training.py), plus
+     the same loss on a second draft step fed the head's own output (--unroll-weight),
      checkpointing every --save-every steps under --work (rerun to resume)
   4. save the head in float16 (config.json + model.safetensors) and a model card with the
      teacher-forced top-1 agreement and the greedy MAT at gamma 4 on held-out eval prompts.
@@ -53,6 +54,8 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch-size", type=int, default=4, help="rows of --seq-len tokens per step")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--unroll-weight", type=float, default=0.5,
+                    help="weight of the second, unrolled draft step in the loss (training-time test; 0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=25)
     ap.add_argument("--out", required=True, help="where the trained head goes (config.json, model.safetensors)")
@@ -97,11 +100,13 @@ def main(argv=None) -> int:
     target_rows = target.get_output_embeddings().weight.detach()[head.draft_to_target].float()
 
     def loss_fn(rows, generator):
-        return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows], generator=generator)
+        return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows], generator=generator,
+                          unroll_weight=args.unroll_weight)
 
     summary = train(head, loss_fn, len(tokens), args.steps, args.batch_size, args.lr, work / f"eagle-ckpt-{args.seed}",
                     save_every=args.save_every, seed=args.seed,
                     fingerprint={"tokens": n_tokens, "draft_vocab": args.draft_vocab, "domains": domains,
+                                 "unroll_weight": args.unroll_weight,
                                  "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
                                                   args.self_distill_repeat]})
     head.save(out, dtype=torch.float16)
@@ -122,6 +127,7 @@ def main(argv=None) -> int:
         "train_tokens": n_tokens, "seq_len": args.seq_len,
         "draft_vocab": len(draft_tokens) if draft_tokens is not None else V, "draft_vocab_coverage": round(coverage, 4),
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "unroll_weight": args.unroll_weight,
         "train_seconds": summary["seconds"], "feature_seconds": round(extract_s, 1),
         "final": {k: round(v, 4) for k, v in summary["last"].items() if k != "step"},
         "train_top1_first_64_rows": round(top1, 4),
@@ -145,7 +151,8 @@ and the decoder layer are stored (float16); the embedding and LM head are the ta
 - Training data (training splits only, never the evaluation prompts), {c['train_tokens']} tokens:
 {data}
 - Draft vocabulary: {c['draft_vocab']} most frequent tokens (coverage {c['draft_vocab_coverage']:.1%} of training tokens), `d2t` offsets
-- Steps: {c['steps']} x {c['batch_size']} rows of {c['seq_len']} tokens, lr {c['lr']}, seed {c['seed']}
+- Steps: {c['steps']} x {c['batch_size']} rows of {c['seq_len']} tokens, lr {c['lr']}, seed {c['seed']}; loss: EAGLE-1 (feature
+  regression + 0.1 x cross-entropy) + {c['unroll_weight']} x the same on the second, unrolled draft step
 - Seconds (2-core CPU): {c['train_seconds']} training; {c['feature_seconds']} for data in this run (self-distillation
   answers and target features; shards cached by an earlier run are reused, not recomputed)
 - Final loss terms: {c['final']}

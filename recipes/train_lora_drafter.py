@@ -56,6 +56,8 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--unroll-weight", type=float, default=0.5,
+                    help="weight of the second, unrolled draft step in the loss (training-time test; 0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=25)
     ap.add_argument("--out", required=True)
@@ -90,7 +92,8 @@ def main(argv=None) -> int:
     target_rows = target.get_output_embeddings().weight.detach()[head.draft_to_target].float()
 
     def loss_fn(rows, generator):
-        return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows], generator=generator)
+        return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows], generator=generator,
+                          unroll_weight=args.unroll_weight)
 
     name = ADAPTER_NAMES[args.domain]
     summary = train(model, loss_fn, len(tokens), args.steps, args.batch_size, args.lr,
@@ -98,6 +101,7 @@ def main(argv=None) -> int:
                     fingerprint={"tokens": int(valid.sum()), "rank": args.rank, "alpha": args.alpha,
                                  "base": hashlib.sha256((Path(args.base) / "model.safetensors").read_bytes())
                                  .hexdigest()[:16],
+                                 "unroll_weight": args.unroll_weight,
                                  "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
                                                   args.self_distill_repeat]})
     out = Path(args.out)
@@ -113,6 +117,7 @@ def main(argv=None) -> int:
         "data": TRAINING_DATA_SOURCES.get(args.domain) + (f" + the target's own greedy answers to {args.self_distill_prompts} "
                                                 "of its prompts" if args.self_distill_prompts else ""),
         "train_tokens": int(valid.sum()), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "unroll_weight": args.unroll_weight,
         "seed": args.seed, "train_seconds": summary["seconds"], "feature_seconds": round(extract_s, 1),
         "final": {k: round(v, 4) for k, v in summary["last"].items() if k != "step"},
         "heldout_mat_gamma4": {"base": mat["eagle"][args.domain], "adapter": mat[name][args.domain]},
@@ -133,7 +138,7 @@ def model_card(c: dict) -> str:
 {c['kind']}.
 
 - Training data: {c['data']}, {c['train_tokens']} tokens (training split only, never the evaluation prompts)
-- Steps: {c['steps']} x {c['batch_size']} rows, lr {c['lr']}, seed {c['seed']}
+- Steps: {c['steps']} x {c['batch_size']} rows, lr {c['lr']}, seed {c['seed']}, unrolled-step loss weight {c['unroll_weight']}
 - Seconds (2-core CPU): {c['train_seconds']} training; {c['feature_seconds']} for data in this run (features
   cached by recipes/train_eagle.py are reused, not recomputed)
 - Final loss terms: {c['final']}

@@ -67,6 +67,13 @@ class LearnerPolicy(ArmPolicy):
         self._shared = probe if shared else None
         self.query_base, self.queries_seen = 0, 0
 
+    def seek(self, query: int) -> None:
+        """Number the next batch's first row as query `query` of the stream (per-query learners
+        are seeded by it), e.g. to replay or resume a stream from its middle."""
+        if query < 0:
+            raise ValueError(f"query index must be >= 0 (got {query})")
+        self.queries_seen = int(query)
+
     def start(self, n_rows: int) -> None:
         """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""
         self.query_base, self.queries_seen = self.queries_seen, self.queries_seen + n_rows

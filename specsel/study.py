@@ -292,7 +292,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
                 bar.set_postfix_str(spec.name)
                 policy = policies[spec.name]
                 if isinstance(policy, LearnerPolicy):
-                    policy.queries_seen = batch[0]      # query number = stream position (learner seeds)
+                    policy.seek(batch[0])      # query number = stream position (learner seeds)
                 res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=cfg.max_new_tokens,
                                       sampling=sampling, seed=_batch_seed(cfg.seed, bsz, b), feedback=spec.feedback)
                 shared = {"run": spec.name, "setting": spec.setting, "learner": spec.learner, "arm": spec.arm,

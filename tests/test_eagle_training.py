@@ -102,3 +102,52 @@ def test_feature_shards_are_reused(tmp_path):
 def test_draft_vocabulary_keeps_frequent_and_special_tokens():
     vocab = draft_vocabulary([[5, 5, 5, 7, 7, 9], [5, 7, 11]], size=3, vocab_size=20, always=[1])
     assert vocab.tolist() == [1, 5, 7]
+
+
+def test_greedy_generator_matches_the_engine_and_cuts_at_eos():
+    """Self-distillation answers from batched left-padded generate() are the target's own greedy
+    continuations: token for token what the engine's autoregressive path gives, cut after EOS."""
+    from types import SimpleNamespace
+
+    from drafters.eagle_training import greedy_generator
+    target = tiny_model("llama", seed=0, num_layers=2, logit_scale=3.0)
+    prompts = random_prompts(6, min_len=2, max_len=12, seed=3)
+    free = SpecEngine(target, {}, eos_token_id=[]).generate(prompts, Arm.autoregressive(), max_new_tokens=20).tokens
+    eos = free[0][5]                                  # a token the first answer emits: it must stop there
+    tokenizer = SimpleNamespace(eos_token_id=eos, pad_token_id=0)
+    got = greedy_generator(target, tokenizer)(prompts, 20)
+    want = SpecEngine(target, {}, eos_token_id=eos).generate(prompts, Arm.autoregressive(), max_new_tokens=20).tokens
+    assert [list(g) for g in got] == [list(w) for w in want]
+    assert got[0][-1] == eos and len(got[0]) <= 6
+
+
+def test_unrolled_step_sees_what_the_second_draft_step_sees(tmp_path):
+    """The masked [true | own-output] forward of the unrolled loss equals, position by position,
+    a head run on the true pairs before j and then the pair (t_{j+1}, h_{j-1}) at position j."""
+    from drafters.eagle_training import unrolled_mask
+    target, docs, tokens, valid, features = setup(tmp_path, n_docs=4)
+    head = new_eagle_head(target, 1, None, seed=0).float().eval()
+    t, f = tokens[:1, 1:13], features[:1, :12]
+    n = t.shape[1]
+    with torch.no_grad():
+        first = head(input_ids=t, features=f)
+        own = torch.cat([torch.zeros_like(first.hidden[:, :1]), first.hidden[:, :-1]], dim=1)
+        pos = torch.arange(n)
+        both = head(input_ids=torch.cat([t, t], 1), features=torch.cat([f, own], 1),
+                    attention_mask=unrolled_mask(n)[None, None], position_ids=torch.cat([pos, pos])[None])
+        torch.testing.assert_close(both.hidden[:, :n], first.hidden, rtol=1e-4, atol=1e-5)
+        for j in (1, 5, n - 1):
+            feats = torch.cat([f[:, :j], first.hidden[:, j - 1: j]], dim=1)
+            step = head(input_ids=t[:, : j + 1], features=feats)
+            torch.testing.assert_close(both.hidden[:, n + j], step.hidden[:, j], rtol=1e-4, atol=1e-5)
+
+
+def test_unrolled_loss_trains_and_reports_the_second_step(tmp_path):
+    target, docs, tokens, valid, features = setup(tmp_path, n_docs=8)
+    head = new_eagle_head(target, 1, None, seed=0).float()
+    rows = target.lm_head.weight.detach()[head.draft_to_target]
+    loss, stats = eagle_loss(head, rows, tokens[:2], features[:2], valid[:2], unroll_weight=0.5)
+    plain, _ = eagle_loss(head, rows, tokens[:2], features[:2], valid[:2], noise=0.0)
+    assert "top1_step2" in stats and loss > plain * 0.99
+    loss.backward()
+    assert head.fc.weight.grad is not None and torch.isfinite(head.fc.weight.grad).all()

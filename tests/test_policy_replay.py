@@ -112,3 +112,20 @@ def test_policy_reused_across_batches_gives_each_query_its_own_learner():
         replayed = simulate(fresh, correct, router_arms(arms, POOL), feedback="bandit")
         assert [arms[r.arm] for r in replayed] == [Arm(r.drafter, r.gamma) for r in live]
     assert first.tokens and second.tokens
+
+
+def test_seek_numbers_a_batch_as_a_later_part_of_the_stream():
+    """A fresh policy told to seek(2) plays, on prompts 2-3, what the policy that saw prompts
+    0-1 first played on them (the study resumes and interleaves batches this way)."""
+    arms = arm_grid(POOL, [1, 3])
+    ps = prompts(4)
+    eng = engine()
+    straight = LearnerPolicy("exp3spec", arms, POOL, seed=2)
+    eng.generate(ps[:2], straight, max_new_tokens=24, feedback="full")
+    want = eng.generate(ps[2:], straight, max_new_tokens=24, feedback="full")
+    jumped = LearnerPolicy("exp3spec", arms, POOL, seed=2)
+    jumped.seek(2)
+    got = eng.generate(ps[2:], jumped, max_new_tokens=24, feedback="full")
+    assert [(r.row, r.drafter, r.gamma) for r in got.records] == [(r.row, r.drafter, r.gamma) for r in want.records]
+    with pytest.raises(ValueError, match=">= 0"):
+        jumped.seek(-1)
