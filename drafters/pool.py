@@ -31,6 +31,20 @@ EARLY_EXITS = {"early_exit_4": 4, "early_exit_8": 8, "early_exit_12": 12}
 DEFAULT_NAMES = ("ngram", "eagle", "lora_math", "lora_code", "lora_medical")
 
 
+def weights_fingerprint(names: Sequence[str] | None = None) -> str:
+    """A short hash of the shipped weight files the named members load (all trained members
+    if None): resumable benchmarks and studies refuse to mix results of different weights."""
+    import hashlib
+    names = list(TRAINED) if names is None else [n for n in names if n in TRAINED]
+    dirs = sorted({EAGLE_DIR, *(ADAPTER_DIRS[n] for n in names if n in ADAPTER_DIRS)}) if names else []
+    h = hashlib.sha256()
+    for d in dirs:
+        for f in sorted(d.glob("*.safetensors")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def pool_names(include_optional: bool = False) -> list[str]:
     """The default pool (plus the optional early exits with include_optional=True)."""
     return [*DEFAULT_NAMES, *(EARLY_EXITS if include_optional else ())]

@@ -28,7 +28,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from drafters.pool import default_pool, pool_names  # noqa: E402
+from drafters.pool import default_pool, pool_names, weights_fingerprint  # noqa: E402
 from specsel import Arm, SpecEngine  # noqa: E402
 from specsel.heldout import heldout_prompts  # noqa: E402
 from specsel.target import EMBEDDED_DEFAULT, load_target  # noqa: E402
@@ -83,10 +83,11 @@ def main(argv=None) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial.jsonl")
-    config = {"target": args.target, "max_new_tokens": N, "arms": list(arms)}
+    config = {"target": args.target, "max_new_tokens": N, "arms": list(arms), "weights": weights_fingerprint(list(pool))}
     done = read_lines(partial)
     if done and done[0].get("config") != config:
-        raise SystemExit(f"bench_drafters: {partial} comes from another configuration; delete it or change --json")
+        raise SystemExit(f"bench_drafters: {partial} comes from another configuration (arms, token budget or "
+                         "drafter weights); delete it or change --json")
     if not done:
         append_line(partial, {"config": config})
     finished = {(r["domain"], r["prompt"]) for r in done[1:]}

@@ -43,15 +43,15 @@ def parse_args(argv=None):
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
     ap.add_argument("--domains", default="math,humaneval,medqa")
-    ap.add_argument("--tokens-per-domain", type=int, default=40_000)
-    ap.add_argument("--self-distill-prompts", type=int, default=60,
+    ap.add_argument("--tokens-per-domain", type=int, default=50_000)
+    ap.add_argument("--self-distill-prompts", type=int, default=300,
                     help="per domain: training prompts the target answers itself (greedy) to train on too")
     ap.add_argument("--self-distill-tokens", type=int, default=128, help="answer length of those")
-    ap.add_argument("--self-distill-repeat", type=int, default=3,
+    ap.add_argument("--self-distill-repeat", type=int, default=2,
                     help="oversample the self-distilled rows this many times (they are what the head will see)")
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--draft-vocab", type=int, default=8192, help="reduced draft vocabulary size (0: full)")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=700)
     ap.add_argument("--batch-size", type=int, default=4, help="rows of --seq-len tokens per step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--unroll-weight", type=float, default=0.5,

@@ -9,7 +9,9 @@ same EAGLE-1 loss as the base (drafters/eagle_training.py) on the domain's train
 only: MATH train for math, MBPP for code (humaneval), MedQA test records after the first 300
 for medqa; tokens [0, --tokens + --extra-tokens) of that split in the same seeded order as
 recipes/train_eagle.py, so the first --tokens reuse its cached features and --extra-tokens
-are text the general head never saw. Resumable (features and checkpoints under --work).
+are text the general head never saw. The target's own greedy answers to --self-distill-prompts
+training prompts of the domain are added (oversampled); beyond the base head's 300 they are
+answers it never saw. Resumable (features and checkpoints under --work).
 The model card compares the adapter's held-out greedy MAT at gamma 4 with the base head's on
 the first --eval-prompts evaluation prompts of the domain.
 """
@@ -46,16 +48,17 @@ def parse_args(argv=None):
     ap.add_argument("--base", required=True, help="directory of the base EAGLE head (recipes/train_eagle.py --out)")
     ap.add_argument("--tokens", type=int, default=50_000, help="training tokens shared with the base head's data")
     ap.add_argument("--extra-tokens", type=int, default=25_000, help="further domain tokens the base never saw")
-    ap.add_argument("--self-distill-prompts", type=int, default=60,
-                    help="the target's own answers to this many training prompts (as in train_eagle.py)")
+    ap.add_argument("--self-distill-prompts", type=int, default=400,
+                    help="the target's own answers to this many training prompts: the base head's (train_eagle.py "
+                    "--self-distill-prompts) and more it never saw")
     ap.add_argument("--self-distill-tokens", type=int, default=128)
     ap.add_argument("--self-distill-repeat", type=int, default=3, help="oversample the self-distilled rows")
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--alpha", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--unroll-weight", type=float, default=0.5,
                     help="weight of the second, unrolled draft step in the loss (training-time test; 0: off)")
     ap.add_argument("--seed", type=int, default=0)

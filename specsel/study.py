@@ -43,7 +43,7 @@ from evaluators.summary import LEARNERS, OBJECTIVE, SETTINGS, arm_name, parse_ar
 
 CONFIG_VERSION = 1
 # options that must not change between a study and its --resume (they change what a run outputs)
-IDENTITY = ("target", "drafters", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas", "queries")
+IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas", "queries")
 
 
 class StudyError(ValueError):
@@ -159,7 +159,8 @@ def _write_config(out: Path, config: dict, resume: bool) -> None:
         old = json.loads(path.read_text())
         for key in IDENTITY:
             if old.get(key) != config.get(key):
-                what = "the query stream (--domains/--limit/--seed/--data-dir)" if key == "queries" else key
+                what = {"queries": "the query stream (--domains/--limit/--seed/--data-dir)",
+                        "weights": "set of drafter weights (retrained or another --pool)"}.get(key, key)
                 raise StudyError(f"{out} was run with a different {what}; --resume needs the same options "
                                  "(or choose another --out)")
         # settings, learners and batch sizes may grow on resume: keep the union
@@ -219,8 +220,11 @@ def _warm_cost(policy, lines: Sequence[dict]) -> None:
 def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, out_dir: str | Path,
               resume: bool = False, eos_token_id=None, progress: bool = True,
               hook: Callable[[RunSpec, int, int], None] | None = None, log: Callable[[str], None] = print,
-              plots: bool = True) -> dict:
+              plots: bool = True, weights: str | None = None) -> dict:
     """Run (or continue) the study and write its report; returns the summary dict (plus "table").
+
+    `weights` identifies the drafters' weights (e.g. drafters.pool.weights_fingerprint()): a
+    --resume with other weights is refused instead of mixing their results.
 
     `target`, `pool` ({name: Drafter}) and `items` are built by the caller, so tests can pass tiny
     models. `hook(run, bsz, batch)` is called after every batch is safely on disk.
@@ -247,7 +251,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / "queries.jsonl", resume)
     source = fullinfo_run(cfg, drafters)
-    config = {**asdict(cfg), "version": CONFIG_VERSION, "drafters": drafters,
+    config = {**asdict(cfg), "version": CONFIG_VERSION, "drafters": drafters, "weights": weights,
               "settings": {s: {"arms": cfg.arms(s, drafters), "objective": OBJECTIVE[s]} for s in cfg.settings},
               "bsz": list(cfg.bsz), "learners": list(cfg.learners), "gammas": list(cfg.gammas),
               "queries": [{"qid": it.qid, "domain": it.domain, "index": i} for i, it in enumerate(items)],
@@ -466,7 +470,16 @@ def run_eval(args) -> dict:
     items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed)
     pool = load_pool(target, names, args.pool)
     return run_study(target, pool, items, cfg, args.out, resume=args.resume, eos_token_id=tokenizer.eos_token_id,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, weights=pool_weights(list(pool), args.pool))
+
+
+def pool_weights(names: Sequence[str], pool_path: str | None) -> str:
+    """What identifies the pool's weights: the shipped files' hash, or the --pool file's."""
+    import hashlib
+    if pool_path is None:
+        from drafters.pool import weights_fingerprint
+        return weights_fingerprint(names)
+    return "pool-file:" + hashlib.sha256(Path(pool_path).expanduser().read_bytes()).hexdigest()[:16]
 
 
 def main(argv=None, prog: str = "domain_eval") -> int:

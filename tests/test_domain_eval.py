@@ -144,6 +144,22 @@ def test_resume_with_other_options_is_refused(full, tmp_path):
         study(out, config(settings=("drafter",), learners=("hedgespec",), bsz=(2,), max_new_tokens=8), resume=True)
 
 
+def test_resume_with_retrained_weights_is_refused(tmp_path):
+    out, cfg = tmp_path / "s", config(settings=("drafter",), learners=("hedgespec",), bsz=(2,))
+    run = lambda weights: run_study(target_model("llama"), pool(), items(2), cfg, out, resume=True,  # noqa: E731
+                                    eos_token_id=1, progress=False, log=lambda s: None, plots=False, weights=weights)
+    run("aaaa")
+    run("aaaa")                                           # same weights: resumes
+    with pytest.raises(StudyError, match="drafter weights"):
+        run("bbbb")
+
+
+def test_shipped_weights_fingerprint_tracks_the_files():
+    from drafters.pool import weights_fingerprint
+    assert weights_fingerprint(["ngram"]) != weights_fingerprint(["eagle"]) != weights_fingerprint(["eagle", "lora_math"])
+    assert weights_fingerprint(["eagle", "lora_math"]) == weights_fingerprint(["lora_math"])   # experts load the head
+
+
 def test_without_hedgespec_a_fixed_arm_gives_the_full_information(tmp_path):
     summary = study(tmp_path, config(settings=("drafter",), learners=("ucbspec",), bsz=(2,)))
     lines = read_records(tmp_path / "queries.jsonl")
