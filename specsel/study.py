@@ -94,7 +94,10 @@ class StudyConfig:
             raise StudyError(f"--fixed-candidates must be >= 0 (got {self.fixed_candidates}); 0 runs every fixed arm")
 
     def arms(self, setting: str, drafters: Sequence[str]) -> list[str]:
-        gammas = [self.gamma] if setting == "drafter" else list(self.gammas)
+        """The setting's arms, longest gamma first per drafter: a learner plays arm 0 until its
+        first feedback arrives (up to 2 gamma tokens later), and the longest draft of the
+        first drafter commits the most tokens while it waits."""
+        gammas = [self.gamma] if setting == "drafter" else sorted(set(self.gammas), reverse=True)
         return [arm_name(d, g) for d in drafters for g in gammas]
 
 
