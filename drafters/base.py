@@ -81,6 +81,8 @@ class Drafter:
                                           # accepted, so greedy replay of full-information records is exact
     sync_every_round: bool = False        # True: commit() is called for every row every round, even in
                                           # bandit mode (drafters that must see each round's features)
+    deferred_scoring: bool = False        # True: implements scores(); in greedy full-information mode the
+                                          # engine may score several rounds at once (generate(score_every=k))
 
     def check_target(self, target) -> None:
         """Refuse a target whose vocabulary differs from this drafter's."""
@@ -98,6 +100,11 @@ class Drafter:
 
     def commit(self, ctx: DraftContext, rows: torch.Tensor, want_predictions: bool = False) -> Predictions | None:
         return None
+
+    def scores(self, ctx: DraftContext, rows: torch.Tensor, since: torch.Tensor) -> Predictions:
+        """Greedy teacher-forced predictions at committed positions since[i] .. seq_lens-1 of
+        rows[i] (after commit() has seen those rounds): deferred_scoring drafters only."""
+        raise NotImplementedError(f"drafter '{self.name}' does not score deferred rounds")
 
     def select_rows(self, keep: torch.Tensor) -> None:
         """The batch shrank: only local rows `keep` remain, in that order."""

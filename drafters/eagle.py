@@ -284,6 +284,7 @@ class EagleDrafter(Drafter):
     name = "eagle"
     sync_every_round = True        # the round's target features exist only during that round
     replay_exact = False           # chains use predicted features; scores use true ones
+    deferred_scoring = True        # every fed pair's top-1 is kept, so scores may come rounds later
 
     def __init__(self, target, head: EagleHead | str | Path, name: str | None = None, min_confidence: float = 0.0):
         if not isinstance(head, nn.Module):
@@ -309,6 +310,7 @@ class EagleDrafter(Drafter):
         self.n_features = torch.zeros(B, dtype=torch.long, device=dev)
         self.last_hidden = torch.zeros(B, self.head.hidden_size, dtype=self.head.dtype, device=dev)
         self.last_logits = torch.zeros(B, self.head.draft_vocab_size, dtype=self.head.dtype, device=dev)
+        self.pair_top = torch.full((B, cap), -1, dtype=torch.long, device=dev)   # top-1 draft id of each fed pair
         self._store(ctx, torch.zeros(B, dtype=torch.long, device=dev), ctx.seq_lens - 1)
 
     def _window_features(self, ctx: DraftContext) -> torch.Tensor | None:
@@ -334,11 +336,13 @@ class EagleDrafter(Drafter):
         self.kv.select_rows(keep)
         self.features, self.n_features = self.features[keep], self.n_features[keep]
         self.last_hidden, self.last_logits = self.last_hidden[keep], self.last_logits[keep]
+        self.pair_top = self.pair_top[keep]
 
     # ------------------------------------------------------------------ feeding
     def _feed(self, ctx: DraftContext, rows: torch.Tensor, all_logits: bool):
         """Feed every pending pair (f_i, t_{i+1}) of `rows` and cache it; remember the last
-        output. Returns (logits [n, U, Vd] of the fed columns or None, widths [n], first pair [n])."""
+        output and every fed pair's top-1 (pair_top). Returns (logits [n, U, Vd] of the fed
+        columns or None, widths [n], first pair [n])."""
         B, dev = self.kv.batch_size, ctx.seqs.device
         starts = self.kv.lengths[rows].clone()
         widths = (torch.minimum(self.n_features[rows], ctx.seq_lens[rows] - 1) - starts).clamp_min(0)
@@ -358,10 +362,12 @@ class EagleDrafter(Drafter):
         fed = widths > 0
         hidden = out.hidden[rows, last]
         self.last_hidden[rows[fed]] = hidden[fed]
-        logits = self.head.logits(out.hidden[rows]) if all_logits else None
-        last_logits = logits[torch.arange(len(rows), device=dev), last] if all_logits else self.head.logits(hidden)
-        self.last_logits[rows[fed]] = last_logits[fed]
-        return logits, widths, starts
+        logits = self.head.logits(out.hidden[rows])
+        self.last_logits[rows[fed]] = logits[torch.arange(len(rows), device=dev), last][fed]
+        c = torch.arange(U, device=dev)[None, :]
+        r_idx, c_idx = (c < widths[:, None]).nonzero(as_tuple=True)
+        self.pair_top[rows[r_idx], starts[r_idx] + c_idx] = logits[r_idx, c_idx].argmax(-1)
+        return (logits if all_logits else None), widths, starts
 
     def _to_target(self, draft_ids: torch.Tensor) -> torch.Tensor:
         return self.head.draft_to_target[draft_ids]
@@ -432,9 +438,26 @@ class EagleDrafter(Drafter):
             return None
         return self._predictions(ctx, rows)
 
+    @torch.inference_mode()
+    def scores(self, ctx: DraftContext, rows: torch.Tensor, since: torch.Tensor) -> Predictions:
+        """Greedy predictions at committed positions since .. seq_lens-1 of `rows`: position j's
+        comes from pair j-2 (f_{j-2}, t_{j-1}), whose top-1 was kept when it was fed (here, or
+        earlier by propose or commit)."""
+        self._feed(ctx, rows, all_logits=False)
+        ends = ctx.seq_lens[rows]
+        M = int((ends - since).max()) if len(rows) else 0
+        j = since[:, None] + torch.arange(M, device=ctx.seqs.device)[None, :]
+        pair = j - 2
+        known = (j < ends[:, None]) & (pair >= 0) & (pair < self.kv.lengths[rows][:, None])
+        top = self.pair_top[rows[:, None], pair.clamp(0, self.pair_top.shape[1] - 1)]
+        known &= top >= 0
+        return Predictions(self._to_target(top.clamp_min(0)).masked_fill(~known, -1))
+
     def _predictions(self, ctx: DraftContext, rows: torch.Tensor) -> Predictions:
         """Prediction of committed position j comes from pair j-2 (f_{j-2}, t_{j-1}): the
         remembered output of the last pair fed before, or a column of this catch-up."""
+        if ctx.sampling is None:
+            return self.scores(ctx, rows, ctx.prev_lens[rows])
         dev = ctx.seqs.device
         had = self.kv.lengths[rows].clone()                    # pairs 0..had-1 were fed before
         previous_logits = self.last_logits[rows].clone()
@@ -450,8 +473,5 @@ class EagleDrafter(Drafter):
         columns = previous_logits[:, None] if logits is None else torch.cat([previous_logits[:, None], logits], 1)
         index = (c + 1).clamp(0, columns.shape[1] - 1)
         out = columns.gather(1, index[:, :, None].expand(-1, -1, columns.shape[2]))
-        tokens = self._to_target(out.argmax(-1)).masked_fill(~known, -1)
-        probs = None
-        if ctx.sampling is not None:
-            probs = self._target_probs(ctx, out) * known[:, :, None]
-        return Predictions(tokens, probs)
+        return Predictions(self._to_target(out.argmax(-1)).masked_fill(~known, -1),
+                           self._target_probs(ctx, out) * known[:, :, None])

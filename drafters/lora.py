@@ -87,6 +87,10 @@ class _Scoped:
         with self._scope():
             return super().commit(ctx, rows, want_predictions)
 
+    def scores(self, ctx, rows, since):
+        with self._scope():
+            return super().scores(ctx, rows, since)
+
 
 class LoraEagleDrafter(_Scoped, EagleDrafter):
     def __init__(self, target, adapters: AdapterSet, adapter: str | None, name: str | None = None,

@@ -14,6 +14,12 @@ speed cancels out of the summed wall times.
     learner_update_frac  = learner select+update time per round / mean target forward time
                                                                              (target < 0.01)
 HedgeSpec's update cost (one NormalHedge step per committed position) is timed in the full run too.
+
+`--pool default` uses the shipped pool instead (n-gram, the EAGLE head and its three LoRA
+experts). `--score-every K` (K > 1) adds two round-robin runs with full information, scoring
+every round vs. K rounds at a time (generate(score_every=K)); round robin ignores feedback, so
+both play the same arms:
+    deferred_scoring_saving = 1 - wall(full, K rounds at a time) / wall(full, every round)
 """
 from __future__ import annotations
 
@@ -65,6 +71,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--early-exit-layers", default="4,8,12", help="depths of the early-exit drafters")
     ap.add_argument("--gammas", default="2,4")
+    ap.add_argument("--pool", default="early_exit", choices=("early_exit", "default"),
+                    help="early_exit: n-gram + early exits; default: the shipped pool (n-gram, EAGLE, LoRA experts)")
+    ap.add_argument("--score-every", type=int, default=1, help="K > 1: also measure deferred scoring (see above)")
     ap.add_argument("--json", default=None)
     return ap.parse_args(argv)
 
@@ -73,9 +82,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     model, tokenizer = load_target(args.target)
     prompts = encode_prompts(tokenizer, load_domain(args.domain, args.data_dir, limit=args.prompts))
-    pool = {"ngram": NgramDrafter()}
-    for k in (int(x) for x in args.early_exit_layers.split(",")):
-        pool[f"early_exit_{k}"] = EarlyExitDrafter(model, k)
+    if args.pool == "default":
+        from drafters.pool import default_pool
+        pool = default_pool(model)
+    else:
+        pool = {"ngram": NgramDrafter()}
+        for k in (int(x) for x in args.early_exit_layers.split(",")):
+            pool[f"early_exit_{k}"] = EarlyExitDrafter(model, k)
     names = list(pool)
     arms = arm_grid(names, [int(g) for g in args.gammas.split(",")])
     engine = SpecEngine(model, pool, eos_token_id=tokenizer.eos_token_id)
@@ -84,6 +97,11 @@ def main(argv=None) -> int:
     policies = {"bandit": TimedPolicy("ucbspec", arms, names), "full": TimedPolicy("ucbspec", arms, names),
                 "hedge": TimedPolicy("hedgespec", arms, names)}
     feedback = {"bandit": "bandit", "full": "full", "hedge": "full"}
+    score_every = {m: 1 for m in policies}
+    if args.score_every > 1:
+        policies |= {"rr_full": TimedPolicy("round_robin", arms, names), "rr_deferred": TimedPolicy("round_robin", arms, names)}
+        feedback |= {"rr_full": "full", "rr_deferred": "full"}
+        score_every |= {"rr_full": 1, "rr_deferred": args.score_every}
     wall = {m: 0.0 for m in policies}
     tokens = {m: [] for m in policies}
     verify = {}
@@ -93,7 +111,7 @@ def main(argv=None) -> int:
         for rep, m in enumerate(order):
             t0 = time.perf_counter()
             out = engine.generate(prompts[i:i + args.bsz], policies[m], max_new_tokens=args.max_new_tokens,
-                                  feedback=feedback[m], progress=True)
+                                  feedback=feedback[m], progress=True, score_every=score_every[m])
             wall[m] += time.perf_counter() - t0
             if rep < len(policies):
                 tokens[m] += out.tokens
@@ -114,6 +132,11 @@ def main(argv=None) -> int:
         "hedgespec_update_frac": hedge_policy.learner_s / hedge_policy.rounds / verify_mean,
         "hedgespec_wall_s": hedge_s,
     }
+    if args.score_every > 1:
+        result |= {"score_every": args.score_every, "rr_full_wall_s": wall["rr_full"],
+                   "rr_deferred_wall_s": wall["rr_deferred"],
+                   "deferred_scoring_saving": 1 - wall["rr_deferred"] / wall["rr_full"],
+                   "deferred_same_tokens": tokens["rr_full"] == tokens["rr_deferred"] == tokens["bandit"]}
     for key, value in result.items():
         print(f"{key:<28} {value}")
     if args.json:

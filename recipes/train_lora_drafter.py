@@ -51,6 +51,9 @@ def parse_args(argv=None):
     ap.add_argument("--self-distill-prompts", type=int, default=400,
                     help="the target's own answers to this many training prompts: the base head's (train_eagle.py "
                     "--self-distill-prompts) and more it never saw")
+    ap.add_argument("--self-distill-shared", type=int, default=300,
+                    help="how many of those the base head trained on (train_eagle.py --self-distill-prompts): "
+                         "their cached features are reused")
     ap.add_argument("--self-distill-tokens", type=int, default=128)
     ap.add_argument("--self-distill-repeat", type=int, default=3, help="oversample the self-distilled rows")
     ap.add_argument("--seq-len", type=int, default=512)
@@ -78,12 +81,14 @@ def main(argv=None) -> int:
     parts = [domain_features(target, tokenizer, args.domain, args.data_dir, args.seed, start, n, args.seq_len, work,
                              batch_size=8)
              for start, n in ((0, args.tokens), (args.tokens, args.extra_tokens)) if n > 0]
-    if args.self_distill_prompts:
-        _, tok_, val_, feat_ = self_distilled_features(target, tokenizer, args.domain, args.data_dir,
-                                                       args.self_distill_prompts, args.self_distill_tokens, args.seq_len,
-                                                       work, seed=args.seed)
-        r = args.self_distill_repeat
-        parts.append((None, tok_.repeat(r, 1), val_.repeat(r, 1), feat_.repeat(r, 1, 1)))
+    shared = min(args.self_distill_prompts, args.self_distill_shared)
+    for skip, n in ((0, shared), (shared, args.self_distill_prompts - shared)):   # the base head's, then new ones
+        if n > 0:
+            _, tok_, val_, feat_ = self_distilled_features(target, tokenizer, args.domain, args.data_dir, n,
+                                                           args.self_distill_tokens, args.seq_len, work,
+                                                           seed=args.seed, skip=skip)
+            r = args.self_distill_repeat
+            parts.append((None, tok_.repeat(r, 1), val_.repeat(r, 1), feat_.repeat(r, 1, 1)))
     tokens = torch.cat([p[1] for p in parts])
     valid = torch.cat([p[2] for p in parts])
     features = torch.cat([p[3] for p in parts])

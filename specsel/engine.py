@@ -50,6 +50,14 @@ class RoundInfo:
     records: list[RoundRecord]
 
 
+@dataclass
+class _PendingRound:
+    """A round awaiting deferred scores: what the policy will observe, and where it committed."""
+    info: RoundInfo
+    prev_lens: torch.Tensor     # [n] committed length before the round
+    m: torch.Tensor             # [n] tokens committed in the round
+
+
 class ArmPolicy:
     """Chooses an arm per active row every round; learns from what happened."""
     needs_full_information = False   # True: only works with generate(feedback="full")
@@ -139,14 +147,20 @@ class SpecEngine:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], arms: Arm | Sequence[Arm] | ArmPolicy,
                  max_new_tokens: int = 64, sampling: Sampling | None = None, seed: int = 0,
-                 feedback: str = "bandit", progress: bool = False) -> GenerationResult:
+                 feedback: str = "bandit", progress: bool = False, score_every: int = 1) -> GenerationResult:
         """Generate for every prompt (lists of token ids).
 
         arms: one Arm for all rows, one per row, or an ArmPolicy choosing every round.
         sampling: None for greedy, else Sampling(temperature, top_p).
         feedback: "bandit" (only the played drafter runs) or "full" (every drafter catches up
         each round and reports its acceptance at every committed position).
+        score_every: greedy full information only: drafters with `deferred_scoring` (EAGLE
+        heads) score the committed positions of up to this many rounds in one forward, and
+        the policy learns of those rounds then (delayed feedback, as a learner gets anyway).
+        Fewer, wider drafter forwards; the output is the same.
         """
+        if not isinstance(score_every, int) or score_every < 1:
+            raise ValueError(f"score_every must be an integer >= 1 (got {score_every!r})")
         if feedback not in ("bandit", "full"):
             raise ValueError(f"feedback must be 'bandit' or 'full' (got {feedback!r})")
         prompts = [list(p) for p in prompts]
@@ -166,6 +180,9 @@ class SpecEngine:
         for i, p in enumerate(prompts):
             seqs[i, : len(p)] = torch.tensor(p, device=dev)
         ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator)
+        deferred = [name for name, d in self.drafters.items() if d.deferred_scoring] \
+            if feedback == "full" and sampling is None and score_every > 1 else []
+        pending: list[_PendingRound] = []       # rounds whose deferred scores are not in yet
 
         # target features drafters draft from (always) or score committed positions from (full information)
         draft_layers = sorted({k for d in self.drafters.values() for k in d.feature_layers})
@@ -268,13 +285,15 @@ class SpecEngine:
             predictions: dict[str, Predictions] = {}
             all_rows = torch.arange(n, device=dev)
             for name, d in self.drafters.items():
-                if feedback == "full":
+                if name in deferred:
+                    d.commit(ctx, all_rows, want_predictions=False)     # scored at the next flush
+                elif feedback == "full":
                     predictions[name] = d.commit(ctx, all_rows, want_predictions=True)
                 elif d.sync_every_round:
                     d.commit(ctx, all_rows, want_predictions=False)
                 elif name in groups:
                     d.commit(ctx, groups[name], want_predictions=False)
-            pos_acc = self._position_acceptance(ctx, predictions, p, m) if predictions else None
+            pos_acc = self._position_acceptance(ctx, ctx.prev_lens, predictions, p, m) if predictions else None
 
             # 7. records and learning
             round_records = []
@@ -288,10 +307,17 @@ class SpecEngine:
                 round_records.append(rec)
             records.extend(round_records)
             n_rounds[row_ids] += 1
-            policy.observe(RoundInfo(row_ids.tolist(), arms_now, round_records))
+            info = RoundInfo(row_ids.tolist(), arms_now, round_records)
             bar.update(int(m.sum()))
 
             done = hit_eos | (ctx.seq_lens - lens[row_ids] >= max_new_tokens)
+            if deferred:
+                pending.append(_PendingRound(info, ctx.prev_lens.clone(), m.clone()))
+                if len(pending) >= score_every or done.any():     # before finished rows leave the batch
+                    self._score_pending(ctx, deferred, pending, policy)
+                    pending = []
+            else:
+                policy.observe(info)
             if done.any():
                 for i in done.nonzero().flatten().tolist():
                     r = int(row_ids[i])
@@ -308,7 +334,26 @@ class SpecEngine:
         wall_s = _clock(dev) - t_start
         return GenerationResult(outputs, records, wall_s, prefill_s, by_eos)
 
-    def _position_acceptance(self, ctx: DraftContext, predictions: dict[str, Predictions],
+    def _score_pending(self, ctx: DraftContext, deferred: list[str], pending: list["_PendingRound"],
+                       policy: ArmPolicy) -> None:
+        """Score the pending rounds with the deferred drafters (one catch-up each), complete
+        those rounds' records and let the policy observe them, oldest first."""
+        all_rows = torch.arange(len(ctx.seq_lens), device=ctx.seqs.device)
+        since = pending[0].prev_lens
+        scores = {name: self.drafters[name].scores(ctx, all_rows, since) for name in deferred}
+        for pr in pending:
+            M = max(int(pr.m.max()), 1)
+            cols = (pr.prev_lens - since)[:, None] + torch.arange(M, device=since.device)[None, :]
+            preds = {name: Predictions(sc.tokens.gather(1, cols.clamp_max(max(sc.tokens.shape[1] - 1, 0)))
+                                       if sc.tokens.shape[1] else torch.full_like(cols, -1))
+                     for name, sc in scores.items()}
+            acc = self._position_acceptance(ctx, pr.prev_lens, preds, None, pr.m)
+            for i, rec in enumerate(pr.info.records):
+                rec.position_acceptance = {**(rec.position_acceptance or {}), **{k: v[i] for k, v in acc.items()}}
+                rec.position_acceptance = {name: rec.position_acceptance[name] for name in self.drafters}
+            policy.observe(pr.info)
+
+    def _position_acceptance(self, ctx: DraftContext, prev_lens: torch.Tensor, predictions: dict[str, Predictions],
                              p: torch.Tensor | None, m: torch.Tensor) -> dict[str, list[list[float]]]:
         """gamma_pos[j] at each committed position (DESIGN step 6).
 
@@ -317,7 +362,7 @@ class SpecEngine:
         distribution from this round's verify forward (no extra target pass).
         """
         n, M = len(m), int(m.max())
-        cols = (ctx.prev_lens[:, None] + torch.arange(M, device=m.device)[None, :]).clamp_max(ctx.seqs.shape[1] - 1)
+        cols = (prev_lens[:, None] + torch.arange(M, device=m.device)[None, :]).clamp_max(ctx.seqs.shape[1] - 1)
         committed = ctx.seqs.gather(1, cols)
         valid = torch.arange(M, device=m.device)[None, :] < m[:, None]
         out = {}

@@ -43,7 +43,8 @@ from evaluators.summary import LEARNERS, OBJECTIVE, SETTINGS, arm_name, parse_ar
 
 CONFIG_VERSION = 1
 # options that must not change between a study and its --resume (they change what a run outputs)
-IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas", "queries")
+IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
+            "queries", "score_every")
 
 
 class StudyError(ValueError):
@@ -70,6 +71,7 @@ class StudyConfig:
     top_p: float = 1.0
     seed: int = 0
     fixed_candidates: int = 2                   # joint: fixed arms run live (best by estimate); 0 = all
+    score_every: int = 3                        # full information: EAGLE heads score this many rounds at once
     target: str = ""                            # recorded in config.json only
 
     def validate(self) -> None:
@@ -90,6 +92,8 @@ class StudyConfig:
             raise StudyError(f"--temperature must be >= 0 (got {self.temperature}); 0 means greedy")
         if not 0 < self.top_p <= 1:
             raise StudyError(f"--top-p must be in (0, 1] (got {self.top_p})")
+        if not isinstance(self.score_every, int) or self.score_every < 1:
+            raise StudyError(f"--score-every must be an integer >= 1 (got {self.score_every}); 1 scores every round")
         if self.fixed_candidates < 0:
             raise StudyError(f"--fixed-candidates must be >= 0 (got {self.fixed_candidates}); 0 runs every fixed arm")
 
@@ -301,7 +305,8 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
                 if isinstance(policy, LearnerPolicy):
                     policy.seek(batch[0])      # query number = stream position (learner seeds)
                 res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=cfg.max_new_tokens,
-                                      sampling=sampling, seed=_batch_seed(cfg.seed, bsz, b), feedback=spec.feedback)
+                                      sampling=sampling, seed=_batch_seed(cfg.seed, bsz, b), feedback=spec.feedback,
+                                      score_every=cfg.score_every)
                 shared = {"run": spec.name, "setting": spec.setting, "learner": spec.learner, "arm": spec.arm,
                           "feedback": spec.feedback, "bsz": bsz, "batch": b,
                           "batch_qids": [items[i].qid for i in batch], "batch_wall_s": res.wall_s,
@@ -432,6 +437,8 @@ def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0, help="stream order, learner seeds, sampling seeds")
     ap.add_argument("--fixed-candidates", type=int, default=2, help="joint setting: fixed arms run live, the best by "
                     "the full-information estimate (0 = every arm, both settings)")
+    ap.add_argument("--score-every", type=int, default=3, help="full information, greedy: EAGLE heads score the "
+                    "committed tokens of this many rounds in one forward (the learner hears of them then)")
     ap.add_argument("--out", default="results", help="output folder")
     ap.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished batches")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -445,7 +452,8 @@ def config_from_args(args) -> StudyConfig:
     cfg = StudyConfig(settings=_csv(args.settings), learners=_csv(args.learners), gamma=gamma[0],
                       gammas=_ints(args.gammas, "--gammas"), bsz=_ints(args.bsz, "--bsz"),
                       max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                      seed=args.seed, fixed_candidates=args.fixed_candidates, target=args.target)
+                      seed=args.seed, fixed_candidates=args.fixed_candidates, target=args.target,
+                      score_every=args.score_every)
     cfg.validate()
     return cfg
 

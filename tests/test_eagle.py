@@ -180,3 +180,40 @@ def test_errors_name_the_fix(tmp_path):
     with pytest.raises(DrafterError, match="LLaMA and Qwen2"):
         from drafters.eagle import head_config
         head_config(type("C", (), {"model_type": "gpt2"})())
+
+
+def test_deferred_scoring_gives_the_same_records(arch):
+    """score_every=k scores EAGLE heads' committed positions k rounds at a time: the same
+    outputs and the same per-position acceptance as scoring every round (greedy)."""
+    from drafters import NgramDrafter
+    target = target_of(arch)
+    pool = {"ngram": NgramDrafter(), **{name: EagleDrafter(target, h) for name, h in heads(target).items()}}
+    engine = SpecEngine(target, pool, eos_token_id=1)
+    prompts = random_prompts(4, min_len=3, max_len=9, seed=5)
+    arms = [Arm("v1", 3), Arm("ngram", 2), Arm("v3_reduced", 4), Arm.autoregressive()]
+    plain = engine.generate(prompts, arms, max_new_tokens=MAX_NEW, feedback="full")
+    for k in (2, 5):
+        late = engine.generate(prompts, arms, max_new_tokens=MAX_NEW, feedback="full", score_every=k)
+        assert late.tokens == plain.tokens
+        assert [(r.row, r.round, r.position_acceptance) for r in late.records] == \
+               [(r.row, r.round, r.position_acceptance) for r in plain.records]
+
+
+def test_deferred_scoring_under_a_learner_stays_lossless(arch):
+    from drafters import NgramDrafter
+    from specsel.arms import arm_grid
+    from specsel.policy import LearnerPolicy
+    target = target_of(arch)
+    pool = {"ngram": NgramDrafter(), **{name: EagleDrafter(target, h) for name, h in heads(target).items()}}
+    engine = SpecEngine(target, pool, eos_token_id=1)
+    prompts = random_prompts(3, min_len=3, max_len=9, seed=6)
+    updates = {}
+    for k in (1, 4):
+        policy = LearnerPolicy("hedgespec", arm_grid(list(pool), [1, 3]), list(pool))
+        out = engine.generate(prompts, policy, max_new_tokens=MAX_NEW, feedback="full", score_every=k)
+        assert out.tokens == [hf_greedy(target, p, MAX_NEW) for p in prompts]
+        assert all(set(r.position_acceptance) == set(pool) for r in out.records)
+        updates[k] = [policy.routers[r].learner.t for r in range(len(prompts))]
+    assert updates[4] == updates[1] and min(updates[1]) > 0    # late, but every position's feedback arrives
+    with pytest.raises(ValueError, match="score_every"):
+        engine.generate(prompts, policy, max_new_tokens=4, feedback="full", score_every=0)
