@@ -342,15 +342,14 @@ class SpecEngine:
         since = pending[0].prev_lens
         scores = {name: self.drafters[name].scores(ctx, all_rows, since) for name in deferred}
         for pr in pending:
-            M = max(int(pr.m.max()), 1)
-            cols = (pr.prev_lens - since)[:, None] + torch.arange(M, device=since.device)[None, :]
-            preds = {name: Predictions(sc.tokens.gather(1, cols.clamp_max(max(sc.tokens.shape[1] - 1, 0)))
-                                       if sc.tokens.shape[1] else torch.full_like(cols, -1))
+            # this round's positions prev_lens .. prev_lens+m-1 are columns prev_lens-since+c of the scores
+            cols = (pr.prev_lens - since)[:, None] + torch.arange(int(pr.m.max()), device=since.device)[None, :]
+            preds = {name: Predictions(sc.tokens.gather(1, cols.clamp_max(sc.tokens.shape[1] - 1)))
                      for name, sc in scores.items()}
             acc = self._position_acceptance(ctx, pr.prev_lens, preds, None, pr.m)
             for i, rec in enumerate(pr.info.records):
-                rec.position_acceptance = {**(rec.position_acceptance or {}), **{k: v[i] for k, v in acc.items()}}
-                rec.position_acceptance = {name: rec.position_acceptance[name] for name in self.drafters}
+                merged = {**(rec.position_acceptance or {}), **{name: a[i] for name, a in acc.items()}}
+                rec.position_acceptance = {name: merged[name] for name in self.drafters}   # pool order
             policy.observe(pr.info)
 
     def _position_acceptance(self, ctx: DraftContext, prev_lens: torch.Tensor, predictions: dict[str, Predictions],
