@@ -159,18 +159,27 @@ def token_slice(docs: list[list[int]], start: int, n_tokens: int) -> list[list[i
     return out
 
 
+SELF_DISTILL_STYLES = ("plain", "stub")
+
+
 def generated_documents(target, tokenizer, domain: str, data_dir, n_prompts: int, max_new_tokens: int,
-                        cache: Path, seed: int = 0, batch_size: int = 16, generate=None) -> list[list[int]]:
-    """Self-distillation text: the target's own greedy answers to `n_prompts` TRAINING-split
-    prompts of `domain` (prompt + answer token ids). A head drafts the target's outputs, so
+                        cache: Path, seed: int = 0, batch_size: int = 16, generate=None,
+                        style: str = "plain", skip: int = 0) -> list[list[int]]:
+    """Self-distillation text: the target's own greedy answers to TRAINING-split prompts
+    [skip, skip + n_prompts) of `domain` in a seeded order (prompt + answer token ids). A head drafts the target's outputs, so
     training on them removes the shift between human-written text and what it will see.
     `generate(prompts, max_new_tokens) -> list of token lists` (lossless speculative decoding
     is fine: greedy output is the target's own). Batches are appended to `cache` (JSONL) as
-    they finish; a rerun resumes."""
-    from specsel.data import encode_prompts, load_domain
+    they finish; a rerun resumes. `style="stub"` poses code problems as HumanEval does
+    (specsel.data.as_function_stub)."""
+    from specsel.data import as_function_stub, encode_prompts, load_domain
+    if style not in SELF_DISTILL_STYLES:
+        raise ValueError(f"unknown self-distillation style {style!r}: use one of {', '.join(SELF_DISTILL_STYLES)}")
     queries = load_domain(domain, data_dir, split="train")
     order = torch.randperm(len(queries), generator=torch.Generator().manual_seed(seed + 1)).tolist()
-    chosen = [queries[i] for i in order[:n_prompts]]
+    chosen = [queries[i] for i in order[skip: skip + n_prompts]]
+    if style == "stub":
+        chosen = [as_function_stub(q) for q in chosen]
     prompts = encode_prompts(tokenizer, chosen, max_prompt_tokens=1024, truncate=True)
     cache = Path(cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -227,14 +236,16 @@ def greedy_generator(target, tokenizer, eos_token_id=None):
 
 
 def self_distilled_features(target, tokenizer, domain: str, data_dir, n_prompts: int, max_new_tokens: int,
-                            seq_len: int, work: Path, seed: int = 0, batch_size: int = 32, skip: int = 0):
+                            seq_len: int, work: Path, seed: int = 0, batch_size: int = 32, skip: int = 0,
+                            style: str = "plain"):
     """generated_documents() (greedy answers of the target) and their features, for prompts
     [skip, skip + n_prompts) of the seeded training order. Returns (docs, tokens, valid,
     features) like domain_features(). The answer cache is shared by every prompt count."""
-    docs = generated_documents(target, tokenizer, domain, data_dir, skip + n_prompts, max_new_tokens,
-                               work / f"selfdistill-{domain}-{seed}-{max_new_tokens}.jsonl", seed, batch_size,
-                               greedy_generator(target, tokenizer))[skip:]
-    tag = f"{domain}-{seed}-{skip}-{n_prompts}-{max_new_tokens}"
+    name = domain if style == "plain" else f"{domain}-{style}"
+    docs = generated_documents(target, tokenizer, domain, data_dir, n_prompts, max_new_tokens,
+                               work / f"selfdistill-{name}-{seed}-{max_new_tokens}.jsonl", seed, batch_size,
+                               greedy_generator(target, tokenizer), style=style, skip=skip)
+    tag = f"{name}-{seed}-{skip}-{n_prompts}-{max_new_tokens}"
     tokens, valid, features = features_of(target, docs, seq_len, work / f"features-selfdistill-{tag}-{seq_len}",
                                           pad_id=tokenizer.pad_token_id or 0)
     return docs, tokens, valid, features

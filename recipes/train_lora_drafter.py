@@ -31,7 +31,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from drafters.eagle import load_eagle_head  # noqa: E402
-from drafters.eagle_training import (TRAINING_DATA_SOURCES, domain_features, eagle_loss, frozen_target,  # noqa: E402
+from drafters.eagle_training import (SELF_DISTILL_STYLES, TRAINING_DATA_SOURCES, domain_features, eagle_loss, frozen_target,  # noqa: E402
                                      self_distilled_features, train, work_dir, write_json)
 from drafters.lora import lora_experts, new_lora  # noqa: E402
 from specsel.heldout import measure_mat  # noqa: E402
@@ -55,6 +55,9 @@ def parse_args(argv=None):
                     help="how many of those the base head trained on (train_eagle.py --self-distill-prompts): "
                          "their cached features are reused")
     ap.add_argument("--self-distill-tokens", type=int, default=128)
+    ap.add_argument("--self-distill-style", default="plain", choices=SELF_DISTILL_STYLES,
+                    help="'stub': pose each new (beyond --self-distill-shared) code problem as HumanEval does, "
+                         "a signature and docstring (specsel.data.as_function_stub)")
     ap.add_argument("--self-distill-repeat", type=int, default=3, help="oversample the self-distilled rows")
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--rank", type=int, default=8)
@@ -82,11 +85,14 @@ def main(argv=None) -> int:
                              batch_size=8)
              for start, n in ((0, args.tokens), (args.tokens, args.extra_tokens)) if n > 0]
     shared = min(args.self_distill_prompts, args.self_distill_shared)
-    for skip, n in ((0, shared), (shared, args.self_distill_prompts - shared)):   # the base head's, then new ones
+    if args.self_distill_style != "plain" and args.domain != "humaneval":
+        raise ValueError(f"--self-distill-style {args.self_distill_style} is for --domain humaneval only")
+    for skip, n, style in ((0, shared, "plain"),       # the base head's answers, then new ones
+                           (shared, args.self_distill_prompts - shared, args.self_distill_style)):
         if n > 0:
             _, tok_, val_, feat_ = self_distilled_features(target, tokenizer, args.domain, args.data_dir, n,
                                                            args.self_distill_tokens, args.seq_len, work,
-                                                           seed=args.seed, skip=skip)
+                                                           seed=args.seed, skip=skip, style=style)
             r = args.self_distill_repeat
             parts.append((None, tok_.repeat(r, 1), val_.repeat(r, 1), feat_.repeat(r, 1, 1)))
     tokens = torch.cat([p[1] for p in parts])
@@ -111,7 +117,7 @@ def main(argv=None) -> int:
                                  .hexdigest()[:16],
                                  "unroll_weight": args.unroll_weight,
                                  "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
-                                                  args.self_distill_repeat]})
+                                                  args.self_distill_repeat, args.self_distill_style]})
     out = Path(args.out)
     model.save_pretrained(out)
 
@@ -123,7 +129,7 @@ def main(argv=None) -> int:
         "kind": f"LoRA adapter (rank {args.rank}, alpha {args.alpha}) on the base EAGLE head {args.base}",
         "target": args.target, "domain": args.domain, "adapter": name,
         "data": TRAINING_DATA_SOURCES.get(args.domain) + (f" + the target's own greedy answers to {args.self_distill_prompts} "
-                                                "of its prompts" if args.self_distill_prompts else ""),
+                                                "of its prompts" + _style_note(args.self_distill_style, shared) if args.self_distill_prompts else ""),
         "train_tokens": int(valid.sum()), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "unroll_weight": args.unroll_weight,
         "seed": args.seed, "train_seconds": summary["seconds"], "feature_seconds": round(extract_s, 1),
@@ -137,6 +143,13 @@ def main(argv=None) -> int:
     (out / "README.md").write_text(model_card(card))
     print(json.dumps(card, indent=2))
     return 0
+
+
+def _style_note(style: str, shared: int) -> str:
+    if style == "plain":
+        return ""
+    which = f"those beyond the first {shared}" if shared else "all"
+    return f" ({which} posed as HumanEval-style function stubs)"
 
 
 def model_card(c: dict) -> str:

@@ -35,6 +35,7 @@ import gzip
 import importlib.util
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -141,9 +142,31 @@ def _mbpp_query(rec: dict, i: int, split: str) -> Query:
     text = rec["text"]
     if tests:
         text += "\nYour code should pass these tests:\n\n" + "\n".join(tests)
-    meta = {"task_id": rec.get("task_id"), "test_list": tests,
+    meta = {"task_id": rec.get("task_id"), "test_list": tests, "text": rec["text"],
             "test_setup_code": _lf(rec.get("test_setup_code") or "")}
     return Query("humaneval", f"mbpp/{rec.get('task_id', i)}", _user(text), _lf(rec["code"]), meta)
+
+
+def as_function_stub(query: Query) -> Query:
+    """An MBPP query re-posed the way HumanEval poses problems: the reference code's
+    signature and a docstring (the task, then its asserts as doctests), under
+    CODE_INSTRUCTION. Self-distilling on these gives a code drafter the target's
+    answers to HumanEval-shaped prompts without touching HumanEval. A query whose
+    reference has no `def` line is returned unchanged."""
+    names = {m.group(1) for t in query.meta.get("test_list", ()) for m in [re.match(r"assert\s+\(?\s*(\w+)\(", t)] if m}
+    defs = [m for m in re.finditer(r"^def\s+(\w+)\s*\(.*?\)[^:\n]*:", query.reference, re.M | re.S)]
+    sig = next((m for m in defs if m.group(1) in names), defs[-1] if defs else None)
+    if sig is None or "text" not in query.meta:
+        return query
+    examples = []
+    for t in query.meta.get("test_list", ()):
+        m = re.match(r"assert\s+(.+?)\s*==\s*(.+)$", t.strip())
+        if m:
+            examples.append(f"    >>> {m.group(1)}\n    {m.group(2)}")
+    doc = "\n".join([f'    """{query.meta["text"].strip()}', *examples, '    """'])
+    stub = f"{' '.join(sig.group(0).split())}\n{doc}"
+    text = f"{CODE_INSTRUCTION}\n\n```python\n{stub}\n```"
+    return Query(query.domain, query.qid + "#stub", _user(text), query.reference, dict(query.meta, prompt=stub))
 
 
 def _mbpp_text(rec: dict) -> str:

@@ -14,6 +14,7 @@ from specsel.data import (
     DOMAINS,
     DataError,
     Query,
+    as_function_stub,
     encode_prompts,
     last_boxed,
     load_domain,
@@ -136,6 +137,24 @@ def test_real_training_texts():
     eval_problems = {q.messages[0]["content"] for q in load_domain("math", SHARED_DATA)}
     train_problems = {q.messages[0]["content"] for q in load_domain("math", SHARED_DATA, split="train")}
     assert not eval_problems & train_problems
+
+
+def test_function_stub_poses_mbpp_like_humaneval(tmp_data):
+    code = "R = 3\r\ndef helper(x):\r\n\treturn x\r\ndef add_one(a,\r\n            b=1):\r\n\treturn helper(a) + b"
+    write_jsonl(tmp_data / "mbpp" / "mbpp.jsonl", [
+        {"text": "Write a function to add one.", "code": code, "task_id": 7, "test_setup_code": "",
+         "test_list": ["assert add_one(1) == 2", "assert add_one(2, b=3)==5", "assert (add_one(0))"]},
+        {"text": "No function here.", "code": "x = 1", "task_id": 8, "test_setup_code": "", "test_list": []}])
+    with_def, without_def = load_domain("humaneval", tmp_data, split="train")
+    stub = as_function_stub(with_def)
+    content = stub.messages[0]["content"]
+    # the signature of the function the asserts call (not the helper), on one line, then a doctest docstring
+    assert "```python\ndef add_one(a, b=1):\n    \"\"\"Write a function to add one." in content
+    assert "    >>> add_one(1)\n    2\n    >>> add_one(2, b=3)\n    5\n    \"\"\"\n```" in content
+    assert "helper" not in content and "assert" not in content
+    assert content.startswith("Complete the following Python function.")
+    assert stub.qid == "mbpp/7#stub" and stub.reference == with_def.reference
+    assert as_function_stub(without_def) is without_def
 
 
 # --------------------------------------------------------------------------
