@@ -40,7 +40,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from specsel.kvcache import RaggedKVCache, decoder_stack
+from specsel.kvcache import RaggedKVCache, cache_kwargs, decoder_stack
 
 from .base import DraftContext, Drafter, DrafterError, Predictions, Proposal, choose_tokens
 
@@ -171,8 +171,8 @@ class EagleHead(nn.Module):
             attn_in = torch.cat([self.layer.input_layernorm(embeds), self.hidden_norm(residual)], dim=-1)
         position_embeddings = self.rotary(residual, position_ids)
         attn_out, _ = self.layer.self_attn(hidden_states=attn_in, position_embeddings=position_embeddings,
-                                           attention_mask=attention_mask, past_key_values=past_key_values,
-                                           use_cache=use_cache)
+                                           attention_mask=attention_mask, use_cache=use_cache,
+                                           **cache_kwargs(self.layer.self_attn, past_key_values))
         h = residual + attn_out
         h = h + self.layer.mlp(self.layer.post_attention_layernorm(h))
         kept = h if not logits_to_keep else h[:, -logits_to_keep:]

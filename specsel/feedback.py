@@ -22,6 +22,14 @@ committed (delayed-feedback reduction, Joulani et al. 2013).  When a query ends
 (``flush``) the positions still waiting are **dropped**: their ``A_s`` would
 depend on tokens that will never exist.
 
+Acceptance feedback.  A full-information learner that asks for it (HedgeSpec's
+``loss="acceptance"``, or ``"auto"`` when every arm has the same ``g`` and there is no
+cost model) instead gets ``observe_acceptance(gamma[arm drafters, s])`` for every
+position ``s`` as soon as it is committed: loss ``1 - gamma`` (DESIGN, "Learners"), no
+queue. With one ``g`` for all arms, ``A_s`` grows with every ``gamma_{s+k}``, so the
+drafter accepted most often is the one of longest expected length; and feedback without
+delay lets the learner follow a best drafter that changes within a query.
+
 Cost-aware objective.  With a ``CostModel`` the reward of arm ``(j, g)`` is its
 expected throughput ``A / (t_verify(g) + g * t_draft(j))`` (tokens per second)
 instead of ``A`` (and ``Y / (...)`` for bandit learners).
@@ -138,8 +146,17 @@ class FeedbackRouter:
         self.n_drafters = int(self.arm_drafter.max()) + 1
         self.delay = max(int(self.arm_gamma.max()), 1)   # A_s needs positions s .. s+delay-1
         self.cost = cost
+        self.acceptance = self._acceptance_feedback(learner)
         self.n_updates = 0
         self.reset_query()
+
+    def _acceptance_feedback(self, learner) -> bool:
+        loss = getattr(learner, "loss", "length") if learner.full_information else "length"
+        possible = self.cost is None and len(set(self.arm_gamma.tolist())) == 1
+        if loss == "acceptance" and not possible:
+            raise ValueError("loss='acceptance' needs arms of one speculation length and no cost model "
+                             "(it cannot rank gammas or costs); use loss='length' or 'auto'")
+        return loss == "acceptance" or (loss == "auto" and possible)
 
     def reset_query(self) -> None:
         """Start a new query: forget queued positions (the learner is kept)."""
@@ -183,6 +200,13 @@ class FeedbackRouter:
         if g.ndim != 2 or g.shape[1] != committed or g.shape[0] < self.n_drafters:
             raise ValueError(f"new_gammas must be [n_drafters>={self.n_drafters}, committed={committed}], "
                              f"got shape {g.shape}")
+        if self.acceptance:                                 # loss 1 - gamma per position, at once
+            for s in range(committed):
+                self.learner.observe_acceptance(g[self.arm_drafter, s])
+            self.position += committed
+            self._next = self.position
+            self.n_updates += committed
+            return committed
         self._buf = np.concatenate([self._buf, g[:self.n_drafters]], axis=1)
         self._played = np.concatenate([self._played, np.full(committed, played)])
         self.position += committed

@@ -15,11 +15,25 @@ ever recomputed. Only tail columns are copied, never the prefix.
 """
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Sequence
 
 import torch
 from transformers import DynamicCache
+
+
+@lru_cache(maxsize=None)
+def _cache_keyword(forward) -> str:
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def cache_kwargs(module, cache) -> dict:
+    """`{name: cache}` for `module(...)`: transformers 5.2x renamed the `past_key_values`
+    argument to `cache` (the old name warns and goes in 5.40); older releases know only
+    the old name."""
+    return {_cache_keyword(type(module).forward): cache}
 
 
 def decoder_stack(model):
@@ -109,7 +123,8 @@ class RaggedKVCache:
         mask = self._attention_mask(past_valid, self_visible, W)
         with capture_hidden_states(self.model, capture) as captured:
             out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position_ids,
-                             past_key_values=self.cache, use_cache=True, logits_to_keep=0 if logits else 1,
+                             **cache_kwargs(self.model, self.cache), use_cache=True,
+                             logits_to_keep=0 if logits else 1,
                              **model_kwargs)
         out.captured = captured
         self.tail_valid = torch.cat([self.tail_valid, window_valid], dim=1)

@@ -177,3 +177,34 @@ def test_sampling_records():
     A = arm_length_table(gam, arms)
     assert np.allclose(A[0], [1 + 0.9 + 0.72, 1 + 0.2 + 0.18])
     assert per_token_regret(gam, arms, fixed) == pytest.approx(max(A.sum(0)) - A[:, 0].sum())
+
+
+def test_acceptance_feedback_is_immediate_for_one_gamma():
+    """HedgeSpec's default loss on arms of one gamma: 1 - gamma per committed position, no queue."""
+    arms = [(0, 3), (1, 3)]
+    learner = HedgeSpec(2, reward_range=(1, 4), discount=0.5)
+    router = FeedbackRouter(learner, arms)
+    assert router.acceptance
+    assert router.on_round(0, 2, GAMMAS[:, :2]) == 2 and router.pending == 0
+    hand = HedgeSpec(2, reward_range=(1, 4), discount=0.5)
+    for s in range(2):
+        p = hand.weights()
+        loss = 1 - GAMMAS[:, s]
+        hand.regret = 0.5 * hand.regret + (p.dot(loss) - loss)
+        hand._w = None
+    assert np.allclose(learner.regret, hand.regret)
+    assert router.flush() == 0
+
+
+def test_acceptance_loss_needs_one_gamma_and_no_cost():
+    with pytest.raises(ValueError, match="one speculation length"):
+        FeedbackRouter(HedgeSpec(3, reward_range=(1, 4), loss="acceptance"), ARMS)
+    with pytest.raises(ValueError, match="one speculation length"):
+        FeedbackRouter(HedgeSpec(2, reward_range=(0, 4), loss="acceptance"), [(0, 3), (1, 3)], CostModel(2, 3))
+    auto = FeedbackRouter(HedgeSpec(3, reward_range=(1, 4)), ARMS)    # gammas differ: expected lengths, delayed
+    assert not auto.acceptance
+    auto.on_round(0, 2, GAMMAS[:, :2])
+    assert auto.pending == 2
+    assert not FeedbackRouter(HedgeSpec(2, reward_range=(1, 4), loss="length"), [(0, 3), (1, 3)]).acceptance
+    with pytest.raises(ValueError, match="loss must be one of"):
+        HedgeSpec(2, reward_range=(1, 4), loss="rounds")

@@ -259,3 +259,19 @@ def test_capture_hidden_states_matches_hf_numbering(arch):
     with pytest.raises(ValueError, match="out of range"):
         with capture_hidden_states(model, [L + 1]):
             pass
+
+
+def test_cache_kwargs_follows_the_installed_transformers_argument_name():
+    from specsel.kvcache import cache_kwargs
+
+    class Old(torch.nn.Module):
+        def forward(self, x, past_key_values=None):
+            return x
+
+    class New(torch.nn.Module):
+        def forward(self, x, cache=None):
+            return x
+
+    marker = object()
+    assert cache_kwargs(Old(), marker) == {"past_key_values": marker}
+    assert cache_kwargs(New(), marker) == {"cache": marker}

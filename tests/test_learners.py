@@ -211,6 +211,39 @@ def test_normalhedge_uniform_without_positive_regret():
     assert learner.select() == 0
 
 
+def test_hedgespec_uniform_tie_goes_to_largest_regret():
+    learner = HedgeSpec(3, reward_range=(1, 5))
+    learner.regret[:] = [-2.0, -0.5, -1.0]            # no positive regret: uniform weights
+    assert np.allclose(learner.weights(), 1 / 3)
+    assert learner.select() == 1
+
+
+def test_hedgespec_discounted_regret_by_hand():
+    learner = HedgeSpec(2, reward_range=(1, 5), discount=0.5)
+    learner.update(0, 0.0, all_rewards=np.array([5.0, 1.0]))   # losses 0, 0.8; p uniform: <p, loss> = 0.4
+    assert np.allclose(learner.regret, [0.4, -0.4])
+    p = learner.weights()                                       # all weight on arm 0
+    learner.update(0, 0.0, all_rewards=np.array([1.0, 5.0]))   # losses 0.8, 0
+    assert np.allclose(learner.regret, 0.5 * np.array([0.4, -0.4]) + (p.dot([0.8, 0.0]) - np.array([0.8, 0.0])))
+    with pytest.raises(ValueError, match="discount"):
+        HedgeSpec(2, reward_range=(1, 5), discount=0.0)
+
+
+def test_hedgespec_discount_tracks_a_switch_within_a_query():
+    """Arm 0 is perfect for 40 steps (a copied passage), then arm 1 is: the discounted learner
+    follows the switch within a few steps, plain NormalHedge only after its lead is spent."""
+    def steps_to_follow(discount):
+        learner = HedgeSpec(2, reward_range=(1, 5), discount=discount)
+        for _ in range(40):
+            learner.update(0, 0.0, all_rewards=np.array([5.0, 1.0]))
+        for k in range(1, 200):
+            learner.update(0, 0.0, all_rewards=np.array([1.0, 5.0]))
+            if learner.select() == 1:
+                return k
+        return 200
+    assert steps_to_follow(0.8) <= 5 < 30 < steps_to_follow(1.0)
+
+
 def test_hedgespec_needs_all_rewards():
     with pytest.raises(ValueError, match="all_rewards"):
         HedgeSpec(3, reward_range=(1, 5)).update(0, 3.0)

@@ -7,6 +7,18 @@ solves ``mean_i exp([R_i]_+^2 / (2c)) = e``; uniform while no ``R_i > 0``.
 
 The weights are invariant to scaling all losses by a positive constant, so the
 loss normalisation ``1 - r/high`` only fixes the units of ``R`` and ``c``.
+
+``loss`` says what a position's loss is: ``"length"``, ``1 - A_s/high`` from the arms'
+expected accepted lengths (fed with a delay of up to ``g`` positions); ``"acceptance"``,
+``1 - gamma_s`` of each arm's drafter, fed as soon as the position is committed
+(``observe_acceptance``; arms of one gamma, no cost model); ``"auto"`` (default), acceptance
+where the router allows it, else length (specsel.feedback).
+
+``discount`` < 1 discounts past regret, ``R_i <- discount * R_i + (ell_t(p) - ell_{t,i})``
+(discounted regret, Cesa-Bianchi & Lugosi 2006, Sec. 2.11), so the learner tracks a best
+arm that shifts within a query: an answer that first copies its prompt (n-gram lookup
+wins) and then writes new text (a trained head wins). ``discount = 1`` is plain
+NormalHedge as in the paper.
 """
 from __future__ import annotations
 
@@ -15,6 +27,9 @@ import math
 import numpy as np
 
 from .base import Learner, sample_index
+
+LOSSES = ("auto", "acceptance", "length")
+DEFAULT_DISCOUNT = 0.5   # chosen by recipes/tune_hedge.py on eval queries the study never uses
 
 
 def normalhedge_weights(regret: np.ndarray, v0: float | None = None, tol: float = 1e-13,
@@ -59,18 +74,27 @@ class HedgeSpec(Learner):
     """NormalHedge over the loss vector ``ell_i = 1 - r_i/high`` of all arms.
 
     ``select()`` plays the arm of largest weight (deterministic, as the
-    Not-a-Bandit system does); ``sample=True`` samples from the weights instead.
+    Not-a-Bandit system does; ties, e.g. the uniform start, go to the largest
+    regret, then the lowest index); ``sample=True`` samples from the weights
+    instead. ``discount`` in (0, 1] weighs past regret (module docstring).
     ``update`` ignores ``reward`` and needs ``all_rewards``.
     """
 
     name = "hedgespec"
     full_information = True
 
-    def __init__(self, n_arms, reward_range, seed=None, sample: bool = False):
+    def __init__(self, n_arms, reward_range, seed=None, sample: bool = False, discount: float = DEFAULT_DISCOUNT,
+                 loss: str = "auto"):
         super().__init__(n_arms, reward_range, seed)
         if not self.reward_range[1] > 0:
             raise ValueError("HedgeSpec needs reward_range high > 0 (loss = 1 - r/high)")
+        if not 0.0 < discount <= 1.0:
+            raise ValueError(f"HedgeSpec discount must lie in (0, 1] (got {discount}); 1 = plain NormalHedge")
+        if loss not in LOSSES:
+            raise ValueError(f"HedgeSpec loss must be one of {', '.join(LOSSES)} (got {loss!r})")
         self.sample = bool(sample)
+        self.discount = float(discount)
+        self.loss = loss
         self.reset()
 
     def reset(self) -> None:
@@ -91,7 +115,10 @@ class HedgeSpec(Learner):
 
     def select(self) -> int:
         w = self.weights()
-        return sample_index(self.rng, w) if self.sample else int(np.argmax(w))
+        if self.sample:
+            return sample_index(self.rng, w)
+        top = np.flatnonzero(w >= w.max())
+        return int(top[np.argmax(self.regret[top])])
 
     def update(self, played, reward, all_rewards=None) -> None:
         if all_rewards is None:
@@ -100,8 +127,18 @@ class HedgeSpec(Learner):
         r = np.asarray(all_rewards, dtype=float)
         if r.shape != (self.n_arms,):
             raise ValueError(f"all_rewards must have shape ({self.n_arms},), got {r.shape}")
-        loss = 1.0 - r / self.reward_range[1]      # ell_{t,i} = 1 - r_{t,i}/high
+        self._step(1.0 - r / self.reward_range[1])      # ell_{t,i} = 1 - r_{t,i}/high
+
+    def observe_acceptance(self, gammas) -> None:
+        """One committed position: ``gammas[i]`` = acceptance of arm i's drafter there (loss 1 - gamma)."""
+        g = np.asarray(gammas, dtype=float)
+        if g.shape != (self.n_arms,):
+            raise ValueError(f"gammas must have shape ({self.n_arms},), got {g.shape}")
+        self._step(1.0 - g)
+
+    def _step(self, loss: np.ndarray) -> None:
         p = self.weights()
-        self.regret += p.dot(loss) - loss          # R_i += ell_t(p) - ell_{t,i},  ell_t(p) = <p_t, ell_t>
+        # R_i <- discount * R_i + ell_t(p) - ell_{t,i},  ell_t(p) = <p_t, ell_t>
+        self.regret = self.discount * self.regret + (p.dot(loss) - loss)
         self._w = None
         self.t += 1
