@@ -166,8 +166,9 @@ def generated_documents(target, tokenizer, domain: str, data_dir, n_prompts: int
                         cache: Path, seed: int = 0, batch_size: int = 16, generate=None,
                         style: str = "plain", skip: int = 0) -> list[list[int]]:
     """Self-distillation text: the target's own greedy answers to TRAINING-split prompts
-    [skip, skip + n_prompts) of `domain` in a seeded order (prompt + answer token ids). A head drafts the target's outputs, so
-    training on them removes the shift between human-written text and what it will see.
+    [skip, skip + n_prompts) of `domain` in a seeded order (prompt + answer token ids). A head
+    drafts the target's outputs, so training on them removes the shift between human-written
+    text and what it will see.
     `generate(prompts, max_new_tokens) -> list of token lists` (lossless speculative decoding
     is fine: greedy output is the target's own). Batches are appended to `cache` (JSONL) as
     they finish; a rerun resumes. `style="stub"` poses code problems as HumanEval does

@@ -31,8 +31,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from drafters.eagle import load_eagle_head  # noqa: E402
-from drafters.eagle_training import (SELF_DISTILL_STYLES, TRAINING_DATA_SOURCES, domain_features, eagle_loss, frozen_target,  # noqa: E402
-                                     self_distilled_features, train, work_dir, write_json)
+from drafters.eagle_training import (SELF_DISTILL_STYLES, TRAINING_DATA_SOURCES, domain_features,  # noqa: E402
+                                     eagle_loss, frozen_target, self_distilled_features, train, work_dir,
+                                     write_json)
 from drafters.lora import lora_experts, new_lora  # noqa: E402
 from specsel.heldout import measure_mat  # noqa: E402
 from specsel.target import EMBEDDED_DEFAULT  # noqa: E402
@@ -129,7 +130,8 @@ def main(argv=None) -> int:
         "kind": f"LoRA adapter (rank {args.rank}, alpha {args.alpha}) on the base EAGLE head {args.base}",
         "target": args.target, "domain": args.domain, "adapter": name,
         "data": TRAINING_DATA_SOURCES.get(args.domain) + (f" + the target's own greedy answers to {args.self_distill_prompts} "
-                                                "of its prompts" + _style_note(args.self_distill_style, shared) if args.self_distill_prompts else ""),
+                                                "of its prompts" + _style_note(args.self_distill_style, shared)
+                                                if args.self_distill_prompts else ""),
         "train_tokens": int(valid.sum()), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "unroll_weight": args.unroll_weight,
         "seed": args.seed, "train_seconds": summary["seconds"], "feature_seconds": round(extract_s, 1),

@@ -7,9 +7,9 @@ first --limit, default 30, so the default tuning stream never overlaps it) once,
 with full information (every drafter of the pool scores every committed position), then
 replays HedgeSpec offline with every --discounts value (its default loss: each drafter's
 acceptance per position) and plain NormalHedge (length loss, no discount), next to every
-fixed drafter, the best fixed drafter over the stream and the per-query oracle. Greedy records replay exactly
-(evaluators.replay), so one decoding pass serves every discount. Records are appended per
-batch to --out/records.jsonl; a rerun resumes. Prints a table and writes --out/tune_hedge.json.
+fixed drafter, the best fixed drafter over the stream and the per-query oracle. Greedy
+records replay exactly (evaluators.replay), so one decoding pass serves every discount.
+Records are appended per batch to --out/records.jsonl; a rerun resumes. Prints a table and writes --out/tune_hedge.json.
 """
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ from evaluators.records import acceptance_matrix, to_dict  # noqa: E402
 from evaluators.replay import rounds_fixed, simulate  # noqa: E402
 from specsel import Arm, SpecEngine  # noqa: E402
 from specsel.learners import HedgeSpec  # noqa: E402
-from specsel.study import _csv, load_items, load_pool, pool_weights  # noqa: E402
+from specsel.study import ResultStore, _csv, load_items, load_pool, pool_weights  # noqa: E402
 from specsel.target import EMBEDDED_DEFAULT, load_target  # noqa: E402
+
+RUN = "tune/fullinfo"
 
 
 def parse_args(argv=None):
@@ -49,41 +51,35 @@ def parse_args(argv=None):
 
 
 def decode(args, out: Path) -> tuple[list[dict], list[str]]:
-    """Full-information records of every tuning query (resumed from out/records.jsonl)."""
+    """Full-information records of every tuning query, one line per query in the study's
+    queries.jsonl layout (specsel.study.ResultStore: fsynced batches, torn tail cut on resume)."""
     target, tokenizer = load_target(args.target)
     pool = load_pool(target)
     items = load_items(tokenizer, _csv(args.domains), args.data_dir, args.limit, skip=args.skip)
-    path = out / "records.jsonl"
     stamp = {"target": args.target, "weights": pool_weights(list(pool), None), "gamma": args.gamma,
              "max_new_tokens": args.max_new_tokens, "queries": [it.qid for it in items]}
     config = out / "config.json"
-    if path.exists() and config.exists() and json.loads(config.read_text()) != stamp:
+    if (out / "records.jsonl").exists() and config.exists() and json.loads(config.read_text()) != stamp:
         raise ValueError(f"{out} holds records of another target, pool, gamma or query set: pass another --out")
     config.write_text(json.dumps(stamp))
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:          # a torn last line: that batch is redone
-                break
-            done[rec["qid"]] = rec
+    store = ResultStore(out / "records.jsonl", resume=True)
     engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
-    todo = [it for it in items if it.qid not in done]
-    with tqdm(total=len(items), initial=len(items) - len(todo), desc="full-information pass", unit="query") as bar:
-        for b in range(0, len(todo), args.bsz):
-            batch = todo[b: b + args.bsz]
+    batches = [list(range(i, min(i + args.bsz, len(items)))) for i in range(0, len(items), args.bsz)]
+    todo = [b for b in range(len(batches)) if (RUN, args.bsz, b) not in store.done]
+    with tqdm(total=len(items), initial=len(items) - sum(len(batches[b]) for b in todo),
+              desc="full-information pass", unit="query") as bar:
+        for b in todo:
+            batch = [items[i] for i in batches[b]]
             res = engine.generate([it.prompt for it in batch], Arm(next(iter(pool)), args.gamma),
                                   max_new_tokens=args.max_new_tokens, feedback="full", score_every=args.score_every)
-            lines = []
-            for row, it in enumerate(batch):
-                recs = sorted((to_dict(r) for r in res.records if r.row == row), key=lambda r: r["round"])
-                lines.append({"qid": it.qid, "domain": it.domain, "records": recs})
-            with open(path, "a") as f:
-                f.write("".join(json.dumps(line) + "\n" for line in lines))
-            done.update({line["qid"]: line for line in lines})
+            shared = {"run": RUN, "bsz": args.bsz, "batch": b, "batch_qids": [it.qid for it in batch]}
+            store.append([{**shared, "qid": it.qid, "domain": it.domain,
+                           "records": sorted((to_dict(r) for r in res.records if r.row == row),
+                                             key=lambda r: r["round"])}
+                          for row, it in enumerate(batch)])
             bar.update(len(batch))
-    return [done[it.qid] for it in items], list(pool)
+    lines = {line["qid"]: line for line in store.run_lines(RUN, args.bsz)}
+    return [lines[it.qid] for it in items], list(pool)
 
 
 def table(lines: list[dict], drafters: list[str], gamma: int, discounts: list[float]) -> dict:
