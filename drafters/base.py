@@ -37,6 +37,14 @@ class DraftContext:
     target_hidden: dict[int, torch.Tensor] | None = None   # layer -> [B, W, H] target features of the
                                                             # last verify window (feature_layers only)
     memo: dict = field(default_factory=dict)    # per-round scratch that drafters may share (reset each round)
+    scored: frozenset[str] | None = None        # drafters whose predictions at committed positions may be
+                                                # asked for (None: all); the others may skip work only
+                                                # scoring needs (bandit feedback: none are)
+    score_from: torch.Tensor | None = None      # [B] the first committed position whose prediction may be
+                                                # asked for (None: any)
+
+    def keeps_scores(self, name: str) -> bool:
+        return self.scored is None or name in self.scored
 
     def row_tokens(self, r: int) -> torch.Tensor:
         return self.seqs[r, : int(self.seq_lens[r])]
@@ -44,6 +52,8 @@ class DraftContext:
     def select_rows(self, keep: torch.Tensor) -> None:
         self.seqs, self.seq_lens, self.prev_lens = self.seqs[keep], self.seq_lens[keep], self.prev_lens[keep]
         self.target_hidden = None
+        if self.score_from is not None:
+            self.score_from = self.score_from[keep]
 
 
 @dataclass

@@ -362,12 +362,32 @@ class EagleDrafter(Drafter):
         fed = widths > 0
         hidden = out.hidden[rows, last]
         self.last_hidden[rows[fed]] = hidden[fed]
-        logits = self.head.logits(out.hidden[rows])
-        self.last_logits[rows[fed]] = logits[torch.arange(len(rows), device=dev), last][fed]
-        c = torch.arange(U, device=dev)[None, :]
-        r_idx, c_idx = (c < widths[:, None]).nonzero(as_tuple=True)
-        self.pair_top[rows[r_idx], starts[r_idx] + c_idx] = logits[r_idx, c_idx].argmax(-1)
+        # the head's output projection is most of a feed's cost: run it only for the pairs whose
+        # top-1 may be asked for (position j's prediction is pair j-2's top-1) and the last one
+        first = starts if all_logits else self._first_scored_pair(ctx, rows, starts, widths)
+        if bool((first == starts + last).all()):            # the last pair of each row only
+            logits = self.head.logits(hidden)
+            self.last_logits[rows[fed]] = logits[fed]
+            self.pair_top[rows[fed], (starts + last)[fed]] = logits[fed].argmax(-1)
+            return None, widths, starts
+        c0 = int((first - starts)[fed].min()) if bool(fed.any()) else 0
+        logits = self.head.logits(out.hidden[rows, c0:])
+        self.last_logits[rows[fed]] = logits[torch.arange(len(rows), device=dev), (last - c0).clamp_min(0)][fed]
+        c = torch.arange(c0, U, device=dev)[None, :]
+        r_idx, c_idx = ((c < widths[:, None]) & (c >= (first - starts)[:, None])).nonzero(as_tuple=True)
+        self.pair_top[rows[r_idx], starts[r_idx] + c0 + c_idx] = logits[r_idx, c_idx].argmax(-1)
         return (logits if all_logits else None), widths, starts
+
+    def _first_scored_pair(self, ctx: DraftContext, rows: torch.Tensor, starts: torch.Tensor,
+                           widths: torch.Tensor) -> torch.Tensor:
+        """Per row, the first pair of this feed whose top-1 is kept: every pair if any position
+        may be scored, the last one if none will be (ctx.scored / ctx.score_from)."""
+        last = starts + (widths - 1).clamp_min(0)
+        if not ctx.keeps_scores(self.name):
+            return last
+        if ctx.score_from is None:
+            return starts
+        return torch.minimum(torch.maximum(starts, ctx.score_from[rows] - 2), last)
 
     def _to_target(self, draft_ids: torch.Tensor) -> torch.Tensor:
         return self.head.draft_to_target[draft_ids]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Collection, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -70,6 +70,12 @@ class ArmPolicy:
 
     def observe(self, info: RoundInfo) -> None:
         pass
+
+    def scored_drafters(self) -> Collection[str] | None:
+        """Full information: the drafters whose acceptance the policy wants for the coming rounds
+        (up to the next feedback); None = every drafter. Those left out are not scored, and
+        their acceptance is missing from the records (called before each scoring window)."""
+        return None
 
     def finish(self, row: int) -> None:
         """Prompt `row` is done (EOS or max_new_tokens)."""
@@ -179,7 +185,8 @@ class SpecEngine:
         seqs = torch.zeros(B, int(lens.max()) + max_new_tokens, dtype=torch.long, device=dev)
         for i, p in enumerate(prompts):
             seqs[i, : len(p)] = torch.tensor(p, device=dev)
-        ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator)
+        ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator,
+                           scored=None if feedback == "full" else frozenset())
         deferred = [name for name, d in self.drafters.items() if d.deferred_scoring] \
             if feedback == "full" and sampling is None and score_every > 1 else []
         pending: list[_PendingRound] = []       # rounds whose deferred scores are not in yet
@@ -215,6 +222,11 @@ class SpecEngine:
             remaining = max_new_tokens - generated
             # drafting past the budget is waste: at most remaining - 1 drafts (+ 1 bonus)
             gammas = torch.minimum(torch.tensor([a.gamma for a in arms_now], device=dev), remaining - 1)
+
+            if feedback == "full" and not pending:    # a scoring window starts: whose acceptance is wanted
+                wanted = policy.scored_drafters()
+                ctx.scored = frozenset(self.drafters if wanted is None else wanted)
+                ctx.score_from = ctx.seq_lens.clone()     # earlier positions are scored already
 
             # 2. draft, grouped by drafter
             groups: dict[str, torch.Tensor] = {}
@@ -281,19 +293,21 @@ class SpecEngine:
             kv.keep(m)
             verify_s = _clock(dev) - t0
 
-            # 6. drafters catch up; full information: every drafter scores every committed position
+            # 6. drafters catch up; full information: every scored drafter scores every committed position
             predictions: dict[str, Predictions] = {}
             all_rows = torch.arange(n, device=dev)
             for name, d in self.drafters.items():
-                if name in deferred:
+                if not ctx.keeps_scores(name):                          # bandit feedback, or not wanted
+                    if d.sync_every_round:
+                        d.commit(ctx, all_rows, want_predictions=False)
+                    elif name in groups:
+                        d.commit(ctx, groups[name], want_predictions=False)
+                elif name in deferred:
                     d.commit(ctx, all_rows, want_predictions=False)     # scored at the next flush
-                elif feedback == "full":
+                else:
                     predictions[name] = d.commit(ctx, all_rows, want_predictions=True)
-                elif d.sync_every_round:
-                    d.commit(ctx, all_rows, want_predictions=False)
-                elif name in groups:
-                    d.commit(ctx, groups[name], want_predictions=False)
-            pos_acc = self._position_acceptance(ctx, ctx.prev_lens, predictions, p, m) if predictions else None
+            pos_acc = self._position_acceptance(ctx, ctx.prev_lens, predictions, p, m) \
+                if feedback == "full" else None
 
             # 7. records and learning
             round_records = []
@@ -314,7 +328,7 @@ class SpecEngine:
             if deferred:
                 pending.append(_PendingRound(info, ctx.prev_lens.clone(), m.clone()))
                 if len(pending) >= score_every or done.any():     # before finished rows leave the batch
-                    self._score_pending(ctx, deferred, pending, policy)
+                    self._score_pending(ctx, [d for d in deferred if ctx.keeps_scores(d)], pending, policy)
                     pending = []
             else:
                 policy.observe(info)
@@ -341,6 +355,7 @@ class SpecEngine:
         all_rows = torch.arange(len(ctx.seq_lens), device=ctx.seqs.device)
         since = pending[0].prev_lens
         scores = {name: self.drafters[name].scores(ctx, all_rows, since) for name in deferred}
+        order = [name for name in self.drafters if name in ctx.scored]
         for pr in pending:
             # this round's positions prev_lens .. prev_lens+m-1 are columns prev_lens-since+c of the scores
             cols = (pr.prev_lens - since)[:, None] + torch.arange(int(pr.m.max()), device=since.device)[None, :]
@@ -349,7 +364,7 @@ class SpecEngine:
             acc = self._position_acceptance(ctx, pr.prev_lens, preds, None, pr.m)
             for i, rec in enumerate(pr.info.records):
                 merged = {**(rec.position_acceptance or {}), **{name: a[i] for name, a in acc.items()}}
-                rec.position_acceptance = {name: merged[name] for name in self.drafters}   # pool order
+                rec.position_acceptance = {name: merged[name] for name in order}   # pool order
             policy.observe(pr.info)
 
     def _position_acceptance(self, ctx: DraftContext, prev_lens: torch.Tensor, predictions: dict[str, Predictions],

@@ -5,6 +5,15 @@
 
 Per-query learners are the default (Not-a-Bandit competes with the best arm per query);
 `shared=True` plays one learner per batch, one arm for every row (BanditSpec's code).
+
+Lazy scoring (`lazy_scoring`, on by default for a full-information learner with the
+throughput objective, where scoring time counts). A HedgeSpec arm whose regret is <= 0 has
+weight 0, so the learner will not play it until its regret turns positive. Each scoring window
+then scores only the drafters that hold weight in some active row's learner. The others sleep:
+their arms get no loss for those positions, so their regret only decays (sleeping experts,
+Freund et al. 1997). Every `refresh_every`-th window scores every drafter, so a sleeping drafter
+that turns good can still win weight back. With the length objective the scores cost no
+accepted tokens, and every drafter is scored every window.
 Queries are numbered across generate() calls (the r-th prompt this policy has seen is query r);
 a per-query learner is seeded with `seed * 1_000_003 + r`, so offline replay
 (`evaluators.replay.simulate`) can rebuild exactly the same learner.
@@ -21,6 +30,7 @@ from specsel.feedback import CostModel, FeedbackRouter
 from specsel.learners import make_learner
 
 OBJECTIVES = ("length", "throughput")
+DEFAULT_REFRESH = 8     # lazy scoring: every drafter is scored in every 8th window (tuning stream, see README)
 
 
 class RelativeCostModel(CostModel):
@@ -46,9 +56,13 @@ def learner_seed(seed: int, row: int) -> int:
 
 class LearnerPolicy(ArmPolicy):
     def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str], objective: str = "length",
-                 shared: bool = False, seed: int = 0, **learner_kw):
+                 shared: bool = False, seed: int = 0, lazy_scoring: bool | None = None,
+                 refresh_every: int = DEFAULT_REFRESH, **learner_kw):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
+        if not isinstance(refresh_every, int) or refresh_every < 1:
+            raise ValueError(f"refresh_every must be an integer >= 1 (got {refresh_every!r}); 1 scores every drafter "
+                             "every window")
         self.arms = list(arms)
         if not self.arms:
             raise ValueError("a learner needs at least one arm")
@@ -62,6 +76,10 @@ class LearnerPolicy(ArmPolicy):
         self.cost = RelativeCostModel(max(len(self.drafters), 1), L) if objective == "throughput" else None
         probe = self._new_learner(0)
         self.needs_full_information = probe.full_information
+        self.lazy_scoring = (objective == "throughput") if lazy_scoring is None else bool(lazy_scoring)
+        self.lazy_scoring = self.lazy_scoring and probe.full_information and hasattr(probe, "weights")
+        self.refresh_every, self.windows = refresh_every, 0
+        self.finished: set[int] = set()
         self.routers: dict[int, FeedbackRouter] = {}
         self.played: dict[int, int] = {}
         self._shared = probe if shared else None
@@ -77,7 +95,7 @@ class LearnerPolicy(ArmPolicy):
     def start(self, n_rows: int) -> None:
         """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""
         self.query_base, self.queries_seen = self.queries_seen, self.queries_seen + n_rows
-        self.routers, self.played = {}, {}
+        self.routers, self.played, self.finished = {}, {}, set()
 
     def _new_learner(self, row: int):
         return make_learner(self.name, len(self.arms), reward_range=self.reward_range,
@@ -100,6 +118,24 @@ class LearnerPolicy(ArmPolicy):
                 self.played[r] = int(self._router(r).learner.select())
         return [self.arms[self.played[r]] for r in rows]
 
+    def scored_drafters(self) -> list[str]:
+        """The drafters of this policy's arms; with lazy scoring (module docstring) only those with
+        an arm of positive weight in an active row's learner, except in a refresh window."""
+        mine = [d for d in self.drafters if any(a.drafter == d for a in self.arms)]
+        if not self.lazy_scoring:
+            return mine
+        self.windows += 1
+        active = [r for r in self.routers if r not in self.finished]
+        if self.windows % self.refresh_every == 1 or self.refresh_every == 1 or not active:
+            return mine
+        learners = {id(self.routers[r].learner): self.routers[r].learner for r in active}
+        weighted = np.zeros(len(self.arms), dtype=bool)
+        for learner in learners.values():
+            weighted |= np.asarray(learner.weights()) > 0
+        wanted = {self.arms[i].drafter for i in np.flatnonzero(weighted)}
+        wanted |= {self.arms[self.played[r]].drafter for r in active if r in self.played}
+        return [d for d in self.drafters if d in wanted]
+
     def observe(self, info: RoundInfo) -> None:
         if self.cost is not None and info.records:
             rec = info.records[0]
@@ -109,9 +145,11 @@ class LearnerPolicy(ArmPolicy):
                     self.cost.observe_draft(self.drafters.index(r.drafter), r.draft_s / r.drafted)
         for r in info.records:
             gammas = None
-            if r.position_acceptance is not None:
-                gammas = np.array([r.position_acceptance[d] for d in self.drafters], dtype=float)
+            if r.position_acceptance is not None:     # a drafter that was not scored: nan (asleep)
+                missing = [float("nan")] * r.committed
+                gammas = np.array([r.position_acceptance.get(d, missing) for d in self.drafters], dtype=float)
             self.routers[r.row].on_round(self.played[r.row], r.committed, gammas)
 
     def finish(self, row: int) -> None:
         self.routers[row].flush()
+        self.finished.add(row)

@@ -275,8 +275,10 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
             return Arm.autoregressive()
         if spec.kind in ("fixed", "fullinfo"):
             return Arm(*parse_arm(spec.arm))
+        # the full-information source scores every drafter (the oracle is computed from it)
         policy = LearnerPolicy(spec.learner, [Arm(*parse_arm(a)) for a in cfg.arms(spec.setting, drafters)],
-                               drafters, objective=OBJECTIVE[spec.setting], seed=cfg.seed)
+                               drafters, objective=OBJECTIVE[spec.setting], seed=cfg.seed,
+                               lazy_scoring=False if spec == source else None)
         if policy.cost is not None:
             _warm_cost(policy, store.run_lines(spec.name, bsz))
         return policy

@@ -217,3 +217,53 @@ def test_deferred_scoring_under_a_learner_stays_lossless(arch):
     assert updates[4] == updates[1] and min(updates[1]) > 0    # late, but every position's feedback arrives
     with pytest.raises(ValueError, match="score_every"):
         engine.generate(prompts, policy, max_new_tokens=4, feedback="full", score_every=0)
+
+
+def test_scoring_a_subset_keeps_outputs_and_the_scored_records(arch):
+    """A policy that asks for some drafters' acceptance gets exactly those, equal to what full
+    scoring records; the others are skipped (their feeds keep only the last top-1); output unchanged."""
+    from drafters import NgramDrafter
+    from specsel.engine import FixedArms
+    target = target_of(arch)
+    pool = {"ngram": NgramDrafter(), **{name: EagleDrafter(target, h) for name, h in heads(target).items()}}
+    engine = SpecEngine(target, pool, eos_token_id=1)
+    prompts = random_prompts(4, min_len=3, max_len=9, seed=7)
+    arms = [Arm("v1", 3), Arm("ngram", 2), Arm("v3_reduced", 4), Arm("v1", 1)]
+
+    class Some(FixedArms):
+        def __init__(self, wanted):
+            super().__init__(arms, len(prompts))
+            self.wanted, self.windows = wanted, 0
+
+        def scored_drafters(self):
+            self.windows += 1
+            return self.wanted[self.windows % len(self.wanted)]
+
+    for k in (1, 3):
+        plain = engine.generate(prompts, arms, max_new_tokens=MAX_NEW, feedback="full", score_every=k)
+        policy = Some([["v1", "ngram"], [], ["v3_reduced", "v1_reduced"]])
+        some = engine.generate(prompts, policy, max_new_tokens=MAX_NEW, feedback="full", score_every=k)
+        assert some.tokens == plain.tokens == [hf_greedy(target, p, MAX_NEW) for p in prompts]
+        seen = set()
+        for a, b in zip(some.records, plain.records):
+            assert set(a.position_acceptance) <= set(pool)
+            seen |= set(a.position_acceptance)
+            assert all(a.position_acceptance[d] == b.position_acceptance[d] for d in a.position_acceptance)
+        assert seen == {"v1", "ngram", "v3_reduced", "v1_reduced"} and policy.windows > 2
+        if k == 1:
+            assert any(r.position_acceptance == {} for r in some.records)
+
+
+def test_bandit_feeds_project_only_the_last_pair():
+    """Bandit feedback never asks for scores: when a head catches up on several pairs (the
+    prompts, of different lengths), its output projection sees the last pair of each row only."""
+    target = target_of("llama")
+    head = heads(target)["v1"]
+    engine = SpecEngine(target, {"v1": EagleDrafter(target, head)}, eos_token_id=1)
+    prompts = random_prompts(2, min_len=5, max_len=8, seed=8)
+    assert len({len(p) for p in prompts}) == 2
+    shapes, project = [], head.logits
+    head.logits = lambda hidden: shapes.append(hidden.shape[:-1]) or project(hidden)
+    out = engine.generate(prompts, Arm("v1", 3), max_new_tokens=MAX_NEW)
+    assert out.tokens == [hf_greedy(target, p, MAX_NEW) for p in prompts]
+    assert shapes and all(s[1:] in ((), (1,)) for s in shapes)    # [rows] or [rows, 1]: one column per row

@@ -229,6 +229,22 @@ def test_hedgespec_discounted_regret_by_hand():
         HedgeSpec(2, reward_range=(1, 5), discount=0.0)
 
 
+def test_hedgespec_sleeping_arms_by_hand():
+    """A nan loss = no loss there (drafter not scored): instant regret 0, and the mix is taken
+    over the arms that have a loss, their weights renormalised."""
+    learner = HedgeSpec(3, reward_range=(1, 5), discount=0.5)
+    learner.regret[:] = [1.0, 0.5, -1.0]
+    p = learner.weights()
+    learner.observe_acceptance([1.0, float("nan"), 0.0])        # losses 0, -, 1
+    mix = (p[0] * 0.0 + p[2] * 1.0) / (p[0] + p[2])
+    assert np.allclose(learner.regret, [0.5 + mix, 0.25, -0.5 + mix - 1.0])
+    before = learner.regret.copy()
+    learner.observe_acceptance([float("nan")] * 3)               # nobody scored: nothing learned
+    assert np.array_equal(learner.regret, before)
+    learner.update(0, float("nan"), all_rewards=np.array([np.nan, 5.0, 1.0]))
+    assert learner.regret[0] == 0.5 * before[0] and np.isfinite(learner.regret).all()
+
+
 def test_hedgespec_discount_tracks_a_switch_within_a_query():
     """Arm 0 is perfect for 40 steps (a copied passage), then arm 1 is: the discounted learner
     follows the switch within a few steps, plain NormalHedge only after its lead is spent."""

@@ -71,6 +71,30 @@ def test_throughput_objective_runs_and_stays_lossless():
     assert policy.cost.verify_n.sum() > 0
 
 
+def test_lazy_scoring_scores_only_weighted_drafters_and_stays_lossless():
+    """Throughput objective: HedgeSpec asks only for drafters with an arm of positive weight,
+    all of them every refresh_every-th window; with the length objective, always all."""
+    arms = arm_grid(POOL, [1, 4])
+    ps = prompts(3)
+    policy = LearnerPolicy("hedgespec", arms, POOL, objective="throughput", refresh_every=3)
+    assert policy.lazy_scoring
+    asked = []
+    wanted = policy.scored_drafters
+    policy.scored_drafters = lambda: asked.append(wanted()) or asked[-1]
+    result = engine().generate(ps, policy, max_new_tokens=MAX_NEW, feedback="full")
+    assert result.tokens == [hf_greedy(target_model("llama"), p, MAX_NEW) for p in ps]
+    assert [len(a) for a in asked[::3]] == [len(POOL)] * len(asked[::3])          # refresh windows
+    assert any(len(a) < len(POOL) for a in asked)                                 # lazy in between
+    for rec in result.records:                                  # the played drafter is always scored
+        assert rec.drafter in rec.position_acceptance
+    assert all(r.learner.t > 0 for r in policy.routers.values())
+    assert not LearnerPolicy("hedgespec", arms, POOL).lazy_scoring                  # length objective
+    assert not LearnerPolicy("ucbspec", arms, POOL, objective="throughput").lazy_scoring   # bandit
+    assert LearnerPolicy("hedgespec", arm_grid(["ngram"], [2]), POOL).scored_drafters() == ["ngram"]
+    with pytest.raises(ValueError, match="refresh_every"):
+        LearnerPolicy("hedgespec", arms, POOL, objective="throughput", refresh_every=0)
+
+
 def test_full_information_learner_needs_full_feedback():
     policy = LearnerPolicy("hedgespec", arm_grid(POOL, [2]), POOL)
     with pytest.raises(ValueError, match="feedback='full'"):

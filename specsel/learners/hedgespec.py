@@ -19,6 +19,11 @@ where the router allows it, else length (specsel.feedback).
 arm that shifts within a query: an answer that first copies its prompt (n-gram lookup
 wins) and then writes new text (a trained head wins). ``discount = 1`` is plain
 NormalHedge as in the paper.
+
+Sleeping arms. A loss of ``nan`` means the arm has no loss at this position (its drafter was
+not scored: lazy scoring, specsel.policy). As with sleeping experts (Freund, Schapire, Singer,
+Warmuth 1997), such an arm's instant regret is 0, and ``ell_t(p)`` is the mix over the arms
+that have a loss, with their weights renormalised.
 """
 from __future__ import annotations
 
@@ -137,8 +142,16 @@ class HedgeSpec(Learner):
         self._step(1.0 - g)
 
     def _step(self, loss: np.ndarray) -> None:
+        awake = ~np.isnan(loss)
+        if not awake.any():
+            return
         p = self.weights()
-        # R_i <- discount * R_i + ell_t(p) - ell_{t,i},  ell_t(p) = <p_t, ell_t>
-        self.regret = self.discount * self.regret + (p.dot(loss) - loss)
+        if awake.all():
+            mix = p.dot(loss)
+        else:
+            p = p[awake]
+            mix = p.dot(loss[awake]) / p.sum() if p.sum() > 0 else loss[awake].mean()
+        # R_i <- discount * R_i + ell_t(p) - ell_{t,i},  ell_t(p) = <p_t, ell_t>; sleeping arms: 0
+        self.regret = self.discount * self.regret + np.where(awake, mix - np.where(awake, loss, 0.0), 0.0)
         self._w = None
         self.t += 1
