@@ -47,6 +47,12 @@ def read_records(path: str | Path) -> list[dict]:
     return out
 
 
+def fully_scored(records: Sequence[dict]) -> bool:
+    """Every round of one query has every drafter's acceptance (not lazily scored)."""
+    first = records[0].get("position_acceptance") if records else None
+    return bool(first) and all(set(r.get("position_acceptance") or ()) == set(first) for r in records)
+
+
 def acceptance_matrix(records: Sequence[dict], drafters: Sequence[str]) -> np.ndarray:
     """[n_drafters, N] acceptance at every generated position of ONE query (full-information records)."""
     rounds = sorted(records, key=lambda r: r["round"])
@@ -56,6 +62,9 @@ def acceptance_matrix(records: Sequence[dict], drafters: Sequence[str]) -> np.nd
     if missing:
         raise ValueError(f"no acceptance recorded for drafter(s) {', '.join(missing)}; "
                          f"recorded: {', '.join(rounds[0]['position_acceptance'])}")
+    if not fully_scored(rounds):
+        raise ValueError("some rounds lack some drafters' acceptance (a lazily scored run, e.g. the joint "
+                         "setting's HedgeSpec): replay from the study's full-information run instead")
     return np.array([sum((r["position_acceptance"][d] for r in rounds), []) for d in drafters], dtype=float)
 
 

@@ -132,6 +132,7 @@ def _replay(args) -> int:
 
     from evaluators.records import by_query, read_records
     from evaluators.report import format_table
+    from evaluators.records import fully_scored
     from evaluators.summary import LEARNERS, FullInfo, arm_name, complete_lines, replay_rows
     from specsel.study import _csv, _ints
 
@@ -143,14 +144,17 @@ def _replay(args) -> int:
         raise ValueError(f"--records {path}: the file holds no records")
     fix = "record with feedback='full' (specsel eval stores a full-information run in queries.jsonl)"
     if "records" in lines[0]:                      # query lines of `specsel eval`
-        lines = [l for l in complete_lines(lines) if l["records"] and l["records"][0].get("position_acceptance")]
-        runs = list(dict.fromkeys((l["run"], l["bsz"]) for l in lines))
+        by_run: dict[tuple, list[dict]] = {}
+        for line in complete_lines(lines):
+            by_run.setdefault((line["run"], line["bsz"]), []).append(line)
+        # a full-information run: every round of every query has every drafter's acceptance
+        runs = [r for r, ls in by_run.items() if all(fully_scored(l["records"]) for l in ls)]
         runs = [r for r in runs if (args.run is None or r[0] == args.run) and (args.bsz is None or r[1] == args.bsz)]
         if not runs:
             raise ValueError(f"--records {path}: no full-information run" + (f" named {args.run}" if args.run else "")
                              + (f" at bsz {args.bsz}" if args.bsz else "") + f"; {fix}")
         run, bsz = runs[0]
-        lines = [l for l in lines if (l["run"], l["bsz"]) == (run, bsz)]
+        lines = by_run[(run, bsz)]
     else:                                          # per-round records (evaluators.records)
         groups = by_query(lines)
         run, bsz = str(path.name), None

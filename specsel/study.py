@@ -14,7 +14,8 @@ are decoded by
 * phase 2, interleaved batch by batch (rotating order, so machine drift spreads evenly):
   the autoregressive baseline, the best fixed arm(s) chosen from phase 1 (``drafter``: the
   exact best arm; ``joint``: the ``--fixed-candidates`` best by estimated cost, the fastest
-  measured one is reported), and every learner of every setting.
+  measured one is reported), and every learner of every setting (with the throughput
+  objective, HedgeSpec scores lazily: only the drafters it still weighs, specsel.policy).
 
 Every finished batch appends one JSON line per query to ``OUT/queries.jsonl`` in a single
 write followed by fsync, keyed by (run, bsz, batch); ``--resume`` skips what is there (a torn

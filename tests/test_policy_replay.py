@@ -153,3 +153,15 @@ def test_seek_numbers_a_batch_as_a_later_part_of_the_stream():
     assert [(r.row, r.drafter, r.gamma) for r in got.records] == [(r.row, r.drafter, r.gamma) for r in want.records]
     with pytest.raises(ValueError, match=">= 0"):
         jumped.seek(-1)
+
+
+def test_lazily_scored_records_are_not_replayed():
+    from evaluators.records import fully_scored
+    full = [{"round": 0, "position_acceptance": {"a": [1.0], "b": [0.0]}},
+            {"round": 1, "position_acceptance": {"a": [0.0, 1.0], "b": [1.0, 1.0]}}]
+    lazy = [full[0], {"round": 1, "position_acceptance": {"a": [0.0, 1.0]}}]
+    assert fully_scored(full) and not fully_scored(lazy)
+    assert not fully_scored([{"round": 0, "position_acceptance": {}}])
+    assert acceptance_matrix(full, ["b", "a"]).tolist() == [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
+    with pytest.raises(ValueError, match="lazily scored"):
+        acceptance_matrix(lazy, ["a", "b"])

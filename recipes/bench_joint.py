@@ -1,0 +1,154 @@
+"""Joint-setting benchmark: HedgeSpec variants against fixed arms, tokens/s side by side.
+
+    python recipes/bench_joint.py --data-dir ../shared/data --skip 30 --limit 20 --out results/bench_joint
+
+Queries [skip, skip+limit) of each domain are used. The study takes the first 30, so the
+default skip keeps this benchmark off them. They are mixed and batched as in the study (greedy,
+--bsz, --max-new-tokens). Every batch is decoded by each arm in --fixed and by each HedgeSpec
+variant of the joint setting (pool x --gammas, throughput objective), in an order rotated per
+batch so that machine drift spreads evenly:
+
+    per_query     the study's HedgeSpec: one learner per query, lazy scoring (specsel.policy)
+    full_scoring  per_query with lazy scoring off: every drafter scored every window
+    shared        one learner for all rows of a batch, kept over the whole stream
+
+Printed per run: tokens/s (prefill included), decode tokens/s, MAT, and tokens/s over the
+best fixed arm's. Every output must equal the first fixed arm's output (greedy is lossless).
+Finished batches are appended to OUT/batches.jsonl. Rerunning the same command resumes: the
+learners' cost models are re-fed the stored rounds, and the shared learner restarts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from evaluators.summary import complete_lines, parse_arm  # noqa: E402
+from specsel.study import ResultStore, _warm_cost, load_items, load_pool  # noqa: E402
+
+VARIANTS = {"per_query": {}, "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}}
+
+
+def parse_args(argv=None):
+    from specsel.target import EMBEDDED_DEFAULT
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--domains", default="math,humaneval,medqa")
+    ap.add_argument("--skip", type=int, default=30, help="queries of each domain to skip (the study's)")
+    ap.add_argument("--limit", type=int, default=20, help="queries per domain")
+    ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
+    ap.add_argument("--fixed", default="autoregressive,ngram@1,ngram@2", help="fixed arms, e.g. ngram@2,eagle@4")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    ap.add_argument("--gammas", default="1,2,4", help="speculation lengths of the joint arms")
+    ap.add_argument("--bsz", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--score-every", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default="results/bench_joint")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    bad = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if bad:
+        ap.error(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+    return args
+
+
+def totals(lines: list[dict]) -> dict:
+    """Per run: tokens, wall and decode seconds, rounds."""
+    out: dict[str, dict] = {}
+    for line in lines:
+        t = out.setdefault(line["run"], {"tokens": 0, "wall": 0.0, "decode": 0.0, "rounds": 0, "committed": 0})
+        if line["row"] == 0:
+            t["wall"] += line["batch_wall_s"]
+            t["decode"] += line["batch_wall_s"] - line["batch_prefill_s"]
+        t["tokens"] += len(line["tokens"])
+        t["rounds"] += line["rounds"]
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+    from tqdm.auto import tqdm
+
+    from specsel import Arm, SpecEngine
+    from specsel.policy import LearnerPolicy
+    from specsel.target import load_target
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fixed = [f for f in args.fixed.split(",") if f]
+    if not fixed:
+        raise SystemExit("bench_joint: --fixed needs at least one arm (the lossless reference)")
+    target, tokenizer = load_target(args.target)
+    items = load_items(tokenizer, args.domains.split(","), args.data_dir, args.limit, args.seed, skip=args.skip)
+    pool = load_pool(target, [d for d in args.drafters.split(",") if d] if args.drafters else None)
+    drafters = list(pool)
+    arms = [Arm(d, g) for d in drafters for g in sorted({int(g) for g in args.gammas.split(",")}, reverse=True)]
+    fixed_arms = {}
+    for name in fixed:
+        drafter, gamma = parse_arm(name)
+        if drafter is not None and drafter not in pool:
+            raise SystemExit(f"bench_joint: --fixed {name}: no drafter '{drafter}' in the pool ({', '.join(pool)})")
+        fixed_arms[name] = Arm.autoregressive() if drafter is None else Arm(drafter, gamma)
+    runs = fixed + [f"hedgespec/{v}" for v in args.variants.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out / "batches.jsonl", resume=True)
+    policies = {}
+    for run in runs[len(fixed):]:
+        policies[run] = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed,
+                                      **VARIANTS[run.split("/")[1]])
+        _warm_cost(policies[run], [l for l in store.lines if l["run"] == run])
+    engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
+    engine.generate([items[0].prompt[-16:]], Arm(drafters[0], 4), max_new_tokens=4)    # warm up
+    batches = [list(range(i, min(i + args.bsz, len(items)))) for i in range(0, len(items), args.bsz)]
+    bar = tqdm(total=len(batches) * len(runs), desc="bench_joint", unit="run", disable=args.no_progress)
+    for b, batch in enumerate(batches):
+        for run in runs[b % len(runs):] + runs[:b % len(runs)]:
+            bar.update(1)
+            if (run, args.bsz, b) in store.done:
+                continue
+            policy = policies.get(run, fixed_arms.get(run))
+            if run in policies:
+                policy.seek(batch[0])
+            res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
+                                  feedback="full" if run in policies else "bandit", score_every=args.score_every)
+            qids = [items[i].qid for i in batch]
+            store.append([{"run": run, "bsz": args.bsz, "batch": b, "batch_qids": qids, "row": r, "qid": items[i].qid,
+                           "tokens": res.tokens[r], "batch_wall_s": res.wall_s, "batch_prefill_s": res.prefill_s,
+                           "rounds": sum(1 for rec in res.records if rec.row == r),
+                           "records": [{"round": rec.round, "row": rec.row, "drafter": rec.drafter,
+                                        "drafted": rec.drafted, "draft_s": rec.draft_s, "verify_s": rec.verify_s}
+                                       for rec in res.records if rec.row == r]}
+                          for r, i in enumerate(batch)])
+    bar.close()
+    lines = complete_lines(store.lines)        # a batch cut by an interruption and rerun counts once
+    reference = {l["qid"]: l["tokens"] for l in lines if l["run"] == fixed[0]}
+    lossless = all(l["tokens"] == reference[l["qid"]] for l in lines)
+    t = totals(lines)
+    best = max(fixed, key=lambda r: t[r]["tokens"] / t[r]["wall"])
+    rows = []
+    print(f"{len(items)} queries ({args.domains}, skip {args.skip}), bsz {args.bsz}, greedy; lossless: {lossless}")
+    print(f"{'run':24s} {'tok/s':>7s} {'decode tok/s':>13s} {'MAT':>6s} {'x best fixed':>13s}")
+    for run in runs:
+        r = t[run]
+        row = {"run": run, "tokens_per_s": r["tokens"] / r["wall"], "decode_tokens_per_s": r["tokens"] / r["decode"],
+               "mat": r["tokens"] / r["rounds"], "over_best_fixed": (r["tokens"] / r["wall"]) /
+               (t[best]["tokens"] / t[best]["wall"])}
+        rows.append(row)
+        print(f"{run:24s} {row['tokens_per_s']:7.2f} {row['decode_tokens_per_s']:13.2f} {row['mat']:6.3f} "
+              f"{row['over_best_fixed']:13.3f}")
+    (out / "summary.json").write_text(json.dumps({"best_fixed": best, "lossless": lossless, "rows": rows,
+                                                  "args": vars(args)}, indent=1) + "\n")
+    print(f"best fixed: {best}; written {out}/summary.json")
+    return 0 if lossless else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

