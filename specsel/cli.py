@@ -130,9 +130,8 @@ def _replay(args) -> int:
     import json
     from pathlib import Path
 
-    from evaluators.records import by_query, read_records
+    from evaluators.records import by_query, fully_scored, read_records
     from evaluators.report import format_table
-    from evaluators.records import fully_scored
     from evaluators.summary import LEARNERS, FullInfo, arm_name, complete_lines, replay_rows
     from specsel.study import _csv, _ints
 

@@ -6,17 +6,19 @@
 Per-query learners are the default (Not-a-Bandit competes with the best arm per query);
 `shared=True` plays one learner per batch, one arm for every row (BanditSpec's code).
 
+Queries are numbered across generate() calls (the r-th prompt this policy has seen is query r);
+a per-query learner is seeded with `seed * 1_000_003 + r`, so offline replay
+(`evaluators.replay.simulate`) can rebuild exactly the same learner.
+
 Lazy scoring (`lazy_scoring`, on by default for a full-information learner with the
 throughput objective, where scoring time counts). A HedgeSpec arm whose regret is <= 0 has
 weight 0, so the learner will not play it until its regret turns positive. Each scoring window
 then scores only the drafters that hold weight in some active row's learner. The others sleep:
 their arms get no loss for those positions, so their regret only decays (sleeping experts,
-Freund et al. 1997). Every `refresh_every`-th window scores every drafter, so a sleeping drafter
-that turns good can still win weight back. With the length objective the scores cost no
-accepted tokens, and every drafter is scored every window.
-Queries are numbered across generate() calls (the r-th prompt this policy has seen is query r);
-a per-query learner is seeded with `seed * 1_000_003 + r`, so offline replay
-(`evaluators.replay.simulate`) can rebuild exactly the same learner.
+Freund et al. 1997). Every `refresh_every`-th window of a batch, the first included, scores
+every drafter, so a sleeping drafter that turns good can still win weight back (counting per
+batch keeps a resumed study identical to an uninterrupted one). With the length objective the
+scores cost no accepted tokens, and every drafter is scored every window.
 """
 from __future__ import annotations
 
@@ -95,7 +97,7 @@ class LearnerPolicy(ArmPolicy):
     def start(self, n_rows: int) -> None:
         """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""
         self.query_base, self.queries_seen = self.queries_seen, self.queries_seen + n_rows
-        self.routers, self.played, self.finished = {}, {}, set()
+        self.routers, self.played, self.finished, self.windows = {}, {}, set(), 0
 
     def _new_learner(self, row: int):
         return make_learner(self.name, len(self.arms), reward_range=self.reward_range,

@@ -152,6 +152,8 @@ class HedgeSpec(Learner):
             p = p[awake]
             mix = p.dot(loss[awake]) / p.sum() if p.sum() > 0 else loss[awake].mean()
         # R_i <- discount * R_i + ell_t(p) - ell_{t,i},  ell_t(p) = <p_t, ell_t>; sleeping arms: 0
-        self.regret = self.discount * self.regret + np.where(awake, mix - np.where(awake, loss, 0.0), 0.0)
+        instant = np.zeros_like(loss)
+        instant[awake] = mix - loss[awake]
+        self.regret = self.discount * self.regret + instant
         self._w = None
         self.t += 1
