@@ -27,6 +27,7 @@ from pathlib import Path
 # recipes/drafters.py must not shadow the `drafters` package when this runs as a script
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from evaluators.records import to_dict  # noqa: E402
 from evaluators.summary import complete_lines, parse_arm  # noqa: E402
 from specsel.study import ResultStore, _warm_cost, load_items, load_pool  # noqa: E402
 
@@ -63,12 +64,12 @@ def totals(lines: list[dict]) -> dict:
     """Per run: tokens, wall and decode seconds, rounds."""
     out: dict[str, dict] = {}
     for line in lines:
-        t = out.setdefault(line["run"], {"tokens": 0, "wall": 0.0, "decode": 0.0, "rounds": 0, "committed": 0})
+        t = out.setdefault(line["run"], {"tokens": 0, "wall": 0.0, "decode": 0.0, "rounds": 0})
         if line["row"] == 0:
             t["wall"] += line["batch_wall_s"]
             t["decode"] += line["batch_wall_s"] - line["batch_prefill_s"]
         t["tokens"] += len(line["tokens"])
-        t["rounds"] += line["rounds"]
+        t["rounds"] += len(line["records"])
     return out
 
 
@@ -122,10 +123,7 @@ def main(argv=None) -> int:
             qids = [items[i].qid for i in batch]
             store.append([{"run": run, "bsz": args.bsz, "batch": b, "batch_qids": qids, "row": r, "qid": items[i].qid,
                            "tokens": res.tokens[r], "batch_wall_s": res.wall_s, "batch_prefill_s": res.prefill_s,
-                           "rounds": sum(1 for rec in res.records if rec.row == r),
-                           "records": [{"round": rec.round, "row": rec.row, "drafter": rec.drafter,
-                                        "drafted": rec.drafted, "draft_s": rec.draft_s, "verify_s": rec.verify_s}
-                                       for rec in res.records if rec.row == r]}
+                           "records": [to_dict(rec) for rec in res.records if rec.row == r]}
                           for r, i in enumerate(batch)])
     bar.close()
     lines = complete_lines(store.lines)        # a batch cut by an interruption and rerun counts once
