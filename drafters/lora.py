@@ -2,7 +2,7 @@
 
 One base module stays in memory (an EAGLE head or a small causal LM); PEFT injects every
 adapter into it once, and each expert drafter activates its own adapter around its forwards
-(`set_adapter`), so switching experts per arm costs nothing but the flag. The plain base is
+(`AdapterSet.activate`), so switching experts per arm costs nothing but the flag. The plain base is
 available as a drafter too, run with the adapters disabled. Each drafter keeps its own KV
 cache: an adapter changes keys and values.
 
@@ -16,7 +16,6 @@ adapter_model.safetensors, as written by recipes/train_lora_drafter.py).
 from __future__ import annotations
 
 import weakref
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -33,8 +32,16 @@ def _check_adapter_dir(name: str, path) -> None:
                            "written by recipes/train_lora_drafter.py or PeftModel.save_pretrained")
 
 
+def _lora_layers(module: nn.Module) -> list:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    return [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+
+
+_UNKNOWN = object()      # AdapterSet.active before the first activate(): forces a switch
+
+
 class AdapterSet:
-    """A base module with PEFT LoRA adapters injected; `scope(name)` activates one (None: none)."""
+    """A base module with PEFT LoRA adapters injected; `activate(name)` activates one (None: none)."""
 
     def __init__(self, base: nn.Module, adapters: dict[str, str | Path]):
         from peft import PeftModel
@@ -49,6 +56,8 @@ class AdapterSet:
         for name, path in items[1:]:
             self.add(name, path)
         self.peft.eval()
+        self.layers = _lora_layers(base)
+        self.active = _UNKNOWN
 
     def add(self, name: str, path) -> None:
         if name in self.names:
@@ -57,15 +66,22 @@ class AdapterSet:
         self.peft.load_adapter(str(path), adapter_name=name)
         self.names.append(name)
         self.peft.eval()
+        self.layers = _lora_layers(self.module)
+        self.active = _UNKNOWN
 
-    @contextmanager
-    def scope(self, adapter: str | None):
-        if adapter is None:
-            with self.peft.disable_adapter():
-                yield
-        else:
-            self.peft.set_adapter(adapter)
-            yield
+    def activate(self, adapter: str | None) -> None:
+        """Make `adapter` the active one (None: the plain base) for the forwards that follow.
+        PEFT's set_adapter / enable_adapters walk every module and reset requires_grad, which
+        cost ~10% of a joint-setting run on CPU (experts switch several times a round). For
+        inference only the two flags each LoRA layer's forward reads need to change, and only
+        when the choice changes (tests/test_lora.py checks the outputs of every switch)."""
+        if adapter == self.active:
+            return
+        for layer in self.layers:
+            layer._disable_adapters = adapter is None
+            if adapter is not None:
+                layer._active_adapter = [adapter]
+        self.active = adapter
 
 
 _ADAPTER_SETS: "weakref.WeakKeyDictionary[nn.Module, AdapterSet]" = weakref.WeakKeyDictionary()
@@ -76,27 +92,27 @@ class _Scoped:
     adapters: AdapterSet
     adapter: str | None
 
-    def _scope(self):
-        return self.adapters.scope(self.adapter) if self.adapters is not None else nullcontext()
+    def _activate(self) -> None:
+        if self.adapters is not None:
+            self.adapters.activate(self.adapter)
 
     def propose(self, ctx, rows, gammas):
-        with self._scope():
-            return super().propose(ctx, rows, gammas)
+        self._activate()
+        return super().propose(ctx, rows, gammas)
 
     def commit(self, ctx, rows, want_predictions: bool = False):
-        with self._scope():
-            return super().commit(ctx, rows, want_predictions)
+        self._activate()
+        return super().commit(ctx, rows, want_predictions)
 
     def scores(self, ctx, rows, since):
-        with self._scope():
-            return super().scores(ctx, rows, since)
+        self._activate()
+        return super().scores(ctx, rows, since)
 
 
 class LoraEagleDrafter(_Scoped, EagleDrafter):
-    def __init__(self, target, adapters: AdapterSet, adapter: str | None, name: str | None = None,
-                 min_confidence: float = 0.0):
+    def __init__(self, target, adapters: AdapterSet, adapter: str | None, name: str | None = None, **eagle_kw):
         self.adapters, self.adapter = adapters, adapter
-        super().__init__(target, adapters.module, name=name, min_confidence=min_confidence)
+        super().__init__(target, adapters.module, name=name, **eagle_kw)
 
 
 class LoraModelDrafter(_Scoped, ModelDrafter):

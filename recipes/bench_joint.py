@@ -9,6 +9,7 @@ variant of the joint setting (pool x --gammas, throughput objective), in an orde
 batch so that machine drift spreads evenly:
 
     per_query     the study's HedgeSpec: one learner per query, lazy scoring (specsel.policy)
+    weighted      per_query scoring every drafter a row's learner weighs, not just its favourite
     full_scoring  per_query with lazy scoring off: every drafter scored every window
     shared        one learner for all rows of a batch, kept over the whole stream
 
@@ -31,7 +32,8 @@ from evaluators.records import to_dict  # noqa: E402
 from evaluators.summary import complete_lines, parse_arm  # noqa: E402
 from specsel.study import ResultStore, _warm_cost, load_items, load_pool  # noqa: E402
 
-VARIANTS = {"per_query": {}, "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}}
+VARIANTS = {"per_query": {}, "weighted": {"lazy_drafters": None}, "full_scoring": {"lazy_scoring": False},
+            "shared": {"shared": True}}
 
 
 def parse_args(argv=None):

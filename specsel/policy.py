@@ -11,14 +11,18 @@ a per-query learner is seeded with `seed * 1_000_003 + r`, so offline replay
 (`evaluators.replay.simulate`) can rebuild exactly the same learner.
 
 Lazy scoring (`lazy_scoring`, on by default for a full-information learner with the
-throughput objective, where scoring time counts). A HedgeSpec arm whose regret is <= 0 has
-weight 0, so the learner will not play it until its regret turns positive. Each scoring window
-then scores only the drafters that hold weight in some active row's learner. The others sleep:
-their arms get no loss for those positions, so their regret only decays (sleeping experts,
-Freund et al. 1997). Every `refresh_every`-th window of a batch, the first included, scores
-every drafter, so a sleeping drafter that turns good can still win weight back (counting per
-batch keeps a resumed study identical to an uninterrupted one). With the length objective the
-scores cost no accepted tokens, and every drafter is scored every window.
+throughput objective, where scoring time counts: an EAGLE or LoRA drafter's score is a head
+forward over the committed tokens). Each scoring window scores, per active row, the
+`lazy_drafters` drafters holding the most weight in that row's learner (default 1: its
+favourite; None: every drafter with an arm of positive weight), plus the drafters played.
+A HedgeSpec arm whose regret is <= 0 has weight 0 and would not be played anyway. The others
+sleep: their arms get no loss for those positions, so their regret only decays (sleeping
+experts, Freund et al. 1997). The played drafter's arms at every gamma are scored, so the
+speculation length is always learned with full information. Every `refresh_every`-th window
+of a batch, the first included, scores every drafter, so a sleeping drafter that turns good
+can still win weight back (counting per batch keeps a resumed study identical to an
+uninterrupted one). With the length objective the scores cost no accepted tokens, and every
+drafter is scored every window.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from specsel.learners import make_learner
 
 OBJECTIVES = ("length", "throughput")
 DEFAULT_REFRESH = 8     # lazy scoring: every drafter is scored in every 8th window (8 beat 4 in one ad hoc run on tuning queries)
+DEFAULT_LAZY_DRAFTERS = 1   # and in between each row's favourite: 1 beat 2 and "all weighted" (recipes/bench_joint.py)
 
 
 class RelativeCostModel(CostModel):
@@ -59,9 +64,13 @@ def learner_seed(seed: int, row: int) -> int:
 class LearnerPolicy(ArmPolicy):
     def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str], objective: str = "length",
                  shared: bool = False, seed: int = 0, lazy_scoring: bool | None = None,
-                 refresh_every: int = DEFAULT_REFRESH, **learner_kw):
+                 refresh_every: int = DEFAULT_REFRESH, lazy_drafters: int | None = DEFAULT_LAZY_DRAFTERS,
+                 **learner_kw):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
+        if lazy_drafters is not None and (not isinstance(lazy_drafters, int) or lazy_drafters < 1):
+            raise ValueError(f"lazy_drafters must be an integer >= 1 or None (got {lazy_drafters!r}); None scores "
+                             "every drafter a learner still weighs")
         if not isinstance(refresh_every, int) or refresh_every < 1:
             raise ValueError(f"refresh_every must be an integer >= 1 (got {refresh_every!r}); 1 scores every drafter "
                              "every window")
@@ -81,6 +90,7 @@ class LearnerPolicy(ArmPolicy):
         self.lazy_scoring = (objective == "throughput") if lazy_scoring is None else bool(lazy_scoring)
         self.lazy_scoring = self.lazy_scoring and probe.full_information and hasattr(probe, "weights")
         self.refresh_every, self.windows = refresh_every, 0
+        self.lazy_drafters = lazy_drafters
         self.finished: set[int] = set()
         self.routers: dict[int, FeedbackRouter] = {}
         self.played: dict[int, int] = {}
@@ -121,8 +131,8 @@ class LearnerPolicy(ArmPolicy):
         return [self.arms[self.played[r]] for r in rows]
 
     def scored_drafters(self) -> list[str]:
-        """The drafters of this policy's arms; with lazy scoring (module docstring) only those with
-        an arm of positive weight in an active row's learner, except in a refresh window."""
+        """The drafters of this policy's arms; with lazy scoring (module docstring) only each
+        active row's `lazy_drafters` most weighted ones and the played ones, except in a refresh window."""
         mine = [d for d in self.drafters if any(a.drafter == d for a in self.arms)]
         if not self.lazy_scoring:
             return mine
@@ -131,10 +141,14 @@ class LearnerPolicy(ArmPolicy):
         if self.windows % self.refresh_every == 1 or self.refresh_every == 1 or not active:
             return mine
         learners = {id(self.routers[r].learner): self.routers[r].learner for r in active}
-        weighted = np.zeros(len(self.arms), dtype=bool)
+        wanted = set()
         for learner in learners.values():
-            weighted |= np.asarray(learner.weights()) > 0
-        wanted = {self.arms[i].drafter for i in np.flatnonzero(weighted)}
+            w = np.asarray(learner.weights(), dtype=float)
+            per_drafter = {}
+            for i in np.flatnonzero(w > 0):
+                per_drafter[self.arms[i].drafter] = per_drafter.get(self.arms[i].drafter, 0.0) + w[i]
+            ranked = sorted(per_drafter, key=per_drafter.get, reverse=True)
+            wanted.update(ranked if self.lazy_drafters is None else ranked[:self.lazy_drafters])
         wanted |= {self.arms[self.played[r]].drafter for r in active if r in self.played}
         return [d for d in self.drafters if d in wanted]
 

@@ -35,7 +35,9 @@ def arch(request):
 def test_greedy_output_equals_target(arch):
     target = target_of(arch)
     pool = {name: EagleDrafter(target, head) for name, head in heads(target).items()}
-    pool["v1_sure"] = EagleDrafter(target, heads(target)["v1_reduced"], min_confidence=0.0242)   # cuts some drafts (its median)
+    pool["v1_sure"] = EagleDrafter(target, heads(target)["v1_reduced"], min_confidence=0.0242,   # cuts some drafts
+                                   projection_dtype=None)                                        # (its median)
+    pool["v3_bf16"] = EagleDrafter(target, heads(target)["v3_reduced"], projection_dtype=torch.bfloat16)
     engine = SpecEngine(target, pool, eos_token_id=1)
     prompts = random_prompts(3, min_len=1, max_len=10, seed=4)
     expected = [hf_greedy(target, p, MAX_NEW) for p in prompts]
@@ -112,6 +114,33 @@ def test_full_information_predictions_are_teacher_forced(arch, version, monkeypa
             got = [(j, tok) for first, _, j, tok in seen if first == prompt[0]]
             assert [j for j, _ in got] == list(range(len(prompt), len(seq)))
             assert [tok for _, tok in got] == [preds[j - 2] for j in range(len(prompt), len(seq))]
+
+
+@pytest.mark.parametrize("version", ["v1", "v1_reduced", "v3_reduced"])
+def test_low_precision_projection(version, monkeypatch):
+    """projection_dtype: the head's logits from a bf16 copy of the projection, only without
+    gradients (training keeps full precision); 'auto' picks bf16 only where the CPU has it."""
+    target = target_of("llama")
+    head = heads(target)[version]
+    hidden = torch.randn(5, 64)
+    with torch.no_grad():
+        full = head.logits(hidden)
+        head.projection_dtype = torch.bfloat16
+        low = head.logits(hidden)
+    assert low.dtype == full.dtype and not torch.equal(low, full)
+    torch.testing.assert_close(low, full, atol=0.05, rtol=0.05)
+    assert torch.equal(head.logits(hidden).detach(), full)            # gradients on: full precision
+
+    from drafters.eagle import resolve_projection_dtype
+    head = heads(target)[version]
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert resolve_projection_dtype("auto", head) == torch.bfloat16
+    assert resolve_projection_dtype("auto", heads(target)[version].to(torch.float16)) is None
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolve_projection_dtype("auto", head) is None
+    assert resolve_projection_dtype(None, head) is None
+    with pytest.raises(DrafterError, match="projection_dtype must be"):
+        EagleDrafter(target, head, projection_dtype="bf16")
 
 
 def test_first_draft_matches_its_prediction(arch):

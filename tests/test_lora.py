@@ -40,14 +40,19 @@ def test_experts_share_one_base_and_stay_lossless(tmp_path, kind):
     # adapters change the drafter, the base (adapters disabled) is the original module
     x = torch.randint(0, 128, (1, 6))
     def run(drafter):
-        with drafter._scope():
-            if kind == "eagle":
-                return drafter.head(input_ids=x, features=torch.ones(1, 6, 64)).logits
-            return drafter.model(x).logits
+        drafter._activate()
+        if kind == "eagle":
+            return drafter.head(input_ids=x, features=torch.ones(1, 6, 64)).logits
+        return drafter.model(x).logits
     ref = reference(input_ids=x, features=torch.ones(1, 6, 64)).logits if kind == "eagle" else reference(x).logits
     torch.testing.assert_close(run(pool["base"]), ref)
     assert not torch.allclose(run(pool["lora_math"]), ref)
-    assert not torch.allclose(run(pool["lora_math"]), run(pool["lora_code"]))
+    math_out = run(pool["lora_math"])
+    assert not torch.allclose(math_out, run(pool["lora_code"]))
+    # switching back and forth (activate only touches the layers when the choice changes)
+    torch.testing.assert_close(run(pool["base"]), ref)
+    torch.testing.assert_close(run(pool["lora_math"]), math_out)
+    assert not any(p.requires_grad for n, p in base.named_parameters() if "lora_" in n)   # still inference
 
     engine = SpecEngine(target, pool, eos_token_id=1)
     prompts = random_prompts(3, min_len=2, max_len=9, seed=2)

@@ -95,6 +95,29 @@ def test_lazy_scoring_scores_only_weighted_drafters_and_stays_lossless():
         LearnerPolicy("hedgespec", arms, POOL, objective="throughput", refresh_every=0)
 
 
+@pytest.mark.parametrize("lazy_drafters, expected", [(1, {"noisy", "ngram"}), (2, {"noisy", "other", "ngram"}),
+                                                     (None, {"noisy", "other", "ngram"})])
+def test_lazy_scoring_asks_for_each_rows_favourite_drafters(lazy_drafters, expected):
+    """Between refresh windows: per row the lazy_drafters drafters of most weight (summed over
+    their arms), plus the played ones; drafters without weight never."""
+    arms = arm_grid(POOL, [1, 4])                      # noisy@4 noisy@1 other@4 other@1 ngram@4 ngram@1
+    policy = LearnerPolicy("hedgespec", arms, POOL, objective="throughput", lazy_drafters=lazy_drafters)
+    policy.start(2)
+    policy.select([0, 1])
+    weights = {0: [0.5, 0.1, 0.3, 0.0, 0.0, 0.0],      # noisy 0.6 > other 0.3
+               1: [0.0, 0.0, 0.1, 0.0, 0.2, 0.3]}      # ngram 0.5 > other 0.1
+    for row, w in weights.items():
+        policy.routers[row].learner.weights = lambda w=w: w
+        policy.played[row] = 4                          # both rows played ngram@4
+    assert policy.scored_drafters() == POOL             # the first window of a batch: refresh
+    assert set(policy.scored_drafters()) == expected
+    weights[0][:] = [0.0] * 6                           # no weight anywhere but row 1's
+    weights[1][:] = [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    assert policy.scored_drafters() == ["ngram"]
+    with pytest.raises(ValueError, match="lazy_drafters"):
+        LearnerPolicy("hedgespec", arms, POOL, objective="throughput", lazy_drafters=0)
+
+
 def test_full_information_learner_needs_full_feedback():
     policy = LearnerPolicy("hedgespec", arm_grid(POOL, [2]), POOL)
     with pytest.raises(ValueError, match="feedback='full'"):
