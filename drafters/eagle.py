@@ -303,9 +303,10 @@ def new_eagle_head(target, version: int = 1, draft_tokens: torch.Tensor | None =
 
 def resolve_projection_dtype(option: torch.dtype | str | None, head: EagleHead) -> torch.dtype | None:
     """EagleDrafter's projection_dtype: None or a dtype as given; "auto" = bfloat16 for a float32
-    head on a CPU with native bf16 matrix products (AVX512-BF16/AMX), where it made the draft-vocab
-    projection ~4x faster (recipes/bench_drafters.py), else the head's own dtype. Drafts may
-    differ from full precision at near-ties; the verifier keeps the output exact either way."""
+    head on a CPU with native bf16 matrix products (AVX512-BF16/AMX), else the head's own dtype.
+    On the 2-core dev CPU the 8192-row projection of 24 hidden states took 0.7 ms in bf16 against
+    3.0 ms in fp32 (memory-bound: fp32 reads 19 MB of weight per call). Drafts may differ from
+    full precision at near-ties; the verifier keeps the output exact either way."""
     if option is None or isinstance(option, torch.dtype):
         return option
     if option != "auto":

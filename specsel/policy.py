@@ -37,7 +37,8 @@ from specsel.learners import make_learner
 
 OBJECTIVES = ("length", "throughput")
 DEFAULT_REFRESH = 8     # lazy scoring: every drafter is scored in every 8th window (8 beat 4 in one ad hoc run on tuning queries)
-DEFAULT_LAZY_DRAFTERS = 1   # and in between each row's favourite: 1 beat 2 and "all weighted" (recipes/bench_joint.py)
+DEFAULT_LAZY_DRAFTERS = 1   # in between, each row's favourite: 1.01x the best fixed arm vs 0.99x scoring every
+                            # weighted drafter (recipes/bench_joint.py on the tuning queries, README); 2: 0.96x ad hoc
 
 
 class RelativeCostModel(CostModel):

@@ -25,12 +25,13 @@ def test_bench_joint_runs_checks_lossless_and_resumes(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["lossless"] is True
     assert [r["run"] for r in summary["rows"]] == ["autoregressive", "ngram@1", "hedgespec/per_query",
-                                                   "hedgespec/full_scoring", "hedgespec/shared"]
+                                                   "hedgespec/weighted", "hedgespec/full_scoring",
+                                                   "hedgespec/shared"]
     best = max(summary["rows"][:2], key=lambda r: r["tokens_per_s"])
     assert summary["best_fixed"] == best["run"] and best["over_best_fixed"] == pytest.approx(1.0)
     assert summary["rows"][0]["mat"] == pytest.approx(1.0)
     lines = (tmp_path / "batches.jsonl").read_text().splitlines()
-    assert len(lines) == 5 * 2                                   # 5 runs x 1 batch of 2 queries
+    assert len(lines) == 6 * 2                                   # 6 runs x 1 batch of 2 queries
     assert bench.main(argv) == 0                                 # resume: nothing left to decode
     assert (tmp_path / "batches.jsonl").read_text().splitlines() == lines
     with pytest.raises(SystemExit):
