@@ -334,6 +334,7 @@ class EagleDrafter(Drafter):
             raise DrafterError(f"min_confidence must be in [0, 1) (got {min_confidence})")
         self.min_confidence = min_confidence   # stop a draft at the first token the head is less sure of
         self.head = head.eval()
+        # a setting of the head: drafters sharing one head (LoRA experts) share it too
         self.head.projection_dtype = resolve_projection_dtype(projection_dtype, head)
         self.vocab_size = target.config.vocab_size
         L = len(decoder_stack(target).layers)

@@ -147,7 +147,9 @@ class LearnerPolicy(ArmPolicy):
             w = np.asarray(learner.weights(), dtype=float)
             per_drafter = {}
             for i in np.flatnonzero(w > 0):
-                per_drafter[self.arms[i].drafter] = per_drafter.get(self.arms[i].drafter, 0.0) + w[i]
+                d = self.arms[i].drafter
+                if d is not None:                      # the autoregressive arm has nothing to score
+                    per_drafter[d] = per_drafter.get(d, 0.0) + w[i]
             ranked = sorted(per_drafter, key=per_drafter.get, reverse=True)
             wanted.update(ranked if self.lazy_drafters is None else ranked[:self.lazy_drafters])
         wanted |= {self.arms[self.played[r]].drafter for r in active if r in self.played}

@@ -114,6 +114,14 @@ def test_lazy_scoring_asks_for_each_rows_favourite_drafters(lazy_drafters, expec
     weights[0][:] = [0.0] * 6                           # no weight anywhere but row 1's
     weights[1][:] = [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     assert policy.scored_drafters() == ["ngram"]
+    # the autoregressive arm is nobody's favourite drafter: it has nothing to score
+    policy = LearnerPolicy("hedgespec", [Arm.autoregressive(), *arms], POOL, objective="throughput")
+    policy.start(1)
+    policy.select([0])
+    policy.routers[0].learner.weights = lambda: [0.9, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0]
+    policy.played[0] = 0
+    policy.scored_drafters()                            # refresh
+    assert policy.scored_drafters() == ["other"]
     with pytest.raises(ValueError, match="lazy_drafters"):
         LearnerPolicy("hedgespec", arms, POOL, objective="throughput", lazy_drafters=0)
 
