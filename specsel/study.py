@@ -15,7 +15,8 @@ are decoded by
   the autoregressive baseline, the best fixed arm(s) chosen from phase 1 (``drafter``: the
   exact best arm; ``joint``: the ``--fixed-candidates`` best by estimated cost, the fastest
   measured one is reported), and every learner of every setting (with the throughput
-  objective, HedgeSpec scores lazily: only the drafters it still weighs, specsel.policy).
+  objective, HedgeSpec scores lazily: each row's favourite drafter and the played ones,
+  every drafter in refresh windows, specsel.policy).
 
 Every finished batch appends one JSON line per query to ``OUT/queries.jsonl`` in a single
 write followed by fsync, keyed by (run, bsz, batch); ``--resume`` skips what is there (a torn
