@@ -17,9 +17,10 @@ import copy
 import torch
 from torch import nn
 
-from specsel.kvcache import decoder_stack
+from specsel.modeling.compat import decoder_stack
 
-from .base import DrafterError, Predictions
+from specsel.core.drafting import Capabilities, DrafterError, Predictions
+
 from .model import ModelDrafter
 
 
@@ -93,7 +94,46 @@ def early_exit_model(target, num_layers: int):
     return thin.eval()
 
 
-_EXIT_DEPTHS: dict[int, set[int]] = {}   # id(LM head) -> depths of the early exits built on it
+class ExitGroup:
+    """Early exits sharing one target's final norm and LM head. Their full-information scores
+    come from one matmul for every member (a taller GEMM costs far less than several short
+    ones on CPU); the pool builds one group and passes it to each member."""
+
+    def __init__(self, target):
+        self.base = _base_model(target)
+        self.head = target.get_output_embeddings()
+        self.depths: set[int] = set()
+        self._round: tuple | None = None          # (round, rows) the cached predictions are for
+        self._cached: dict[int, Predictions] = {}
+
+    def add(self, depth: int) -> None:
+        self.depths.add(depth)
+
+    def reset(self) -> None:
+        self._round, self._cached = None, {}
+
+    def predictions(self, ctx, rows, depth: int) -> Predictions:
+        """norm + head on this round's target features at the committed positions of `rows`
+        (padded positions are skipped), for every member depth captured this round."""
+        key = (ctx.round, tuple(rows.tolist()))
+        if key != self._round:
+            m = (ctx.seq_lens - ctx.prev_lens)[rows]
+            M = int(m.max()) if len(rows) else 0
+            valid = torch.arange(M, device=m.device)[None, :] < m[:, None]          # [n, M]
+            depths = sorted(k for k in ctx.target_hidden if k in self.depths)
+            features = torch.stack([ctx.target_hidden[k][rows, :M][valid] for k in depths])   # [D, valid, H]
+            logits = self.head(self.base.norm(features))                                    # [D, valid, V]
+            self._cached = {}
+            for d, k in enumerate(depths):
+                tokens = torch.full((len(rows), M), -1, dtype=torch.long, device=m.device)
+                tokens[valid] = logits[d].argmax(-1)
+                probs = None
+                if ctx.sampling is not None:
+                    probs = torch.zeros(len(rows), M, logits.shape[-1], dtype=logits.dtype, device=m.device)
+                    probs[valid] = ctx.sampling.probs(logits[d])
+                self._cached[k] = Predictions(tokens, probs)
+            self._round = key
+        return self._cached[depth]
 
 
 class EarlyExitDrafter(ModelDrafter):
@@ -102,51 +142,33 @@ class EarlyExitDrafter(ModelDrafter):
     No training needed; shares the target's weights (no copy), keeps its own k-layer KV cache.
     Valid num_layers: 1 .. L-1 for an L-layer target. Cost per draft token is ~k/L of a target
     forward plus the full LM head, which dominates for small k on large vocabularies (e.g. the
-    embedded 49152-token target).
+    embedded 49152-token target). Early exits of one target score together when they share an
+    `ExitGroup` (drafters.pool passes one); without one, each scores alone.
     """
     name = "early_exit"
 
-    def __init__(self, target, num_layers: int, name: str | None = None):
+    def __init__(self, target, num_layers: int, name: str | None = None, group: ExitGroup | None = None):
         self.num_layers = num_layers
         self.target_layers = len(_base_model(target).layers)
         super().__init__(early_exit_model(target, num_layers), name=name)
-        self.scoring_layers = (num_layers,)   # HF hidden_states[k] = output of the first k layers
-        _EXIT_DEPTHS.setdefault(id(self.model.get_output_embeddings()), set()).add(num_layers)
+        # HF hidden_states[k] = output of the first k layers
+        self.capabilities = Capabilities(scoring_layers=(num_layers,))
+        self.group = ExitGroup(target) if group is None else group
+        self.group.add(num_layers)
+
+    def start(self, ctx) -> None:
+        super().start(ctx)
+        self.group.reset()
 
     @torch.inference_mode()
-    def commit(self, ctx, rows, want_predictions: bool = False):
+    def score(self, ctx, rows) -> Predictions:
         """Full information for free: the target's verify forward already ran this drafter's
         layers on the true prefix, so its teacher-forced prediction at each committed position
         is norm + head on the target's layer-k features (window column i predicts the i-th
         committed token). Only the LM head is paid; the drafter's own cache catches up lazily
         when it is next played."""
-        hidden = None if ctx.target_hidden is None else ctx.target_hidden.get(self.scoring_layers[0])
-        if not want_predictions or hidden is None:
-            return super().commit(ctx, rows, want_predictions)
-        super().commit(ctx, rows, want_predictions=False)          # roll back its own drafts
-        return self._feature_predictions(ctx, rows)
-
-    def _feature_predictions(self, ctx, rows) -> Predictions:
-        """norm + head on this round's target features at the committed positions only, in ONE
-        matmul for every early exit sharing the head (a taller GEMM costs far less than several
-        short ones on CPU, and padded positions are skipped)."""
-        head = self.model.get_output_embeddings()
-        key = ("early_exit_predictions", id(head), tuple(rows.tolist()))
-        if key not in ctx.memo:
-            m = (ctx.seq_lens - ctx.prev_lens)[rows]
-            M = int(m.max()) if len(rows) else 0
-            valid = torch.arange(M, device=m.device)[None, :] < m[:, None]          # [n, M]
-            depths = sorted(k for k in ctx.target_hidden if k in _EXIT_DEPTHS.get(id(head), ()))
-            features = torch.stack([ctx.target_hidden[k][rows, :M][valid] for k in depths])   # [D, valid, H]
-            logits = head(_base_model(self.model).norm(features))                           # [D, valid, V]
-            out = {}
-            for d, depth in enumerate(depths):
-                tokens = torch.full((len(rows), M), -1, dtype=torch.long, device=m.device)
-                tokens[valid] = logits[d].argmax(-1)
-                probs = None
-                if ctx.sampling is not None:
-                    probs = torch.zeros(len(rows), M, logits.shape[-1], dtype=logits.dtype, device=m.device)
-                    probs[valid] = ctx.sampling.probs(logits[d])
-                out[depth] = Predictions(tokens, probs)
-            ctx.memo[key] = out
-        return ctx.memo[key][self.num_layers]
+        hidden = None if ctx.target_hidden is None else ctx.target_hidden.get(self.num_layers)
+        if hidden is None:
+            return super().score(ctx, rows)
+        self.commit(ctx, rows)          # roll back its own drafts
+        return self.group.predictions(ctx, rows, self.num_layers)

@@ -1,10 +1,10 @@
 """`lora` drafters: domain experts = one base drafter + PEFT LoRA adapters.
 
 One base module stays in memory (an EAGLE head or a small causal LM); PEFT injects every
-adapter into it once, and each expert drafter activates its own adapter around its forwards
-(`AdapterSet.activate`), so switching experts per arm costs nothing but the flag. The plain base is
-available as a drafter too, run with the adapters disabled. Each drafter keeps its own KV
-cache: an adapter changes keys and values.
+adapter into it once (`AdapterSet`), and each expert drafter activates its own adapter before
+its forwards (the drafter's `activate` callback), so switching experts per arm costs nothing
+but the flag. The plain base is available as a drafter too, run with the adapters disabled.
+Each drafter keeps its own KV cache: an adapter changes keys and values.
 
     pool = lora_experts(target, load_eagle_head(path, target), {"lora_math": dir_math, ...},
                         base_name="eagle")
@@ -15,14 +15,15 @@ adapter_model.safetensors, as written by recipes/train_lora_drafter.py).
 """
 from __future__ import annotations
 
-import weakref
+from functools import partial
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from .base import DrafterError
-from .eagle import EagleDrafter, EagleHead
+from specsel.core.drafting import DrafterError
+
+from .eagle import EagleDrafter
+from .eagle_head import EagleHead
 from .model import ModelDrafter
 
 
@@ -41,12 +42,16 @@ _UNKNOWN = object()      # AdapterSet.active before the first activate(): forces
 
 
 class AdapterSet:
-    """A base module with PEFT LoRA adapters injected; `activate(name)` activates one (None: none)."""
+    """A base module with PEFT LoRA adapters injected; `activate(name)` activates one (None: none).
+    Build one per base module and give it every adapter of that base (`add`)."""
 
     def __init__(self, base: nn.Module, adapters: dict[str, str | Path]):
         from peft import PeftModel
         if not adapters:
             raise DrafterError("lora: give at least one adapter directory")
+        if _lora_layers(base):
+            raise DrafterError("this base module already carries adapters: build every expert of one base in one "
+                               "lora_experts call, or pass its AdapterSet to lora_expert()")
         for name, path in adapters.items():
             _check_adapter_dir(name, path)
         items = list(adapters.items())
@@ -74,7 +79,8 @@ class AdapterSet:
         PEFT's set_adapter / disable_adapter walk every module and reset requires_grad: 7% of a
         profiled joint-setting HedgeSpec run on CPU (experts switch several times a round). For
         inference only the two flags each LoRA layer's forward reads need to change, and only
-        when the choice changes (tests/test_lora.py checks the outputs of every switch)."""
+        when the choice changes. They are PEFT's private attributes, so tests/test_lora.py checks
+        the outputs of every switch against PEFT's own."""
         if adapter == self.active:
             return
         for layer in self.layers:
@@ -83,87 +89,35 @@ class AdapterSet:
                 layer._active_adapter = [adapter]
         self.active = adapter
 
-
-_ADAPTER_SETS: "weakref.WeakKeyDictionary[nn.Module, AdapterSet]" = weakref.WeakKeyDictionary()
-
-
-class _Scoped:
-    """Runs a drafter's forwards with its adapter active."""
-    adapters: AdapterSet
-    adapter: str | None
-
-    def _activate(self) -> None:
-        if self.adapters is not None:
-            self.adapters.activate(self.adapter)
-
-    def propose(self, ctx, rows, gammas):
-        self._activate()
-        return super().propose(ctx, rows, gammas)
-
-    def commit(self, ctx, rows, want_predictions: bool = False):
-        self._activate()
-        return super().commit(ctx, rows, want_predictions)
-
-    def scores(self, ctx, rows, since):
-        self._activate()
-        return super().scores(ctx, rows, since)
-
-
-class LoraEagleDrafter(_Scoped, EagleDrafter):
-    def __init__(self, target, adapters: AdapterSet, adapter: str | None, name: str | None = None, **eagle_kw):
-        self.adapters, self.adapter = adapters, adapter
-        super().__init__(target, adapters.module, name=name, **eagle_kw)
-
-
-class LoraModelDrafter(_Scoped, ModelDrafter):
-    def __init__(self, adapters: AdapterSet, adapter: str | None, name: str | None = None):
-        self.adapters, self.adapter = adapters, adapter
-        super().__init__(adapters.module, name=name)
+    def drafter(self, target, adapter: str | None, name: str | None = None, **drafter_kw):
+        """The drafter that runs this set's base with `adapter` active (None: the plain base)."""
+        activate = partial(self.activate, adapter)
+        if isinstance(self.module, EagleHead):
+            return EagleDrafter(target, self.module, name=name, activate=activate, **drafter_kw)
+        return ModelDrafter(self.module, name=name, activate=activate)
 
 
 def lora_experts(target, base: nn.Module, adapters: dict[str, str | Path], base_name: str | None = None,
                  **drafter_kw) -> dict:
     """{name: drafter} for every adapter (and the plain base as `base_name`, if given), all
     sharing one base module. `base`: an EagleHead or a causal LM sharing the target's tokenizer."""
-    if base in _ADAPTER_SETS:
-        raise DrafterError("this base module already carries adapters: build every expert of one base in one "
-                           "lora_experts call, or add them one by one with lora_expert()")
     adapter_set = AdapterSet(base, adapters)
-    _ADAPTER_SETS[base] = adapter_set
-    if isinstance(base, EagleHead):
-        make = lambda adapter, name: LoraEagleDrafter(target, adapter_set, adapter, name, **drafter_kw)  # noqa: E731
-    else:
-        make = lambda adapter, name: LoraModelDrafter(adapter_set, adapter, name)  # noqa: E731
     pool = {}
     if base_name:
-        pool[base_name] = make(None, base_name)
+        pool[base_name] = adapter_set.drafter(target, None, base_name, **drafter_kw)
     for name in adapter_set.names:
-        pool[name] = make(name, name)
+        pool[name] = adapter_set.drafter(target, name, name, **drafter_kw)
     return pool
 
 
-def lora_expert(target, base: nn.Module, adapter_dir: str | Path, adapter: str | None = None):
-    """One expert drafter (registry factory `lora`): `adapter_dir` loaded onto `base` under the
-    name `adapter` (default: the directory's name). Experts built on the same base object
-    share it: one base in memory, however many adapters."""
+def lora_expert(target, base: nn.Module | AdapterSet, adapter_dir: str | Path, adapter: str | None = None):
+    """One expert drafter (registry factory `lora`): `adapter_dir` loaded under the name
+    `adapter` (default: the directory's name). `base` is a module (a new AdapterSet is made on
+    it) or an AdapterSet, to which the adapter is added: experts of one set share its base."""
     adapter = adapter or Path(adapter_dir).name
-    if base in _ADAPTER_SETS:
-        _ADAPTER_SETS[base].add(adapter, adapter_dir)
+    if isinstance(base, AdapterSet):
+        base.add(adapter, adapter_dir)
+        adapters = base
     else:
-        _ADAPTER_SETS[base] = AdapterSet(base, {adapter: adapter_dir})
-    adapters = _ADAPTER_SETS[base]
-    if isinstance(base, EagleHead):
-        return LoraEagleDrafter(target, adapters, adapter, name=adapter)
-    return LoraModelDrafter(adapters, adapter, name=adapter)
-
-
-def new_lora(base: nn.Module, rank: int = 8, alpha: int = 16, seed: int = 0):
-    """A trainable PEFT model with one fresh LoRA adapter on every linear layer of `base`
-    (EAGLE head: fc and the decoder layer; causal LM: attention and MLP projections)."""
-    from peft import LoraConfig, get_peft_model
-    modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    if isinstance(base, EagleHead):
-        modules.append("fc")
-    torch.manual_seed(seed)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=modules, bias="none")
-    return get_peft_model(base, config)
+        adapters = AdapterSet(base, {adapter: adapter_dir})
+    return adapters.drafter(target, adapter, adapter)

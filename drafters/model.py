@@ -8,18 +8,22 @@ recomputed and rejected drafts leave no memory behind.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-from specsel.kvcache import RaggedKVCache
+from specsel.modeling.kvcache import RaggedKVCache
+from specsel.core.drafting import DraftContext, Drafter, Predictions, Proposal, Scorer, choose_tokens
 
-from .base import DraftContext, Drafter, Predictions, Proposal, choose_tokens
 
-
-class ModelDrafter(Drafter):
+class ModelDrafter(Drafter, Scorer):
+    """Drafts with a causal LM. `activate`, if given, is called before each of its forwards
+    (a LoRA expert makes its adapter the active one on the shared model)."""
     name = "model"
 
-    def __init__(self, model, name: str | None = None):
+    def __init__(self, model, name: str | None = None, activate: Callable[[], None] | None = None):
         self.model = model.eval()
+        self.activate = activate
         self.vocab_size = model.config.vocab_size
         if name:
             self.name = name
@@ -64,6 +68,7 @@ class ModelDrafter(Drafter):
     # -------------------------------------------------------------- interface
     @torch.inference_mode()
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
+        self._use_weights()
         B, dev, n = self.kv.batch_size, ctx.seqs.device, len(rows)
         G = int(gammas.max())
         self._catch_up(ctx, rows, logits=False)         # no LM head: only the cache is needed
@@ -83,8 +88,23 @@ class ModelDrafter(Drafter):
         probs = None if ctx.sampling is None else ctx.sampling.probs(draft_logits)
         return Proposal(tokens, gammas.clone(), probs)
 
+    def _use_weights(self) -> None:
+        if self.activate is not None:
+            self.activate()
+
     @torch.inference_mode()
-    def commit(self, ctx: DraftContext, rows: torch.Tensor, want_predictions: bool = False) -> Predictions | None:
+    def commit(self, ctx: DraftContext, rows: torch.Tensor) -> None:
+        """Keep the accepted drafts in the cache, drop the rest."""
+        self._use_weights()
+        self._rollback(ctx)
+
+    @torch.inference_mode()
+    def score(self, ctx: DraftContext, rows: torch.Tensor) -> Predictions:
+        self._use_weights()
+        return self._predictions(ctx, rows, self._rollback(ctx))
+
+    def _rollback(self, ctx: DraftContext):
+        """Keep the cached drafts the verifier accepted; returns what was proposed this round."""
         dev = ctx.seqs.device
         n_keep = torch.zeros(self.kv.batch_size, dtype=torch.long, device=dev)
         played = self._pending
@@ -104,9 +124,7 @@ class ModelDrafter(Drafter):
             n_keep[p_rows] = keep
         self.kv.keep(n_keep)
         self._pending = None
-        if not want_predictions:
-            return None
-        return self._predictions(ctx, rows, played)
+        return played
 
     def _predictions(self, ctx: DraftContext, rows: torch.Tensor, played) -> Predictions:
         """Teacher-forced distributions at positions prev_lens..seq_lens-1 of `rows`."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DraftContext, Drafter, Predictions, Proposal
+from specsel.core.drafting import Capabilities, DraftContext, Drafter, Predictions, Proposal, Scorer
 
 
 class NgramIndex:
@@ -77,10 +77,10 @@ class NgramIndex:
         return None if pointer is None else self.tokens[pointer + 1]
 
 
-class NgramDrafter(Drafter):
+class NgramDrafter(Drafter, Scorer):
     name = "ngram"
     vocab_size = None
-    deterministic = True
+    capabilities = Capabilities(deterministic=True)
 
     def __init__(self, max_n: int = 3, min_n: int = 2, prefer: str = "latest"):
         if not 1 <= min_n <= max_n:
@@ -116,9 +116,10 @@ class NgramDrafter(Drafter):
             index.truncate(committed)
         return Proposal(tokens.to(ctx.seqs.device), lengths.to(ctx.seqs.device), None)
 
-    def commit(self, ctx: DraftContext, rows: torch.Tensor, want_predictions: bool = False) -> Predictions | None:
-        if not want_predictions:
-            return None  # the index catches up lazily at the next propose
+    def commit(self, ctx: DraftContext, rows: torch.Tensor) -> None:
+        """Nothing to do: the index catches up lazily at the next propose."""
+
+    def score(self, ctx: DraftContext, rows: torch.Tensor) -> Predictions:
         starts, ends = ctx.prev_lens[rows].tolist(), ctx.seq_lens[rows].tolist()
         M = max((e - s for s, e in zip(starts, ends)), default=0)
         preds = torch.full((len(rows), M), -1, dtype=torch.long)

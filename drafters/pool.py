@@ -10,7 +10,7 @@ pool x gammas from it. Members:
     lora_medical           one base head in memory, the adapter switched per arm
 
 The trained members load from drafters/weights/<target>/ (shipped with the package, < 20 MB).
-recipes/drafters.py shows how to register pools for other targets (Llama-3, Qwen2 with
+recipes/example_pool.py shows how to register pools for other targets (Llama-3, Qwen2 with
 EAGLE heads from local paths).
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from drafters.base import Drafter, DrafterError
-from drafters.early_exit import EarlyExitDrafter
+from specsel.core.drafting import Drafter, DrafterError
+from drafters.early_exit import EarlyExitDrafter, ExitGroup
 from drafters.ngram import NgramDrafter
 
 WEIGHTS = Path(__file__).parent / "weights" / "smollm2-135m-instruct"
@@ -52,7 +52,8 @@ def pool_names(include_optional: bool = False) -> list[str]:
 
 def _trained(target, names: list[str]) -> dict[str, Drafter]:
     """The shipped EAGLE head and its LoRA experts (one base head in memory)."""
-    from drafters.eagle import EagleDrafter, load_eagle_head
+    from drafters.eagle import EagleDrafter
+    from drafters.eagle_head import load_eagle_head
     from drafters.lora import lora_experts
     if not (EAGLE_DIR / "config.json").exists():
         raise DrafterError(f"the trained EAGLE head is missing ({EAGLE_DIR}); train it with recipes/train_eagle.py "
@@ -75,11 +76,12 @@ def default_pool(target, names: Sequence[str] | None = None) -> dict[str, Drafte
     if any(n in TRAINED for n in names):
         built.update(_trained(target, names))
     pool = {}
+    exits = ExitGroup(target) if any(n in EARLY_EXITS for n in names) else None   # they score together
     for name in names:
         if name == "ngram":
             drafter = NgramDrafter()
         elif name in EARLY_EXITS:
-            drafter = EarlyExitDrafter(target, EARLY_EXITS[name])
+            drafter = EarlyExitDrafter(target, EARLY_EXITS[name], group=exits)
         else:
             drafter = built[name]
         drafter.name = name

@@ -18,7 +18,7 @@ exact for both kinds) rather than round counts.  ``rounds_fixed``,
 ``best_fixed_arm``, ``worst_arm`` and thus stopping-time regret need 0/1
 records and raise ``ValueError`` otherwise.
 
-Updates go through ``specsel.feedback.FeedbackRouter``, the object the engine
+Updates go through ``specsel.learners.feedback.FeedbackRouter``, the object the engine
 uses live, so replay and live runs update learners identically.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from specsel.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
+from specsel.learners.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
 
 Arm = tuple[int, int]
 

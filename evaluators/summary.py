@@ -42,6 +42,7 @@ import numpy as np
 
 from evaluators.records import acceptance_matrix
 from evaluators.replay import is_greedy_record, rounds_fixed, simulate
+from specsel.core.seeds import query_seed
 
 SUMMARY_COLUMNS = ("setting", "domain", "bsz", "learner", "mat", "tokens_per_s", "speedup", "regret", "pct_oracle")
 EXTRA_COLUMNS = ("arm", "lossless", "queries", "new_tokens", "rounds", "wall_s", "prefill_s", "decode_tokens_per_s",
@@ -147,7 +148,7 @@ class StepCost:
     seconds per draft step; ``f_j`` = the fraction of its gamma that drafter j actually
     drafted (an n-gram drafter often finds no match and drafts nothing, which makes its
     verify window narrower). ``relative`` divides by ``verify0``: the cost in autoregressive
-    forwards, the unit of specsel.policy.RelativeCostModel.
+    forwards, the unit of specsel.learners.policy.RelativeCostModel.
     """
     verify0: float
     slope: float
@@ -244,7 +245,7 @@ class FullInfo:
         from specsel.learners import make_learner
         fixed = make_learner("fixed", 1, reward_range=(1.0, gamma + 1.0))
         return len(simulate(fixed, m, [self.pair(drafter, gamma)], feedback="bandit",
-                            seed=self.seed * 1_000_003 + self.index[qid]))
+                            seed=query_seed(self.seed, self.index[qid])))
 
 
 class SettingEval:
@@ -510,10 +511,10 @@ def regret_vs_arms(fullinfo: FullInfo, arms: Sequence[str], learners: Sequence[s
                    sizes: Sequence[int] | None = None) -> dict:
     """Cumulative stopping-time regret (rounds, summed over the stream) of each learner replayed
     offline on pools of the first K arms (interleaved order), against the per-query oracle over
-    those K arms. Per-query learners are seeded as specsel.policy.LearnerPolicy seeds them, so
+    those K arms. Per-query learners are seeded as specsel.learners.policy.LearnerPolicy seeds them, so
     for greedy records a replay equals the live run it stands for."""
     from specsel.learners import make_learner
-    from specsel.policy import learner_seed
+    from specsel.core.seeds import query_seed
 
     order = interleaved_arms(arms)
     n = len(order)
@@ -534,8 +535,8 @@ def regret_vs_arms(fullinfo: FullInfo, arms: Sequence[str], learners: Sequence[s
                 m = fullinfo.matrices[q]
                 if m.shape[1] == 0:
                     continue
-                lrn = make_learner(learner, k, reward_range=(1.0, high), seed=learner_seed(seed, fullinfo.index[q]))
-                total += len(simulate(lrn, m, pairs, seed=seed * 1_000_003 + fullinfo.index[q])) - oracle[q]
+                lrn = make_learner(learner, k, reward_range=(1.0, high), seed=query_seed(seed, fullinfo.index[q]))
+                total += len(simulate(lrn, m, pairs, seed=query_seed(seed, fullinfo.index[q]))) - oracle[q]
             out["regret"][learner].append(total)
     return out
 
@@ -549,7 +550,7 @@ def replay_rows(fullinfo: FullInfo, arms: Sequence[str], learners: Sequence[str]
     for best_fixed, oracle and every learner, with MAT, stopping-time regret (rounds, vs the
     per-query oracle) and % of oracle. Exact for greedy records, one Monte-Carlo draw otherwise."""
     from specsel.learners import make_learner
-    from specsel.policy import learner_seed
+    from specsel.core.seeds import query_seed
 
     ev = SettingEval(fullinfo, arms, RoundCost())
     parsed = [parse_arm(a) for a in ev.arms]
@@ -576,7 +577,7 @@ def replay_rows(fullinfo: FullInfo, arms: Sequence[str], learners: Sequence[str]
     for learner in learners:
         rounds = []
         for q in qids:
-            lrn = make_learner(learner, len(pairs), reward_range=(1.0, high), seed=learner_seed(seed, fullinfo.index[q]))
-            rounds.append(len(simulate(lrn, fullinfo.matrices[q], pairs, seed=seed * 1_000_003 + fullinfo.index[q])))
+            lrn = make_learner(learner, len(pairs), reward_range=(1.0, high), seed=query_seed(seed, fullinfo.index[q]))
+            rounds.append(len(simulate(lrn, fullinfo.matrices[q], pairs, seed=query_seed(seed, fullinfo.index[q]))))
         out.append(row(learner, rounds))
     return out

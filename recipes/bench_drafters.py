@@ -22,16 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import torch
+from tqdm.auto import tqdm
 
-from drafters.pool import default_pool, pool_names, weights_fingerprint  # noqa: E402
-from specsel import Arm, SpecEngine  # noqa: E402
-from specsel.heldout import heldout_prompts  # noqa: E402
-from specsel.target import EMBEDDED_DEFAULT, load_target  # noqa: E402
+from drafters.pool import default_pool, pool_names, weights_fingerprint
+from specsel import Arm, SpecEngine
+from specsel.heldout import heldout_prompts
+from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
 
 def parse_args(argv=None):

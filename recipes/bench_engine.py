@@ -19,16 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 from tqdm.auto import tqdm
 
 from drafters import NgramDrafter
 from specsel import Arm, SpecEngine
 from specsel.data import encode_prompts, load_domain
-from specsel.target import EMBEDDED_DEFAULT, load_target
+from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
 
 def parse_args(argv=None):

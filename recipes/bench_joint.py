@@ -8,7 +8,7 @@ default skip keeps this benchmark off them. They are mixed and batched as in the
 variant of the joint setting (pool x --gammas, throughput objective), in an order rotated per
 batch so that machine drift spreads evenly:
 
-    per_query     the study's HedgeSpec: one learner per query, lazy scoring (specsel.policy)
+    per_query     the study's HedgeSpec: one learner per query, lazy scoring (specsel.learners.policy)
     weighted      per_query scoring every drafter a row's learner weighs, not just its favourite
     full_scoring  per_query with lazy scoring off: every drafter scored every window
     shared        one learner for all rows of a batch, kept over the whole stream
@@ -25,19 +25,17 @@ import json
 import sys
 from pathlib import Path
 
-# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from evaluators.records import to_dict  # noqa: E402
-from evaluators.summary import complete_lines, parse_arm  # noqa: E402
-from specsel.study import ResultStore, _warm_cost, load_items, load_pool  # noqa: E402
+from evaluators.records import to_dict
+from evaluators.summary import complete_lines, parse_arm
+from specsel.study import ResultStore, _warm_cost, load_items, load_pool
 
 VARIANTS = {"per_query": {}, "weighted": {"lazy_drafters": None}, "full_scoring": {"lazy_scoring": False},
             "shared": {"shared": True}}
 
 
 def parse_args(argv=None):
-    from specsel.target import EMBEDDED_DEFAULT
+    from specsel.modeling.target import EMBEDDED_DEFAULT
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
@@ -81,8 +79,8 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
 
     from specsel import Arm, SpecEngine
-    from specsel.policy import LearnerPolicy
-    from specsel.target import load_target
+    from specsel.learners.policy import LearnerPolicy
+    from specsel.modeling.target import load_target
     if args.threads:
         torch.set_num_threads(args.threads)
     fixed = [f for f in args.fixed.split(",") if f]

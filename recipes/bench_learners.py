@@ -29,16 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
 from drafters import EarlyExitDrafter, NgramDrafter
 from specsel import SpecEngine, arm_grid
 from specsel.data import encode_prompts, load_domain
-from specsel.policy import LearnerPolicy
-from specsel.target import EMBEDDED_DEFAULT, load_target
+from specsel.learners.policy import LearnerPolicy
+from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
 
 class TimedPolicy(LearnerPolicy):

@@ -7,11 +7,8 @@ Same as `specsel eval`; see specsel/study.py for what runs and what is written.
 import os
 import sys
 
-# run as a script, recipes/ is sys.path[0] and `import drafters` would find recipes/drafters.py: drop it
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-from specsel.study import main  # noqa: E402
+from specsel.study import main
 
 if __name__ == "__main__":
     sys.exit(main())

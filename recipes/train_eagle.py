@@ -11,7 +11,7 @@ Evaluation prompts (MATH-500, HumanEval, MedQA test[:300]) are never seen. Steps
   1. tokenize; the reduced draft vocabulary = the --draft-vocab most frequent tokens (+ specials)
   2. one target forward per training row -> features (hidden state after the final norm),
      stored as shards under --work (resumable)
-  3. train fc + one decoder layer with the EAGLE-1 loss (drafters/eagle_training.py), plus
+  3. train fc + one decoder layer with the EAGLE-1 loss (drafters/training/eagle.py), plus
      the same loss on a second draft step fed the head's own output (--unroll-weight),
      checkpointing every --save-every steps under --work (rerun to resume)
   4. save the head in float16 (config.json + model.safetensors) and a model card with the
@@ -25,17 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from drafters.eagle import EagleDrafter, new_eagle_head  # noqa: E402
-from drafters.eagle_training import (TRAINING_DATA_SOURCES, domain_features, draft_vocabulary, eagle_loss,  # noqa: E402
+from drafters.eagle import EagleDrafter
+from drafters.eagle_head import new_eagle_head
+from drafters.training.eagle import (TRAINING_DATA_SOURCES, domain_features, draft_vocabulary, eagle_loss,
                                      frozen_target, self_distilled_features, teacher_forced_top1, train, work_dir,
                                      write_json)
-from specsel.heldout import measure_mat  # noqa: E402
-from specsel.target import EMBEDDED_DEFAULT  # noqa: E402
+from specsel.heldout import measure_mat
+from specsel.modeling.target import EMBEDDED_DEFAULT
 
 
 def parse_args(argv=None):
@@ -112,7 +111,7 @@ def main(argv=None) -> int:
     head.save(out, dtype=torch.float16)
 
     # model card: teacher-forced agreement and greedy MAT on held-out evaluation prompts
-    from drafters.eagle import load_eagle_head
+    from drafters.eagle_head import load_eagle_head
     shipped = load_eagle_head(out, target)          # what users get (float16 round trip)
     top1 = teacher_forced_top1(shipped, target_rows, tokens[:64], features[:64], valid[:64])
     mat = measure_mat(target, tokenizer, {"eagle": EagleDrafter(target, shipped)}, domains, args.data_dir,

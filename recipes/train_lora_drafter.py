@@ -5,7 +5,7 @@
         --out drafters/weights/smollm2-135m-instruct/lora/math
 
 The adapter (rank --rank on fc and every projection of the decoder layer) is trained with the
-same EAGLE-1 loss as the base (drafters/eagle_training.py) on the domain's training split
+same EAGLE-1 loss as the base (drafters/training/eagle.py) on the domain's training split
 only: MATH train for math, MBPP for code (humaneval), MedQA test records after the first 300
 for medqa; tokens [0, --tokens + --extra-tokens) of that split in the same seeded order as
 recipes/train_eagle.py, so the first --tokens reuse its cached features and --extra-tokens
@@ -25,18 +25,17 @@ import sys
 import time
 from pathlib import Path
 
-# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from drafters.eagle import load_eagle_head  # noqa: E402
-from drafters.eagle_training import (SELF_DISTILL_STYLES, TRAINING_DATA_SOURCES, domain_features,  # noqa: E402
+from drafters.eagle_head import load_eagle_head
+from drafters.training.eagle import (SELF_DISTILL_STYLES, TRAINING_DATA_SOURCES, domain_features,
                                      eagle_loss, frozen_target, self_distilled_features, train, work_dir,
                                      write_json)
-from drafters.lora import lora_experts, new_lora  # noqa: E402
-from specsel.heldout import measure_mat  # noqa: E402
-from specsel.target import EMBEDDED_DEFAULT  # noqa: E402
+from drafters.lora import lora_experts
+from drafters.training.lora import new_lora
+from specsel.heldout import measure_mat
+from specsel.modeling.target import EMBEDDED_DEFAULT
 
 ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_medical", "gsm8k": "lora_gsm8k"}
 

@@ -19,17 +19,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-# recipes/drafters.py must not shadow the `drafters` package when this runs as a script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from tqdm.auto import tqdm  # noqa: E402
+from tqdm.auto import tqdm
 
-from evaluators.records import acceptance_matrix, to_dict  # noqa: E402
-from evaluators.replay import rounds_fixed, simulate  # noqa: E402
-from specsel import Arm, SpecEngine  # noqa: E402
-from specsel.learners import HedgeSpec  # noqa: E402
-from specsel.study import ResultStore, _csv, load_items, load_pool, pool_weights  # noqa: E402
-from specsel.target import EMBEDDED_DEFAULT, load_target  # noqa: E402
+from evaluators.records import acceptance_matrix, to_dict
+from evaluators.replay import rounds_fixed, simulate
+from specsel import Arm, SpecEngine
+from specsel.learners import HedgeSpec
+from specsel.study import ResultStore, _csv, load_items, load_pool, pool_weights
+from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
 RUN = "tune/fullinfo"
 

@@ -5,10 +5,10 @@ Names are imported lazily, so `import specsel.learners` (pure numpy) never loads
 import importlib
 
 _EXPORTS = {
-    "Arm": "specsel.arms", "arm_grid": "specsel.arms",
-    "ArmPolicy": "specsel.engine", "FixedArms": "specsel.engine", "GenerationResult": "specsel.engine",
-    "RoundRecord": "specsel.engine", "SpecEngine": "specsel.engine",
-    "Sampling": "specsel.verify",
+    "Arm": "specsel.core.arms", "arm_grid": "specsel.core.arms",
+    "ArmPolicy": "specsel.core.policy", "FixedArms": "specsel.core.policy",
+    "RoundRecord": "specsel.core.records", "Sampling": "specsel.core.sampling",
+    "GenerationResult": "specsel.engine.loop", "SpecEngine": "specsel.engine.loop",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ def _generate(args) -> int:
     from specsel import Arm, Sampling, SpecEngine
     from specsel.data import Query, encode_prompts
     from specsel.study import load_pool
-    from specsel.target import load_target
+    from specsel.modeling.target import load_target
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,7 +58,7 @@ def _generate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from specsel.target import EMBEDDED_DEFAULT
+    from specsel.modeling.target import EMBEDDED_DEFAULT
 
     parser = argparse.ArgumentParser(prog="specsel", description="Speculative decoding that picks its own drafter.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,7 +116,7 @@ def _drafters(args) -> int:
         print("drafter families (drafters.build): " + ", ".join(registered()))
         return 0
     from specsel.study import load_pool
-    from specsel.target import load_target
+    from specsel.modeling.target import load_target
 
     model, _ = load_target(args.target)
     pool = load_pool(model, None, args.pool)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from evaluators.metrics import mean_acceptance_length
-from specsel.arms import Arm
+from specsel.core.arms import Arm
 from specsel.data import encode_prompts, load_domain
 from specsel.engine import SpecEngine
 

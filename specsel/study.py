@@ -16,7 +16,7 @@ are decoded by
   exact best arm; ``joint``: the ``--fixed-candidates`` best by estimated cost, the fastest
   measured one is reported), and every learner of every setting (with the throughput
   objective, HedgeSpec scores lazily: each row's favourite drafter and the played ones,
-  every drafter in refresh windows, specsel.policy).
+  every drafter in refresh windows, specsel.learners.policy).
 
 Every finished batch appends one JSON line per query to ``OUT/queries.jsonl`` in a single
 write followed by fsync, keyed by (run, bsz, batch); ``--resume`` skips what is there (a torn
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from evaluators.summary import LEARNERS, OBJECTIVE, SETTINGS, arm_name, parse_arm, run_name
+from specsel.core.seeds import batch_seed
 
 CONFIG_VERSION = 1
 # options that must not change between a study and its --resume (they change what a run outputs)
@@ -192,24 +193,6 @@ def fullinfo_run(cfg: StudyConfig, drafters: Sequence[str]) -> RunSpec:
     return RunSpec(run_name("fullinfo", arm=arm), "fullinfo", arm=arm)
 
 
-def replay_exact(drafter) -> bool:
-    """Whether a drafter's draft chain equals its teacher-forced predictions, so that greedy
-    replay of its full-information scores is exact. A drafter may say so (`replay_exact`);
-    EAGLE heads draft from predicted features, so their scores are estimates."""
-    flag = getattr(drafter, "replay_exact", None)
-    if flag is not None:
-        return bool(flag)
-    try:
-        from drafters.eagle import EagleDrafter
-    except ImportError:
-        return True
-    return not isinstance(drafter, EagleDrafter)
-
-
-def _batch_seed(seed: int, bsz: int, batch: int) -> int:
-    return seed * 1_000_003 + bsz * 10_007 + batch
-
-
 def _warm_cost(policy, lines: Sequence[dict]) -> None:
     """Feed a throughput policy's step-cost model the rounds of batches it already ran, in the
     order LearnerPolicy.observe saw them, so a resumed run continues from the same state."""
@@ -245,7 +228,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     from evaluators.report import write_report
     from evaluators.summary import FullInfo, fixed_arms_to_run, regret_vs_arms, summarize_study
     from specsel import Arm, Sampling, SpecEngine
-    from specsel.policy import LearnerPolicy
+    from specsel.learners.policy import LearnerPolicy
 
     cfg.validate()
     if not items:
@@ -264,7 +247,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
               "settings": {s: {"arms": cfg.arms(s, drafters), "objective": OBJECTIVE[s]} for s in cfg.settings},
               "bsz": list(cfg.bsz), "learners": list(cfg.learners), "gammas": list(cfg.gammas),
               "queries": [{"qid": it.qid, "domain": it.domain, "index": i} for i, it in enumerate(items)],
-              "fullinfo_run": source.name, "replay_exact": {d: replay_exact(pool[d]) for d in drafters}}
+              "fullinfo_run": source.name, "replay_exact": {d: pool[d].capabilities.replay_exact for d in drafters}}
     _write_config(out, config, resume)
     config = json.loads((out / "config.json").read_text())
 
@@ -309,7 +292,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
                 if isinstance(policy, LearnerPolicy):
                     policy.seek(batch[0])      # query number = stream position (learner seeds)
                 res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=cfg.max_new_tokens,
-                                      sampling=sampling, seed=_batch_seed(cfg.seed, bsz, b), feedback=spec.feedback,
+                                      sampling=sampling, seed=batch_seed(cfg.seed, bsz, b), feedback=spec.feedback,
                                       score_every=cfg.score_every)
                 shared = {"run": spec.name, "setting": spec.setting, "learner": spec.learner, "arm": spec.arm,
                           "feedback": spec.feedback, "bsz": bsz, "batch": b,
@@ -419,7 +402,7 @@ def _ints(text: str, option: str) -> list[int]:
 
 
 def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
-    from specsel.target import EMBEDDED_DEFAULT
+    from specsel.modeling.target import EMBEDDED_DEFAULT
 
     ap.add_argument("--target", default=EMBEDDED_DEFAULT, help="local dir, hub id, or the embedded default")
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
@@ -472,7 +455,7 @@ def run_eval(args) -> dict:
         raise StudyError("--domains is empty; e.g. --domains math,humaneval,medqa")
     import torch
 
-    from specsel.target import load_target
+    from specsel.modeling.target import load_target
     if args.threads:
         torch.set_num_threads(args.threads)
     names = _csv(args.drafters) if args.drafters else None

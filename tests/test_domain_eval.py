@@ -2,6 +2,7 @@
 import csv
 import importlib.util
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -196,11 +197,15 @@ def test_pool_file(tmp_path):
         load_pool(target_model("llama"), None, str(tmp_path / "missing.py"))
 
 
-def test_recipe_drops_its_own_folder_from_sys_path(monkeypatch):
-    recipes = str(REPO / "recipes")
-    monkeypatch.setattr(sys, "path", [recipes] + sys.path)
-    runpy.run_path(str(REPO / "recipes" / "domain_eval.py"), run_name="domain_eval_test")
-    assert recipes not in sys.path
+def test_recipes_run_as_scripts_find_the_real_packages():
+    """Run as a script, a recipe has recipes/ first on sys.path: no recipe may shadow a package."""
+    import subprocess
+    code = "import drafters, evaluators, specsel.study; print(drafters.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO / "recipes", capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "recipes")}, check=True).stdout
+    assert "recipes" not in out.strip().split("/")[-3:-1]
+    shadows = {p.stem for p in (REPO / "recipes").glob("*.py")} & {"drafters", "evaluators", "specsel", "recipes"}
+    assert not shadows
 
 
 def test_sampling_study_reports_estimates_and_no_lossless_claim(tmp_path):
@@ -235,7 +240,7 @@ def test_resumed_throughput_policy_gets_the_same_step_costs():
 
     from evaluators.records import to_dict
     from specsel import Arm, SpecEngine
-    from specsel.policy import LearnerPolicy
+    from specsel.learners.policy import LearnerPolicy
     from specsel.study import _warm_cost
 
     names = list(pool())

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from drafters import DrafterError
-from drafters.eagle import EagleDrafter, load_eagle_head, new_eagle_head
+from drafters.eagle import EagleDrafter
+from drafters.eagle_head import load_eagle_head, new_eagle_head
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 
@@ -79,7 +80,7 @@ def offline_predictions(target, head, tokens):
     hs = target(x, output_hidden_states=True).hidden_states
     L = target.config.num_hidden_layers
     drafter = EagleDrafter(target, head)
-    feats = torch.cat([hs[k] for k in drafter.feature_layers], dim=-1)
+    feats = torch.cat([hs[k] for k in drafter.capabilities.feature_layers], dim=-1)
     out = head(input_ids=x[:, 1:], features=feats[:, :-1])
     return head.draft_to_target[out.logits[0].argmax(-1)].tolist()
 
@@ -91,17 +92,17 @@ def test_full_information_predictions_are_teacher_forced(arch, version, monkeypa
     target = target_of(arch)
     head = heads(target)[version]
     seen = []   # (row position j, predicted token) per committed position, rows in prompt order
-    original = EagleDrafter.commit
+    original = EagleDrafter.score
 
-    def spy(self, ctx, rows, want_predictions=False):
-        pred = original(self, ctx, rows, want_predictions)
+    def spy(self, ctx, rows):
+        pred = original(self, ctx, rows)
         if pred is not None:
             for i in range(len(rows)):
                 for c, j in enumerate(range(int(ctx.prev_lens[i]), int(ctx.seq_lens[i]))):
                     seen.append((int(ctx.seqs[i, 0]), len(seen), j, int(pred.tokens[i, c])))
         return pred
 
-    monkeypatch.setattr(EagleDrafter, "commit", spy)
+    monkeypatch.setattr(EagleDrafter, "score", spy)
     engine = SpecEngine(target, {"eagle": EagleDrafter(target, head)}, eos_token_id=[])
     prompts = [p for p in random_prompts(6, min_len=3, max_len=9, seed=11)]
     prompts = [p for p in {p[0]: p for p in prompts}.values()][:2]        # distinct first tokens
@@ -131,7 +132,7 @@ def test_low_precision_projection(version, monkeypatch):
     torch.testing.assert_close(low, full, atol=0.05, rtol=0.05)
     assert torch.equal(head.logits(hidden).detach(), full)            # gradients on: full precision
 
-    from drafters.eagle import resolve_projection_dtype
+    from drafters.eagle_head import resolve_projection_dtype
     head = heads(target)[version]
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert resolve_projection_dtype("auto", head) == torch.bfloat16
@@ -207,7 +208,7 @@ def test_errors_name_the_fix(tmp_path):
     with pytest.raises(DrafterError, match="hidden_size=32 but the target has 64"):
         load_eagle_head(tmp_path / "other", target)
     with pytest.raises(DrafterError, match="LLaMA and Qwen2"):
-        from drafters.eagle import head_config
+        from drafters.eagle_head import head_config
         head_config(type("C", (), {"model_type": "gpt2"})())
 
 
@@ -230,8 +231,8 @@ def test_deferred_scoring_gives_the_same_records(arch):
 
 def test_deferred_scoring_under_a_learner_stays_lossless(arch):
     from drafters import NgramDrafter
-    from specsel.arms import arm_grid
-    from specsel.policy import LearnerPolicy
+    from specsel.core.arms import arm_grid
+    from specsel.learners.policy import LearnerPolicy
     target = target_of(arch)
     pool = {"ngram": NgramDrafter(), **{name: EagleDrafter(target, h) for name, h in heads(target).items()}}
     engine = SpecEngine(target, pool, eos_token_id=1)
@@ -252,7 +253,7 @@ def test_scoring_a_subset_keeps_outputs_and_the_scored_records(arch):
     """A policy that asks for some drafters' acceptance gets exactly those, equal to what full
     scoring records; the others are skipped (their feeds keep only the last top-1); output unchanged."""
     from drafters import NgramDrafter
-    from specsel.engine import FixedArms
+    from specsel.core.policy import FixedArms
     target = target_of(arch)
     pool = {"ngram": NgramDrafter(), **{name: EagleDrafter(target, h) for name, h in heads(target).items()}}
     engine = SpecEngine(target, pool, eos_token_id=1)

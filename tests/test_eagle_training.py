@@ -4,8 +4,9 @@ import copy
 import pytest
 import torch
 
-from drafters.eagle import EagleDrafter, new_eagle_head
-from drafters.eagle_training import (draft_vocabulary, eagle_loss, extract_features, load_shards, pack_sequences,
+from drafters.eagle import EagleDrafter
+from drafters.eagle_head import new_eagle_head
+from drafters.training.eagle import (draft_vocabulary, eagle_loss, extract_features, load_shards, pack_sequences,
                                      teacher_forced_top1, train)
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
@@ -109,7 +110,7 @@ def test_greedy_generator_matches_the_engine_and_cuts_at_eos():
     continuations: token for token what the engine's autoregressive path gives, cut after EOS."""
     from types import SimpleNamespace
 
-    from drafters.eagle_training import greedy_generator
+    from drafters.training.eagle import greedy_generator
     target = tiny_model("llama", seed=0, num_layers=2, logit_scale=3.0)
     prompts = random_prompts(6, min_len=2, max_len=12, seed=3)
     free = SpecEngine(target, {}, eos_token_id=[]).generate(prompts, Arm.autoregressive(), max_new_tokens=20).tokens
@@ -124,7 +125,7 @@ def test_greedy_generator_matches_the_engine_and_cuts_at_eos():
 def test_unrolled_step_sees_what_the_second_draft_step_sees(tmp_path):
     """The masked [true | own-output] forward of the unrolled loss equals, position by position,
     a head run on the true pairs before j and then the pair (t_{j+1}, h_{j-1}) at position j."""
-    from drafters.eagle_training import unrolled_mask
+    from drafters.training.eagle import unrolled_mask
     target, docs, tokens, valid, features = setup(tmp_path, n_docs=4)
     head = new_eagle_head(target, 1, None, seed=0).float().eval()
     t, f = tokens[:1, 1:13], features[:1, :12]

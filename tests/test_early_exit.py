@@ -6,6 +6,8 @@ import torch
 
 from conftest import hf_greedy
 from drafters import DrafterError, EarlyExitDrafter, build
+from drafters.early_exit import ExitGroup
+from specsel.core.drafting import Capabilities
 from specsel import Arm, Sampling, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 from test_engine_sampling import N_TOKENS, PROMPT, V, chi2_pvalue, exact_joint
@@ -147,10 +149,11 @@ def test_full_information_from_target_features_equals_own_catch_up(sampling):
     prompts = random_prompts(4, min_len=2, max_len=10, seed=4)
 
     def scores(use_features):
-        pool = {"ee1": EarlyExitDrafter(target, 1), "ee3": EarlyExitDrafter(target, 3)}
+        group = ExitGroup(target)
+        pool = {"ee1": EarlyExitDrafter(target, 1, group=group), "ee3": EarlyExitDrafter(target, 3, group=group)}
         if not use_features:
             for d in pool.values():
-                d.scoring_layers = ()
+                d.capabilities = Capabilities()
         out = SpecEngine(target, pool, eos_token_id=1).generate(
             prompts, [Arm("ee1", 3), Arm("ee3", 2)] * 2, max_new_tokens=20, sampling=sampling, seed=3,
             feedback="full")

@@ -109,7 +109,7 @@ def test_max_new_tokens_reached_mid_draft(arch, max_new):
 
 def test_kv_memory_does_not_grow_with_rejections(arch, monkeypatch):
     """After every round the target cache is exactly as wide as the longest committed row."""
-    from specsel import kvcache
+    from specsel.modeling import kvcache
     engine = make_engine(arch)
     seen = []
     keep = kvcache.RaggedKVCache.keep

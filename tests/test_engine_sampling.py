@@ -12,9 +12,10 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-import specsel.verify
+import specsel.engine.verify
 from drafters import ModelDrafter, NgramDrafter
-from drafters.eagle import EagleDrafter, new_eagle_head
+from drafters.eagle import EagleDrafter
+from drafters.eagle_head import new_eagle_head
 from specsel import Arm, Sampling, SpecEngine
 from specsel.testing import tiny_model
 
@@ -91,7 +92,7 @@ def test_broken_residual_rule_is_detected(monkeypatch):
     sampling = Sampling(1.0, 1.0)
     target, _ = models()
     joint = exact_joint(target, sampling)
-    monkeypatch.setattr(specsel.verify, "residual_distribution", lambda p, q: p)
+    monkeypatch.setattr(specsel.engine.verify, "residual_distribution", lambda p, q: p)
     result = draw(Arm("model", 3), sampling)
     assert chi2_pvalue(result.tokens, joint) < 1e-6
 

@@ -29,7 +29,7 @@ N_PROMPTS, MAX_NEW, GAMMA = 4, 48, 4
 @functools.lru_cache(maxsize=None)
 def setup():
     from specsel.data import encode_prompts, load_domain
-    from specsel.target import EMBEDDED_DEFAULT, load_target
+    from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
     model, tok = load_target(EMBEDDED_DEFAULT, device="cpu")
     prompts = encode_prompts(tok, load_domain("humaneval", limit=N_PROMPTS))

@@ -4,7 +4,7 @@ import pytest
 
 from evaluators.replay import (Round, arm_length_table, best_arm_in_hindsight, best_fixed_arm, per_token_regret,
                                rounds_fixed, simulate, stopping_time_regret, worst_arm)
-from specsel.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
+from specsel.learners.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
 from specsel.learners import Fixed, HedgeSpec, UCBSpec, make_learner
 
 

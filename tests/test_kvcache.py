@@ -11,7 +11,7 @@ import random
 import pytest
 import torch
 
-from specsel.kvcache import RaggedKVCache
+from specsel.modeling.kvcache import RaggedKVCache
 from specsel.testing import tiny_model
 
 ATOL = 1e-4
@@ -242,7 +242,7 @@ def test_flash_attention_2_branch():
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_capture_hidden_states_matches_hf_numbering(arch):
-    from specsel.kvcache import capture_hidden_states
+    from specsel.modeling.compat import capture_hidden_states
     model = tiny_model(arch)
     x = torch.randint(0, model.config.vocab_size, (2, 5))
     reference = model(x, output_hidden_states=True).hidden_states
@@ -262,7 +262,7 @@ def test_capture_hidden_states_matches_hf_numbering(arch):
 
 
 def test_cache_kwargs_follows_the_installed_transformers_argument_name():
-    from specsel.kvcache import cache_kwargs
+    from specsel.modeling.compat import cache_kwargs
 
     class Old(torch.nn.Module):
         def forward(self, x, past_key_values=None):

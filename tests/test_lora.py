@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from drafters import DrafterError
-from drafters.eagle import new_eagle_head
-from drafters.lora import lora_experts, new_lora
+from drafters.eagle_head import new_eagle_head
+from drafters.lora import lora_experts
+from drafters.training.lora import new_lora
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 
@@ -40,7 +41,7 @@ def test_experts_share_one_base_and_stay_lossless(tmp_path, kind):
     # adapters change the drafter, the base (adapters disabled) is the original module
     x = torch.randint(0, 128, (1, 6))
     def run(drafter):
-        drafter._activate()
+        drafter.activate()
         if kind == "eagle":
             return drafter.head(input_ids=x, features=torch.ones(1, 6, 64)).logits
         return drafter.model(x).logits

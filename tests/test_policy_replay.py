@@ -7,7 +7,9 @@ from evaluators.records import acceptance_matrix, append_records, by_query, read
 from evaluators.replay import simulate
 from specsel import Arm, SpecEngine, arm_grid
 from specsel.learners import make_learner
-from specsel.policy import LearnerPolicy, learner_seed, router_arms
+from specsel.core.arms import arm_pairs
+from specsel.core.seeds import query_seed
+from specsel.learners.policy import LearnerPolicy
 from specsel.testing import random_prompts
 
 POOL = ["noisy", "other", "ngram"]
@@ -41,8 +43,8 @@ def test_replay_reproduces_the_live_run(learner, tmp_path):
         live = [r for r in sorted(result.records, key=lambda r: r.round) if r.row == row]
         correct = acceptance_matrix(stored[row], POOL)
         assert correct.shape[1] == len(result.tokens[row])
-        fresh = make_learner(learner, len(arms), reward_range=policy.reward_range, seed=learner_seed(5, row))
-        replayed = simulate(fresh, correct, router_arms(arms, POOL),
+        fresh = make_learner(learner, len(arms), reward_range=policy.reward_range, seed=query_seed(5, row))
+        replayed = simulate(fresh, correct, arm_pairs(arms, POOL),
                             feedback="full" if fresh.full_information else "bandit")
         assert len(replayed) == len(live)                       # exact stopping time
         assert [arms[r.arm] for r in replayed] == [Arm(r.drafter, r.gamma) for r in live]
@@ -163,8 +165,8 @@ def test_policy_reused_across_batches_gives_each_query_its_own_learner():
     for row in range(2):                                   # batch 2, row r is query 2 + r
         live = sorted((r for r in second.records if r.row == row), key=lambda r: r.round)
         correct = acceptance_matrix([to_dict(r) for r in live], POOL)
-        fresh = make_learner("exp3spec", len(arms), reward_range=policy.reward_range, seed=learner_seed(2, 2 + row))
-        replayed = simulate(fresh, correct, router_arms(arms, POOL), feedback="bandit")
+        fresh = make_learner("exp3spec", len(arms), reward_range=policy.reward_range, seed=query_seed(2, 2 + row))
+        replayed = simulate(fresh, correct, arm_pairs(arms, POOL), feedback="bandit")
         assert [arms[r.arm] for r in replayed] == [Arm(r.drafter, r.gamma) for r in live]
     assert first.tokens and second.tokens
 

@@ -1,4 +1,4 @@
-"""recipes/drafters.py: the registration examples work (tiny random Llama / Qwen2 targets)."""
+"""recipes/example_pool.py: the registration examples work (tiny random Llama / Qwen2 targets)."""
 import copy
 import importlib.util
 from pathlib import Path
@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from drafters import DrafterError
-from drafters.eagle import new_eagle_head
-from drafters.lora import new_lora
+from drafters.eagle_head import new_eagle_head
+from drafters.training.lora import new_lora
 from drafters.pool import default_pool
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 
 from conftest import hf_greedy
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "drafters.py"
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "example_pool.py"
 
 
 def recipe():

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_default_pool_loads_and_every_member_is_lossless():
-    from specsel.target import load_target
+    from specsel.modeling.target import load_target
     target, tokenizer = load_target("smollm2-135m-instruct")
     pool = default_pool(target)
     assert list(pool) == list(DEFAULT_NAMES)

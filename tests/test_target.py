@@ -1,4 +1,4 @@
-"""Fast tests of specsel.target: tiny random models saved to disk, no network, no real GGUF."""
+"""Fast tests of specsel.modeling.target: tiny random models saved to disk, no network, no real GGUF."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,8 +11,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from specsel import target as T
-from specsel.target import (EMBEDDED_DEFAULT, TargetError, cache_root, describe_target, embedded_cache_dir,
+from specsel.modeling import target as T
+from specsel.modeling.target import (EMBEDDED_DEFAULT, TargetError, cache_root, describe_target, embedded_cache_dir,
                             load_target, pick_attention)
 from specsel.testing import tiny_model
 

@@ -1,4 +1,4 @@
-"""Slow tests of specsel.target with the real embedded SmolLM2-135M-Instruct GGUF.
+"""Slow tests of specsel.modeling.target with the real embedded SmolLM2-135M-Instruct GGUF.
 
 Run with `python -m pytest tests/test_target_slow.py -m slow -q`. Each test uses a
 temporary SPECSEL_CACHE, so the GGUF dequantisation path really runs (~20 s each).
@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from specsel import target as T
-from specsel.target import EMBEDDED_DEFAULT, describe_target, embedded_cache_dir, load_target
+from specsel.modeling import target as T
+from specsel.modeling.target import EMBEDDED_DEFAULT, describe_target, embedded_cache_dir, load_target
 
 pytestmark = [
     pytest.mark.slow,

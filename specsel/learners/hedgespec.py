@@ -12,7 +12,7 @@ loss normalisation ``1 - r/high`` only fixes the units of ``R`` and ``c``.
 expected accepted lengths (fed with a delay of up to ``g`` positions); ``"acceptance"``,
 ``1 - gamma_s`` of each arm's drafter, fed as soon as the position is committed
 (``observe_acceptance``; arms of one gamma, no cost model); ``"auto"`` (default), acceptance
-where the router allows it, else length (specsel.feedback).
+where the router allows it, else length (specsel.learners.feedback).
 
 ``discount`` < 1 discounts past regret, ``R_i <- discount * R_i + (ell_t(p) - ell_{t,i})``
 (discounted regret, Cesa-Bianchi & Lugosi 2006, Sec. 2.11), so the learner tracks a best
@@ -21,7 +21,7 @@ wins) and then writes new text (a trained head wins). ``discount = 1`` is plain
 NormalHedge as in the paper.
 
 Sleeping arms. A loss of ``nan`` means the arm has no loss at this position (its drafter was
-not scored: lazy scoring, specsel.policy). As with sleeping experts (Freund, Schapire, Singer,
+not scored: lazy scoring, specsel.learners.policy). As with sleeping experts (Freund, Schapire, Singer,
 Warmuth 1997), such an arm's instant regret is 0, and ``ell_t(p)`` is the mix over the arms
 that have a loss, with their weights renormalised.
 """

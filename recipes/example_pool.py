@@ -1,9 +1,9 @@
 """Drafter pools: the default pool of the embedded target, and how to register your own.
 
-    python recipes/drafters.py                       # list the default pool of the embedded target
+    python recipes/example_pool.py                      # list the default pool of the embedded target
 
 A pool is {name: Drafter}; arms are pool x gammas. recipes/domain_eval.py takes this file as
-`--pool recipes/drafters.py` and calls `build_pool(target)`. Write your own file with a
+`--pool recipes/example_pool.py` and calls `build_pool(target)`. Write your own file with a
 `build_pool(target)` for another target, like the examples below.
 
 Registry: `drafters.register(name, factory)` maps names to factories, `drafters.build(name, ...)`
@@ -13,13 +13,9 @@ lora (one LoRA expert on a shared base).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __name__ == "__main__":   # run as a script: this file must not shadow the `drafters` package
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from drafters import build, load_eagle_head, lora_experts  # noqa: E402
-from drafters.pool import default_pool  # noqa: E402
+from drafters import build, load_eagle_head, lora_experts
+from drafters.pool import default_pool
 
 
 def build_pool(target):
@@ -65,7 +61,7 @@ def qwen2_pool(target, eagle_dir, small_model=None):
 
 
 def main() -> int:
-    from specsel.target import EMBEDDED_DEFAULT, load_target
+    from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
     target, _ = load_target(EMBEDDED_DEFAULT)
     for name, drafter in build_pool(target).items():
         print(f"{name:14s} {type(drafter).__name__}")

@@ -7,7 +7,7 @@ Per-query learners are the default (Not-a-Bandit competes with the best arm per 
 `shared=True` plays one learner per batch, one arm for every row (BanditSpec's code).
 
 Queries are numbered across generate() calls (the r-th prompt this policy has seen is query r);
-a per-query learner is seeded with `seed * 1_000_003 + r`, so offline replay
+a per-query learner is seeded with `specsel.core.seeds.query_seed(seed, r)`, so offline replay
 (`evaluators.replay.simulate`) can rebuild exactly the same learner.
 
 Lazy scoring (`lazy_scoring`, on by default for a full-information learner with the
@@ -30,9 +30,11 @@ from typing import Sequence
 
 import numpy as np
 
-from specsel.arms import Arm, validate_arms
-from specsel.engine import ArmPolicy, RoundInfo
-from specsel.feedback import CostModel, FeedbackRouter
+from specsel.core.arms import Arm, arm_pairs, validate_arms
+from specsel.core.policy import ArmPolicy
+from specsel.core.records import RoundInfo
+from specsel.core.seeds import query_seed
+from specsel.learners.feedback import CostModel, FeedbackRouter
 from specsel.learners import make_learner
 
 OBJECTIVES = ("length", "throughput")
@@ -50,16 +52,6 @@ class RelativeCostModel(CostModel):
 
     def seconds(self, arm_drafter, arm_gamma):
         return super().seconds(arm_drafter, arm_gamma) / max(float(self.t_verify(0)), 1e-9)
-
-
-def router_arms(arms: Sequence[Arm], drafters: Sequence[str]) -> list[tuple[int, int]]:
-    """Arms as (drafter index, gamma) in `drafters` order; the autoregressive arm is (0, 0)."""
-    index = {name: j for j, name in enumerate(drafters)}
-    return [(0, 0) if a.drafter is None else (index[a.drafter], a.gamma) for a in arms]
-
-
-def learner_seed(seed: int, row: int) -> int:
-    return seed * 1_000_003 + row
 
 
 class LearnerPolicy(ArmPolicy):
@@ -82,7 +74,7 @@ class LearnerPolicy(ArmPolicy):
         validate_arms(self.arms, self.drafters)
         self.name, self.objective, self.shared, self.seed = learner, objective, shared, seed
         self.learner_kw = learner_kw
-        self.pairs = router_arms(self.arms, self.drafters)
+        self.pairs = arm_pairs(self.arms, self.drafters)
         L = max(a.gamma for a in self.arms)
         self.reward_range = (0.0, L + 1.0) if objective == "throughput" else (1.0, L + 1.0)
         self.cost = RelativeCostModel(max(len(self.drafters), 1), L) if objective == "throughput" else None
@@ -112,7 +104,7 @@ class LearnerPolicy(ArmPolicy):
 
     def _new_learner(self, row: int):
         return make_learner(self.name, len(self.arms), reward_range=self.reward_range,
-                            seed=learner_seed(self.seed, row), **self.learner_kw)
+                            seed=query_seed(self.seed, row), **self.learner_kw)
 
     def _router(self, row: int) -> FeedbackRouter:
         if row not in self.routers:

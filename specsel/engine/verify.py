@@ -1,4 +1,4 @@
-"""Draft verification: greedy and lossless speculative sampling (DESIGN "The round", step 4).
+"""Draft verification: greedy and lossless speculative sampling (docs/design.md, "The round", step 4).
 
 Shapes: B rows, G = longest draft in the batch, V vocabulary. Target probabilities
 `p[b, i]` are the next-token distribution after window position i, so draft token
@@ -6,35 +6,7 @@ drafts[b, i] is checked against p[b, i], and the bonus token comes from p[b, acc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling settings; `None` in the engine means greedy decoding."""
-    temperature: float = 1.0
-    top_p: float = 1.0
-
-    def __post_init__(self):
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0 (got {self.temperature}); use greedy decoding instead of 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
-
-    def probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Warped probabilities for logits [..., V], with transformers' own warpers."""
-        warpers = LogitsProcessorList()
-        if self.temperature != 1.0:
-            warpers.append(TemperatureLogitsWarper(self.temperature))
-        if self.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(self.top_p))
-        flat = logits.reshape(-1, logits.shape[-1]).float()
-        if len(warpers):
-            flat = warpers(None, flat)
-        return torch.softmax(flat, dim=-1).reshape(logits.shape)
 
 
 def _accepted_prefix(ok: torch.Tensor, draft_lens: torch.Tensor) -> torch.Tensor:

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from specsel.kvcache import capture_hidden_states
+from specsel.modeling.compat import capture_hidden_states
 
-from .eagle import EagleHead
+from drafters.eagle_head import EagleHead
 
 
 # ---------------------------------------------------------------------- data
@@ -39,7 +39,7 @@ TRAINING_DATA_SOURCES = {"math": "MATH train (data/math/train_full.jsonl)", "hum
 
 def frozen_target(name: str, threads: int | None = None):
     """The target (and tokenizer) for training drafters on it: no gradients, `threads` torch threads."""
-    from specsel.target import load_target
+    from specsel.modeling.target import load_target
     if threads:
         torch.set_num_threads(threads)
     target, tokenizer = load_target(name)
@@ -50,7 +50,7 @@ def frozen_target(name: str, threads: int | None = None):
 
 def work_dir(work: str | None, target_name: str) -> Path:
     """Where features, self-distilled text and checkpoints go (default ~/.cache/specsel/train/<target>)."""
-    from specsel.target import cache_root
+    from specsel.modeling.target import cache_root
     return Path(work) if work else cache_root() / "train" / Path(target_name).name
 
 

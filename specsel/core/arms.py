@@ -1,0 +1,72 @@
+"""Arms: (drafter, gamma) pairs the selection rules choose between.
+
+One arm has one written form, ``str(arm)``: ``"DRAFTER@GAMMA"`` or ``"autoregressive"``;
+``Arm.parse`` reads it back. Learners see arms by index; ``arm_pairs`` gives the
+``(drafter index, gamma)`` pairs the feedback code computes with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+AUTOREGRESSIVE = "autoregressive"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Play `drafter` with speculation length `gamma`. drafter=None, gamma=0: plain autoregressive."""
+    drafter: str | None
+    gamma: int
+
+    def __post_init__(self):
+        if self.drafter is None:
+            if self.gamma != 0:
+                raise ValueError("the autoregressive arm has gamma 0; use Arm.autoregressive()")
+        elif not isinstance(self.gamma, int) or self.gamma < 1:
+            raise ValueError(f"arm {self.drafter}: gamma must be an integer >= 1 (got {self.gamma!r})")
+
+    @classmethod
+    def autoregressive(cls) -> "Arm":
+        return cls(None, 0)
+
+    @classmethod
+    def parse(cls, text: str) -> "Arm":
+        """The arm written as ``"DRAFTER@GAMMA"`` (or ``"autoregressive"``)."""
+        if text == AUTOREGRESSIVE:
+            return cls.autoregressive()
+        drafter, _, gamma = text.rpartition("@")
+        if not drafter or not gamma.isdigit() or int(gamma) < 1:
+            raise ValueError(f"bad arm name {text!r}: expected DRAFTER@GAMMA with GAMMA >= 1")
+        return cls(drafter, int(gamma))
+
+    @property
+    def is_autoregressive(self) -> bool:
+        return self.drafter is None
+
+    def __str__(self) -> str:
+        return AUTOREGRESSIVE if self.drafter is None else f"{self.drafter}@{self.gamma}"
+
+
+def arm_name(drafter: str | None, gamma: int) -> str:
+    """The written form of the arm (drafter, gamma), as str(Arm(...))."""
+    return str(Arm.autoregressive() if drafter is None else Arm(drafter, int(gamma)))
+
+
+def arm_grid(drafters: Iterable[str], gammas: Iterable[int]) -> list[Arm]:
+    """Every (drafter, gamma) pair, drafter-major."""
+    gammas = list(gammas)
+    return [Arm(d, g) for d in drafters for g in gammas]
+
+
+def validate_arms(arms: Iterable[Arm], pool: Iterable[str]) -> None:
+    """Raise a one-line error for an arm whose drafter is not in the pool."""
+    pool = set(pool)
+    for arm in arms:
+        if arm.drafter is not None and arm.drafter not in pool:
+            raise ValueError(f"arm {arm}: unknown drafter '{arm.drafter}'; the pool has: {', '.join(sorted(pool)) or 'nothing'}")
+
+
+def arm_pairs(arms: Sequence[Arm], drafters: Sequence[str]) -> list[tuple[int, int]]:
+    """Arms as (drafter index in `drafters`, gamma); the autoregressive arm is (0, 0)."""
+    index = {name: j for j, name in enumerate(drafters)}
+    return [(0, 0) if a.drafter is None else (index[a.drafter], a.gamma) for a in arms]

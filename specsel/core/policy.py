@@ -1,0 +1,43 @@
+"""The policy protocol: what the engine asks of whatever chooses the arms."""
+from __future__ import annotations
+
+from typing import Collection, Sequence
+
+from specsel.core.arms import Arm
+from specsel.core.records import RoundInfo
+
+
+class ArmPolicy:
+    """Chooses an arm per active row every round; learns from what happened."""
+    needs_full_information = False   # True: only works with generate(feedback="full")
+    arms: Sequence[Arm] | None = None   # the arms it may play, when known in advance (checked against the pool)
+
+    def start(self, n_rows: int) -> None:
+        """A generate() call with `n_rows` new prompts begins (rows are 0..n_rows-1)."""
+
+    def select(self, rows: list[int]) -> list[Arm]:
+        raise NotImplementedError
+
+    def observe(self, info: RoundInfo) -> None:
+        pass
+
+    def scored_drafters(self) -> Collection[str] | None:
+        """Full information: the drafters whose acceptance the policy wants for the coming rounds
+        (up to the next feedback); None = every drafter. Those left out are not scored, and
+        their acceptance is missing from the records (called before each scoring window)."""
+        return None
+
+    def finish(self, row: int) -> None:
+        """Prompt `row` is done (EOS or max_new_tokens)."""
+
+
+class FixedArms(ArmPolicy):
+    """Row i always plays arms[i] (one arm for every row if a single Arm is given)."""
+    def __init__(self, arms: Arm | Sequence[Arm], n_rows: int):
+        arms = [arms] * n_rows if isinstance(arms, Arm) else list(arms)
+        if len(arms) != n_rows:
+            raise ValueError(f"got {len(arms)} arms for {n_rows} prompts; pass one Arm or one per prompt")
+        self.arms = arms
+
+    def select(self, rows: list[int]) -> list[Arm]:
+        return [self.arms[r] for r in rows]

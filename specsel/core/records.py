@@ -1,0 +1,30 @@
+"""What one round leaves behind: the record every evaluator reads (docs/design.md, "Records")."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specsel.core.arms import Arm
+
+
+@dataclass
+class RoundRecord:
+    """What one row did in one round (enough for MAT, acceptance per position, tokens/s)."""
+    row: int            # prompt index in the batch given to generate()
+    round: int          # this row's round number, from 0
+    drafter: str | None
+    gamma: int          # gamma of the arm played
+    drafted: int        # draft tokens actually verified (<= gamma: budget cap, n-gram misses)
+    accepted: int       # draft tokens the verifier accepted (a final EOS/budget cut may commit fewer)
+    committed: int      # tokens committed this round (accepted + bonus, cut at EOS/max_new_tokens)
+    draft_s: float      # wall time of this row's drafter proposal (shared by its group)
+    verify_s: float     # wall time of the round's target forward + verification (shared by all rows)
+    batch: int          # rows in the round
+    position_acceptance: dict[str, list[float]] | None = None  # drafter -> acceptance at each committed position
+
+
+@dataclass
+class RoundInfo:
+    """Everything a policy may learn from after a round (local order = `rows`)."""
+    rows: list[int]
+    arms: list[Arm]
+    records: list[RoundRecord]

@@ -1,0 +1,15 @@
+"""The seed formulas, written once: live runs, resumed runs and offline replays of the same
+query or batch must draw the same numbers."""
+
+_QUERY_STRIDE = 1_000_003
+_BATCH_STRIDE = 10_007
+
+
+def query_seed(seed: int, query: int) -> int:
+    """Seed of query number `query` of a stream (its per-query learner, its Monte-Carlo replay)."""
+    return seed * _QUERY_STRIDE + query
+
+
+def batch_seed(seed: int, bsz: int, batch: int) -> int:
+    """Sampling seed of batch number `batch` of a study decoded at batch size `bsz`."""
+    return seed * _QUERY_STRIDE + bsz * _BATCH_STRIDE + batch

@@ -1,0 +1,5 @@
+"""The engine: one round of batched speculative decoding as named steps (loop), full-information
+scoring (scoring) and verification (verify)."""
+from specsel.engine.loop import GenerationResult, SpecEngine
+
+__all__ = ["GenerationResult", "SpecEngine"]

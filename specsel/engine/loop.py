@@ -1,0 +1,316 @@
+"""The batched speculative decoding engine: one target forward per round (docs/design.md, "The round").
+
+    for every round, with A active rows:
+        1. select     policy.select(rows) -> an arm (drafter, gamma) per row
+        2. draft      each drafter proposes for the rows that play it
+        3. verify     ONE target forward over [last committed token, drafts...] of every row,
+                      then greedy or speculative-sampling verification per row
+        4. commit     m_r = accepted + 1 tokens, cut at EOS and max_new_tokens; KV caches roll back per row
+        5. catch up   drafters see the committed tokens (feedback: specsel.engine.scoring)
+        6. observe    records are kept; the policy learns (now, or when deferred scores come in)
+        7. retire     finished rows leave the batch
+
+Autoregressive decoding is the arm with no drafter: the same loop with an empty draft.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from specsel.core.arms import Arm, validate_arms
+from specsel.core.drafting import DraftContext, Drafter, DrafterError
+from specsel.core.policy import ArmPolicy, FixedArms
+from specsel.core.records import RoundInfo, RoundRecord
+from specsel.core.sampling import Sampling
+from specsel.engine.scoring import BanditFeedback, FullInformation
+from specsel.engine.verify import verify_greedy, verify_sampling
+from specsel.modeling.kvcache import RaggedKVCache
+
+
+@dataclass
+class _Batch:
+    """The state of one generate() call: committed tokens, caches, and what is returned."""
+    ctx: DraftContext
+    kv: RaggedKVCache
+    prompt_lens: torch.Tensor       # [B] by global prompt index
+    max_new_tokens: int
+    row_ids: torch.Tensor           # [A] global prompt index of each active (local) row
+    rounds: torch.Tensor            # [B] rounds each prompt has played
+    outputs: list
+    by_eos: list
+    records: list = field(default_factory=list)
+
+    def remaining(self) -> torch.Tensor:
+        """[A] tokens each active row may still commit."""
+        return self.max_new_tokens - (self.ctx.seq_lens - self.prompt_lens[self.row_ids])
+
+
+@dataclass
+class _Draft:
+    """Step 2's output: every active row's draft (right-padded) and its timing."""
+    groups: dict[str, torch.Tensor]     # drafter -> local rows that play it
+    tokens: torch.Tensor                # [A, G]
+    lengths: torch.Tensor               # [A]
+    q: torch.Tensor | None              # [A, G, V] draft distributions (sampling), else None
+    seconds: torch.Tensor               # [A] the proposal time of each row's group
+
+
+@dataclass
+class _Verdict:
+    """Steps 3-4: what the verifier decided, and the target distribution it used."""
+    accepted: torch.Tensor              # [A]
+    bonus: torch.Tensor                 # [A]
+    p: torch.Tensor | None              # [A, G+1, V] warped target probabilities (sampling)
+
+
+@dataclass
+class GenerationResult:
+    tokens: list[list[int]]                 # generated tokens per prompt (EOS included if hit)
+    records: list[RoundRecord]
+    wall_s: float                           # prefill + decoding
+    prefill_s: float
+    stopped_by_eos: list[bool] = field(default_factory=list)
+
+    @property
+    def new_tokens(self) -> int:
+        return sum(len(t) for t in self.tokens)
+
+
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class SpecEngine:
+    """Batched, lossless speculative decoding of `target` with a pool of named drafters."""
+
+    def __init__(self, target, drafters: dict[str, Drafter] | Sequence[Drafter] | None = None,
+                 eos_token_id: int | Sequence[int] | None = None):
+        self.target = target.eval()
+        if drafters is None:
+            drafters = {}
+        elif not isinstance(drafters, dict):
+            drafters = {d.name: d for d in drafters}
+        for name, d in drafters.items():
+            d.name = name
+            d.check_target(target)
+        self.drafters: dict[str, Drafter] = drafters
+        eos = target.generation_config.eos_token_id if eos_token_id is None else eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        self.device = target.device
+        self.eos = torch.tensor(eos, dtype=torch.long, device=self.device)
+        self.context = getattr(target.config, "max_position_embeddings", None)
+
+    # ------------------------------------------------------------------ checks
+    def _check_prompts(self, prompts, max_new_tokens: int) -> None:
+        if not prompts:
+            raise ValueError("no prompts given")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
+        vocab = self.target.config.vocab_size
+        for i, p in enumerate(prompts):
+            if len(p) == 0:
+                raise ValueError(f"prompt {i} is empty: every prompt needs at least one token "
+                                 "(apply the chat template, or start with the BOS token)")
+            if min(p) < 0 or max(p) >= vocab:
+                raise ValueError(f"prompt {i} has token ids outside [0, {vocab}): was it encoded with the target's tokenizer?")
+            if self.context and len(p) + max_new_tokens > self.context:
+                raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it exceeds the "
+                                 f"target's context of {self.context}: shorten the prompt or lower max_new_tokens")
+
+    # ------------------------------------------------------------------ generate
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[Sequence[int]], arms: Arm | Sequence[Arm] | ArmPolicy,
+                 max_new_tokens: int = 64, sampling: Sampling | None = None, seed: int = 0,
+                 feedback: str = "bandit", progress: bool = False, score_every: int = 1) -> GenerationResult:
+        """Generate for every prompt (lists of token ids).
+
+        arms: one Arm for all rows, one per row, or an ArmPolicy choosing every round.
+        sampling: None for greedy, else Sampling(temperature, top_p).
+        feedback: "bandit" (only the played drafter runs) or "full" (every drafter catches up
+        each round and reports its acceptance at every committed position).
+        score_every: greedy full information only: drafters with `deferred_scoring` (EAGLE
+        heads) score the committed positions of up to this many rounds in one forward, and
+        the policy learns of those rounds then (delayed feedback, as a learner gets anyway).
+        Fewer, wider drafter forwards; the output is the same.
+        """
+        prompts = [list(p) for p in prompts]
+        policy = self._check(prompts, arms, max_new_tokens, feedback, score_every)
+        fb = FullInformation(self.drafters, policy, sampling is None, score_every) if feedback == "full" \
+            else BanditFeedback(self.drafters, policy)
+        policy.start(len(prompts))
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        t_start = _clock(self.device)
+        batch = self._prefill(prompts, max_new_tokens, sampling, generator, fb)
+        prefill_s = _clock(self.device) - t_start
+        # target features drafters draft from (always) or score committed positions from (full information)
+        layers = sorted({k for d in self.drafters.values() for k in d.capabilities.feature_layers}
+                        | fb.capture_layers())
+        bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not progress, leave=False)
+        while len(batch.row_ids):
+            arms_now = self._select(policy, batch)                                  # 1
+            gammas = torch.minimum(torch.tensor([a.gamma for a in arms_now], device=self.device),
+                                   batch.remaining() - 1)   # drafting past the budget is waste (+1 bonus)
+            fb.open_window(batch.ctx)
+            draft = self._draft(batch.ctx, arms_now, gammas, sampling)               # 2
+            t0 = _clock(self.device)
+            verdict = self._verify(batch, draft, sampling, generator, layers)        # 3
+            m, hit_eos = self._commit(batch, draft, verdict)                         # 4
+            verify_s = _clock(self.device) - t0
+            acceptance = fb.catch_up(batch.ctx, draft.groups, verdict.p, m)          # 5
+            info = self._record(batch, arms_now, draft, verdict, m, verify_s, acceptance)   # 6
+            bar.update(int(m.sum()))
+            done = hit_eos | (batch.remaining() <= 0)
+            fb.deliver(batch.ctx, info, m, finishing=bool(done.any()))
+            if done.any():
+                self._retire(batch, policy, done, hit_eos)                          # 7
+        bar.close()
+        wall_s = _clock(self.device) - t_start
+        return GenerationResult(batch.outputs, batch.records, wall_s, prefill_s, batch.by_eos)
+
+    def _check(self, prompts, arms, max_new_tokens: int, feedback: str, score_every: int) -> ArmPolicy:
+        """Refuse bad arguments with a one-line error; returns the policy to play."""
+        if not isinstance(score_every, int) or score_every < 1:
+            raise ValueError(f"score_every must be an integer >= 1 (got {score_every!r})")
+        if feedback not in ("bandit", "full"):
+            raise ValueError(f"feedback must be 'bandit' or 'full' (got {feedback!r})")
+        self._check_prompts(prompts, max_new_tokens)
+        policy = arms if isinstance(arms, ArmPolicy) else FixedArms(arms, len(prompts))
+        if policy.arms is not None:
+            validate_arms(policy.arms, self.drafters)
+        if policy.needs_full_information and feedback != "full":
+            raise ValueError(f"{type(policy).__name__} learns from every drafter's counterfactual acceptance: "
+                             "pass feedback='full'")
+        return policy
+
+    def _prefill(self, prompts, max_new_tokens, sampling, generator, fb) -> _Batch:
+        """Cache every prompt token but the last; drafters start on the prompts' features."""
+        dev, B = self.device, len(prompts)
+        lens = torch.tensor([len(p) for p in prompts], device=dev)
+        seqs = torch.zeros(B, int(lens.max()) + max_new_tokens, dtype=torch.long, device=dev)
+        for i, p in enumerate(prompts):
+            seqs[i, : len(p)] = torch.tensor(p, device=dev)
+        ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator, scoring=fb.initial_window())
+        kv = RaggedKVCache(self.target, B)
+        widths = lens - 1              # the cache holds every committed token but the last
+        if int(widths.max()) > 0:
+            draft_layers = sorted({k for d in self.drafters.values() for k in d.capabilities.feature_layers})
+            out = kv.forward(seqs[:, : int(widths.max())], widths, logits=False, capture=draft_layers)
+            ctx.target_hidden = out.captured or None      # prompt features f_0..f_{P-2}
+            kv.keep(widths)
+        for d in self.drafters.values():
+            d.start(ctx)
+        ctx.target_hidden = None
+        return _Batch(ctx, kv, lens, max_new_tokens, torch.arange(B, device=dev),
+                      torch.zeros(B, dtype=torch.long, device=dev), [None] * B, [False] * B)
+
+    def _select(self, policy: ArmPolicy, batch: _Batch) -> list[Arm]:
+        """Step 1: an arm for every active row."""
+        arms_now = policy.select(batch.row_ids.tolist())
+        if len(arms_now) != len(batch.row_ids):
+            raise RuntimeError(f"policy returned {len(arms_now)} arms for {len(batch.row_ids)} rows")
+        return arms_now
+
+    def _draft(self, ctx: DraftContext, arms_now: list[Arm], gammas: torch.Tensor, sampling) -> _Draft:
+        """Step 2: each drafter proposes for the rows that play it, in one call per drafter."""
+        dev, n = self.device, len(arms_now)
+        groups: dict[str, list[int]] = {}
+        for i, arm in enumerate(arms_now):
+            if arm.drafter is not None and gammas[i] > 0:
+                groups.setdefault(arm.drafter, []).append(i)
+        groups = {name: torch.tensor(rows, device=dev) for name, rows in groups.items()}
+        G = int(gammas.max()) if groups else 0
+        tokens = torch.zeros(n, G, dtype=torch.long, device=dev)
+        lengths = torch.zeros(n, dtype=torch.long, device=dev)
+        q = None
+        seconds = torch.zeros(n)
+        for name, rows in groups.items():
+            if name not in self.drafters:
+                raise DrafterError(f"policy chose unknown drafter '{name}'; the pool has: {', '.join(self.drafters)}")
+            t0 = _clock(dev)
+            prop = self.drafters[name].propose(ctx, rows, gammas[rows])
+            seconds[rows.cpu()] = _clock(dev) - t0
+            g = prop.tokens.shape[1]
+            tokens[rows, :g] = prop.tokens
+            lengths[rows] = torch.minimum(prop.lengths, gammas[rows])
+            if sampling is not None and prop.probs is not None:
+                if q is None:
+                    q = torch.zeros(n, G, self.target.config.vocab_size, device=dev)
+                q[rows, :g] = prop.probs.to(q.dtype)
+        if q is not None:  # deterministic rows in a mixed batch: q is one-hot at the draft
+            det = [i for name, rows in groups.items() if self.drafters[name].capabilities.deterministic
+                   for i in rows.tolist()]
+            if det:
+                idx = torch.tensor(det, device=dev)
+                q[idx] = 0
+                q[idx] = q[idx].scatter(2, tokens[idx][:, :, None], 1.0)
+        G = int(lengths.max()) if n else 0        # the verify window is as wide as the longest draft
+        return _Draft(groups, tokens[:, :G], lengths, None if q is None else q[:, :G], seconds)
+
+    def _verify(self, batch: _Batch, draft: _Draft, sampling, generator, layers) -> _Verdict:
+        """Step 3: one target forward over [last committed token, drafts...], then verification."""
+        ctx, n = batch.ctx, len(batch.row_ids)
+        last = ctx.seqs[torch.arange(n, device=self.device), ctx.seq_lens - 1]
+        window = torch.cat([last[:, None], draft.tokens], dim=1)
+        out = batch.kv.forward(window, 1 + draft.lengths, capture=layers)
+        ctx.target_hidden = out.captured or None
+        ctx.round += 1
+        if sampling is None:
+            accepted, bonus = verify_greedy(out.logits, draft.tokens, draft.lengths)
+            return _Verdict(accepted, bonus, None)
+        p = sampling.probs(out.logits)
+        accepted, bonus = verify_sampling(p, draft.tokens, draft.lengths, draft.q, generator)
+        return _Verdict(accepted, bonus, p)
+
+    def _commit(self, batch: _Batch, draft: _Draft, verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 4: commit the accepted drafts + the bonus token, cut at EOS and the token
+        budget; the target cache keeps exactly those. Returns (m [A], hit_eos [A])."""
+        ctx, dev, n = batch.ctx, self.device, len(batch.row_ids)
+        G = draft.tokens.shape[1]
+        cand = torch.cat([draft.tokens, torch.zeros(n, 1, dtype=torch.long, device=dev)], dim=1)
+        cand.scatter_(1, verdict.accepted[:, None], verdict.bonus[:, None])
+        m = torch.minimum(verdict.accepted + 1, batch.remaining())
+        pos = torch.arange(G + 1, device=dev)[None, :]
+        is_eos = torch.isin(cand, self.eos) & (pos < m[:, None])
+        hit_eos = is_eos.any(1)
+        m = torch.where(hit_eos, is_eos.long().argmax(1) + 1, m)
+        r_idx, p_idx = (pos < m[:, None]).nonzero(as_tuple=True)
+        ctx.seqs[r_idx, ctx.seq_lens[r_idx] + p_idx] = cand[r_idx, p_idx]
+        ctx.prev_lens = ctx.seq_lens.clone()
+        ctx.seq_lens = ctx.seq_lens + m
+        batch.kv.keep(m)
+        return m, hit_eos
+
+    def _record(self, batch: _Batch, arms_now, draft: _Draft, verdict: _Verdict, m, verify_s: float,
+                acceptance) -> RoundInfo:
+        """Step 6: one RoundRecord per active row."""
+        row_ids, n = batch.row_ids, len(batch.row_ids)
+        records = [RoundRecord(
+            row=int(row_ids[i]), round=int(batch.rounds[row_ids[i]]), drafter=arms_now[i].drafter,
+            gamma=arms_now[i].gamma, drafted=int(draft.lengths[i]), accepted=int(verdict.accepted[i]),
+            committed=int(m[i]), draft_s=float(draft.seconds[i]), verify_s=verify_s, batch=n,
+            position_acceptance=None if acceptance is None else {k: v[i] for k, v in acceptance.items()})
+            for i in range(n)]
+        batch.records.extend(records)
+        batch.rounds[row_ids] += 1
+        return RoundInfo(row_ids.tolist(), arms_now, records)
+
+    def _retire(self, batch: _Batch, policy: ArmPolicy, done: torch.Tensor, hit_eos: torch.Tensor) -> None:
+        """Step 7: finished rows hand in their tokens and leave every cache."""
+        ctx = batch.ctx
+        for i in done.nonzero().flatten().tolist():
+            r = int(batch.row_ids[i])
+            batch.outputs[r] = ctx.seqs[i, int(batch.prompt_lens[r]): int(ctx.seq_lens[i])].tolist()
+            batch.by_eos[r] = bool(hit_eos[i])
+            policy.finish(r)
+        keep = (~done).nonzero().flatten()
+        batch.row_ids = batch.row_ids[keep]
+        batch.kv.select_rows(keep)
+        ctx.select_rows(keep)
+        for d in self.drafters.values():
+            d.select_rows(keep)
