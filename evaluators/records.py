@@ -1,15 +1,22 @@
 """Round records on disk (JSONL, one object per round) and the per-query views replay needs.
 
 A record is the engine's RoundRecord as a plain dict plus `query` (a stable query id), so
-learners can be replayed offline without models (evaluators.replay). Writes append whole
-lines and flush, so an interrupted run keeps every query it finished.
+learners can be replayed offline without models (specsel.learners.replay, evaluators.replay).
+Writes append whole lines and flush, so an interrupted run keeps every query it finished.
+
+Replay exactness travels with the records. A greedy replay of full-information records is
+exact only for drafters whose draft chain equals their teacher-forced predictions
+(``Capabilities.replay_exact``: n-gram, model, early-exit drafters; not EAGLE heads or LoRA
+experts). Writers say so in a ``"replay_exact": {drafter: bool}`` field: the study in each
+query line of its full-information run, ``append_records(..., replay_exact=...)`` in each
+round record. ``replay_exact_of`` is the one rule every reader applies.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,11 +28,17 @@ def to_dict(record, query: str | None = None) -> dict:
     return d
 
 
-def append_records(path: str | Path, records: Iterable, query: str | None = None) -> None:
-    """Append records (RoundRecord or dict) to a JSONL file, one line each."""
+def append_records(path: str | Path, records: Iterable, query: str | None = None,
+                   replay_exact: Mapping[str, bool] | None = None) -> None:
+    """Append records (RoundRecord or dict) to a JSONL file, one line each.
+
+    `replay_exact` ({drafter: bool}, e.g. ``{d: pool[d].capabilities.replay_exact}``) is written
+    into every record, so readers know which drafters' replays are exact (``replay_exact_of``);
+    records written without it leave their drafters' replays marked as estimates."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = "".join(json.dumps(to_dict(r, query)) + "\n" for r in records)
+    extra = {} if replay_exact is None else {"replay_exact": {str(d): bool(v) for d, v in replay_exact.items()}}
+    lines = "".join(json.dumps({**to_dict(r, query), **extra}) + "\n" for r in records)
     with path.open("a") as f:
         f.write(lines)
         f.flush()
@@ -74,3 +87,24 @@ def by_query(records: Iterable[dict], key: str = "query") -> dict:
     for r in records:
         groups.setdefault(r.get(key, r["row"]), []).append(r)
     return groups
+
+
+def replay_exact_of(items: Sequence[dict], drafters: Sequence[str],
+                    told: Mapping[str, bool] | None = None) -> dict[str, bool]:
+    """{drafter: whether greedy replays of its full-information records are exact}.
+
+    The rule: what the caller is told (`told`, e.g. a study's config.json ``replay_exact``,
+    built from the pool's capabilities) decides for the drafters it names. Otherwise the
+    records decide: a drafter is exact when every item (query line or round record) carries a
+    ``replay_exact`` mapping that says True for it. A drafter nobody vouches for (no field, or
+    an item without it: records written before the field existed) is NOT known exact, so rows
+    built on it are labelled estimates rather than claimed exact.
+    """
+    marks = [item.get("replay_exact") for item in items]
+    out = {}
+    for d in drafters:
+        if told is not None and d in told:
+            out[d] = bool(told[d])
+        else:
+            out[d] = bool(marks) and all(isinstance(m, dict) and m.get(d) is True for m in marks)
+    return out

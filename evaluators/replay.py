@@ -1,56 +1,38 @@
-"""Offline replay of selection policies on full-information records (no models).
+"""Offline measures on full-information records of one query (records in, no models, no learners).
 
 A record of one query is a matrix ``gammas[j][s]`` (``n_drafters x N``): for
 greedy decoding the 0/1 matrix ``correct[j][s]`` (drafter ``j``'s
 teacher-forced argmax equals committed token ``s``); for sampling the
-acceptance probabilities ``1 - TV(p, q_j)`` at each committed position.
+acceptance probabilities ``1 - TV(p, q_j)`` at each committed position
+(``specsel.core.acceptance``).
 
-Greedy records (0/1) are replayed **exactly**: playing arm ``(j, g)`` at
-position ``s`` accepts the run of 1s in ``correct[j][s:s+g]`` (a greedy
-drafter's chain equals its teacher-forced predictions while it is accepted)
-and commits ``accepted + 1`` tokens, capped at the ``N - s`` tokens left.
+Greedy records (0/1) give every fixed arm's round count **exactly**: playing
+arm ``(j, g)`` at position ``s`` accepts the run of 1s in ``correct[j][s:s+g]``
+(a greedy drafter's chain equals its teacher-forced predictions while it is
+accepted) and commits ``accepted + 1`` tokens, capped at the ``N - s`` tokens left.
 
 Sampling records (probabilities) cannot be replayed exactly (another arm
-would have sampled other tokens).  ``simulate`` then draws each draft's
-acceptance as Bernoulli(gamma) on the recorded sequence, so its rounds are one
-Monte-Carlo approximation; report ``per_token_regret`` (expected lengths,
-exact for both kinds) rather than round counts.  ``rounds_fixed``,
-``best_fixed_arm``, ``worst_arm`` and thus stopping-time regret need 0/1
-records and raise ``ValueError`` otherwise.
+would have sampled other tokens).  ``sampled_rounds_fixed`` then draws each
+draft's acceptance as Bernoulli(gamma) on the recorded sequence, so its count is
+one Monte-Carlo draw; report ``per_token_regret`` (expected lengths, exact for
+both kinds) rather than round counts.  ``rounds_fixed``, ``best_fixed_arm``,
+``worst_arm`` and thus stopping-time regret need 0/1 records and raise
+``ValueError`` otherwise.
 
-Updates go through ``specsel.learners.feedback.FeedbackRouter``, the object the engine
-uses live, so replay and live runs update learners identically.
+Learners are replayed by ``specsel.learners.replay.simulate``; its rounds
+(``Round``) are what ``per_token_regret`` and ``stopping_time_regret`` measure.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from specsel.learners.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
+from specsel.core.acceptance import Round, arm_arrays, as_record, expected_lengths, is_greedy_record, replay_round
 
 Arm = tuple[int, int]
-
-
-class Round(NamedTuple):
-    arm: int         # index of the arm played
-    start: int       # first position committed in the round
-    committed: int   # tokens committed (accepted + 1, capped at the tokens left)
-
-
-def _as_record(gammas) -> np.ndarray:
-    g = np.asarray(gammas, dtype=float)
-    if g.ndim != 2:
-        raise ValueError(f"a record must be [n_drafters, N], got shape {g.shape}")
-    if ((g < 0) | (g > 1)).any():
-        raise ValueError("gammas must lie in [0, 1]")
-    return g
-
-
-def is_greedy_record(gammas) -> bool:
-    """True when every gamma is 0 or 1 (exact replay possible)."""
-    g = np.asarray(gammas)
-    return bool(((g == 0) | (g == 1)).all())
+__all__ = ["Round", "is_greedy_record", "rounds_fixed", "sampled_rounds_fixed", "best_fixed_arm", "worst_arm",
+           "stopping_time_regret", "arm_length_table", "best_arm_in_hindsight", "per_token_regret"]
 
 
 def _require_greedy(g: np.ndarray) -> None:
@@ -59,40 +41,20 @@ def _require_greedy(g: np.ndarray) -> None:
                          "for sampling records use per_token_regret")
 
 
-def simulate(learner: Callable | object, correct, arms: Sequence[Arm], feedback: str | None = None,
-             cost: CostModel | None = None, seed: int | None = 0) -> list[Round]:
-    """Run one query with a policy; returns its rounds.
-
-    ``learner``: a learner instance (used as is, e.g. shared across queries) or
-    a zero-argument factory (a fresh learner for this query).  ``feedback``:
-    ``"bandit"`` (learner sees the played arm's committed length) or ``"full"``
-    (the router also gets the gammas of the committed positions); default:
-    ``"full"`` if ``learner.full_information`` else ``"bandit"``.  ``seed``
-    drives the Bernoulli acceptances of sampling records (unused for 0/1).
-    """
-    if not hasattr(learner, "select"):
-        learner = learner()
-    if feedback is None:
-        feedback = "full" if learner.full_information else "bandit"
-    if feedback not in ("bandit", "full"):
-        raise ValueError(f"feedback must be 'bandit' or 'full', got {feedback!r}")
-    g = _as_record(correct)
+def sampled_rounds_fixed(gammas, arm: Arm, seed: int | None = 0) -> int:
+    """Rounds of the fixed arm ``(j, g)`` on the query, drawn as ``specsel.learners.replay.simulate``
+    draws them for a fixed learner with bandit feedback and the same ``seed``: one rng seeded by
+    ``seed``, one ``replay_round`` per round (so the same random numbers, and the same count).
+    Exact (no draws) when the record is 0/1."""
+    g = as_record(gammas)
     n = g.shape[1]
     greedy = is_greedy_record(g)
     rng = np.random.default_rng(seed)
-    router = FeedbackRouter(learner, arms, cost)
-    rounds, s = [], 0
+    j, k = int(arm[0]), int(arm[1])
+    rounds, s = 0, 0
     while s < n:
-        i = int(learner.select())
-        j, k = router.arms[i]
-        seg = g[j, s:s + k]
-        ok = seg > 0.5 if greedy else rng.random(len(seg)) < seg
-        accepted = len(ok) if ok.all() else int(np.argmin(ok))   # run of accepted drafts
-        committed = min(accepted + 1, n - s)
-        router.on_round(i, committed, g[:, s:s + committed] if feedback == "full" else None)
-        rounds.append(Round(i, s, committed))
-        s += committed
-    router.flush()
+        s += replay_round(g, j, k, s, greedy, rng)
+        rounds += 1
     return rounds
 
 
@@ -106,7 +68,7 @@ def _run_lengths(row: np.ndarray) -> np.ndarray:
 
 def rounds_fixed(correct, arm: Arm) -> int:
     """Target rounds the fixed arm ``(j, g)`` needs for the whole query (exact, 0/1 records)."""
-    g = _as_record(correct)
+    g = as_record(correct)
     _require_greedy(g)
     j, k = int(arm[0]), int(arm[1])
     run = _run_lengths(g[j]).tolist()
@@ -144,7 +106,7 @@ def stopping_time_regret(policy_rounds, best_rounds) -> int:
 def arm_length_table(gammas, arms: Sequence[Arm]) -> np.ndarray:
     """``A_s(arm)`` for every position and arm, shape ``[N, n_arms]``
     (gammas past the end of the query count as 0)."""
-    return expected_lengths(_as_record(gammas), *arm_arrays(arms))
+    return expected_lengths(as_record(gammas), *arm_arrays(arms))
 
 
 def best_arm_in_hindsight(gammas, arms: Sequence[Arm]) -> int:

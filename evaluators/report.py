@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from evaluators.summary import EXTRA_COLUMNS, ROW_ORDER, SUMMARY_COLUMNS
+from evaluators.columns import EXTRA_COLUMNS, ROW_ORDER, SUMMARY_COLUMNS
 
 TABLE_COLUMNS = (("setting", "setting", "{}"), ("domain", "domain", "{}"), ("bsz", "bsz", "{}"),
                  ("learner", "learner", "{}"), ("arm", "arm", "{}"), ("mat", "MAT", "{:.3f}"),

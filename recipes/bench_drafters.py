@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from drafters.pool import default_pool, pool_names, weights_fingerprint
 from specsel import Arm, SpecEngine
-from specsel.heldout import heldout_prompts
+from specsel.study.heldout import heldout_prompts
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
 

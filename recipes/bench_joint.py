@@ -27,8 +27,8 @@ from pathlib import Path
 
 
 from evaluators.records import to_dict
-from evaluators.summary import complete_lines, parse_arm
-from specsel.study import ResultStore, _warm_cost, load_items, load_pool
+from evaluators.lines import complete_lines
+from specsel.study import ResultStore, load_items, load_pool, warm_cost_model
 
 VARIANTS = {"per_query": {}, "weighted": {"lazy_drafters": None}, "full_scoring": {"lazy_scoring": False},
             "shared": {"shared": True}}
@@ -93,10 +93,10 @@ def main(argv=None) -> int:
     arms = [Arm(d, g) for d in drafters for g in sorted({int(g) for g in args.gammas.split(",")}, reverse=True)]
     fixed_arms = {}
     for name in fixed:
-        drafter, gamma = parse_arm(name)
-        if drafter is not None and drafter not in pool:
-            raise SystemExit(f"bench_joint: --fixed {name}: no drafter '{drafter}' in the pool ({', '.join(pool)})")
-        fixed_arms[name] = Arm.autoregressive() if drafter is None else Arm(drafter, gamma)
+        arm = Arm.parse(name)
+        if arm.drafter is not None and arm.drafter not in pool:
+            raise SystemExit(f"bench_joint: --fixed {name}: no drafter '{arm.drafter}' in the pool ({', '.join(pool)})")
+        fixed_arms[name] = arm
     runs = fixed + [f"hedgespec/{v}" for v in args.variants.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     for run in runs[len(fixed):]:
         policies[run] = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed,
                                       **VARIANTS[run.split("/")[1]])
-        _warm_cost(policies[run], [l for l in store.lines if l["run"] == run])
+        warm_cost_model(policies[run], [l for l in store.lines if l["run"] == run])
     engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
     engine.generate([items[0].prompt[-16:]], Arm(drafters[0], 4), max_new_tokens=4)    # warm up
     batches = [list(range(i, min(i + args.bsz, len(items)))) for i in range(0, len(items), args.bsz)]

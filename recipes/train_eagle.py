@@ -33,7 +33,7 @@ from drafters.eagle_head import new_eagle_head
 from drafters.training.eagle import (TRAINING_DATA_SOURCES, domain_features, draft_vocabulary, eagle_loss,
                                      frozen_target, self_distilled_features, teacher_forced_top1, train, work_dir,
                                      write_json)
-from specsel.heldout import measure_mat
+from specsel.study.heldout import measure_mat
 from specsel.modeling.target import EMBEDDED_DEFAULT
 
 

@@ -34,7 +34,7 @@ from drafters.training.eagle import (SELF_DISTILL_STYLES, TRAINING_DATA_SOURCES,
                                      write_json)
 from drafters.lora import lora_experts
 from drafters.training.lora import new_lora
-from specsel.heldout import measure_mat
+from specsel.study.heldout import measure_mat
 from specsel.modeling.target import EMBEDDED_DEFAULT
 
 ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_medical", "gsm8k": "lora_gsm8k"}

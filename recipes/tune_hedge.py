@@ -8,7 +8,7 @@ with full information (every drafter of the pool scores every committed position
 replays HedgeSpec offline with every --discounts value (its default loss: each drafter's
 acceptance per position) and plain NormalHedge (length loss, no discount), next to every
 fixed drafter, the best fixed drafter over the stream and the per-query oracle. Greedy
-records replay exactly (evaluators.replay), so one decoding pass serves every discount.
+records replay exactly (specsel.learners.replay), so one decoding pass serves every discount.
 Records are appended per batch to --out/records.jsonl; a rerun resumes. Prints a table and writes --out/tune_hedge.json.
 """
 from __future__ import annotations
@@ -23,10 +23,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from evaluators.records import acceptance_matrix, to_dict
-from evaluators.replay import rounds_fixed, simulate
+from evaluators.replay import rounds_fixed
 from specsel import Arm, SpecEngine
 from specsel.learners import HedgeSpec
-from specsel.study import ResultStore, _csv, load_items, load_pool, pool_weights
+from specsel.learners.replay import simulate
+from specsel.study import ResultStore, load_items, load_pool, parse_csv, pool_weights
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
 RUN = "tune/fullinfo"
@@ -53,7 +54,7 @@ def decode(args, out: Path) -> tuple[list[dict], list[str]]:
     queries.jsonl layout (specsel.study.ResultStore: fsynced batches, torn tail cut on resume)."""
     target, tokenizer = load_target(args.target)
     pool = load_pool(target)
-    items = load_items(tokenizer, _csv(args.domains), args.data_dir, args.limit, skip=args.skip)
+    items = load_items(tokenizer, parse_csv(args.domains), args.data_dir, args.limit, skip=args.skip)
     stamp = {"target": args.target, "weights": pool_weights(list(pool), None), "gamma": args.gamma,
              "max_new_tokens": args.max_new_tokens, "queries": [it.qid for it in items]}
     config = out / "config.json"
@@ -106,7 +107,7 @@ def table(lines: list[dict], drafters: list[str], gamma: int, discounts: list[fl
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    discounts = [float(x) for x in _csv(args.discounts)]
+    discounts = [float(x) for x in parse_csv(args.discounts)]
     if any(not 0 < d <= 1 for d in discounts):
         raise ValueError(f"--discounts {args.discounts}: every discount must lie in (0, 1]")
     out = Path(args.out)

@@ -17,8 +17,8 @@ def _generate(args) -> int:
     from evaluators.metrics import summarize
     from specsel import Arm, Sampling, SpecEngine
     from specsel.data import Query, encode_prompts
-    from specsel.study import load_pool
     from specsel.modeling.target import load_target
+    from specsel.study import load_pool
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,8 +115,8 @@ def _drafters(args) -> int:
             print(f"  {name}" + ("" if name in default else "   (optional: pass it in --drafters)"))
         print("drafter families (drafters.build): " + ", ".join(registered()))
         return 0
-    from specsel.study import load_pool
     from specsel.modeling.target import load_target
+    from specsel.study import load_pool
 
     model, _ = load_target(args.target)
     pool = load_pool(model, None, args.pool)
@@ -130,10 +130,14 @@ def _replay(args) -> int:
     import json
     from pathlib import Path
 
-    from evaluators.records import by_query, fully_scored, read_records
+    from evaluators.fullinfo import FullInfo
+    from evaluators.lines import complete_lines
+    from evaluators.records import by_query, fully_scored, read_records, replay_exact_of
     from evaluators.report import format_table
-    from evaluators.summary import LEARNERS, FullInfo, arm_name, complete_lines, replay_rows
-    from specsel.study import _csv, _ints
+    from specsel.core.arms import arm_name
+    from specsel.core.runs import STUDY_LEARNERS
+    from specsel.study import parse_csv, parse_ints
+    from specsel.study.offline import replay_rows
 
     path = Path(args.records)
     if not path.is_file():
@@ -142,6 +146,10 @@ def _replay(args) -> int:
     if not lines:
         raise ValueError(f"--records {path}: the file holds no records")
     fix = "record with feedback='full' (specsel eval stores a full-information run in queries.jsonl)"
+    config_path = path.parent / "config.json"          # the study's, when the records are its queries.jsonl
+
+    def study_config() -> dict:
+        return json.loads(config_path.read_text()) if config_path.is_file() else {}
     if "records" in lines[0]:                      # query lines of `specsel eval`
         by_run: dict[tuple, list[dict]] = {}
         for line in complete_lines(lines):
@@ -154,40 +162,48 @@ def _replay(args) -> int:
                              + (f" at bsz {args.bsz}" if args.bsz else "") + f"; {fix}")
         run, bsz = runs[0]
         lines = by_run[(run, bsz)]
+        # studies before the lines carried it wrote which drafters replay exactly only in config.json
+        told = None if all("replay_exact" in l for l in lines) else study_config().get("replay_exact")
     else:                                          # per-round records (evaluators.records)
         groups = by_query(lines)
-        run, bsz = str(path.name), None
+        run, bsz, told = str(path.name), None, None
         lines = []
         for i, (q, recs) in enumerate(groups.items()):
             if any(r.get("position_acceptance") is None for r in recs):
                 raise ValueError(f"--records {path}: query {q} has rounds without counterfactual acceptance; {fix}")
             lines.append({"qid": str(q), "index": i, "records": recs,
-                          "tokens": [0] * sum(r["committed"] for r in recs)})
+                          "tokens": [0] * sum(r["committed"] for r in recs),
+                          "replay_exact": replay_exact_of(recs, list(recs[0]["position_acceptance"]))})
     seen = lines[0]["records"][0]["position_acceptance"]
-    drafters = _csv(args.drafters) if args.drafters else list(seen)
+    drafters = parse_csv(args.drafters) if args.drafters else list(seen)
     unknown = [d for d in drafters if d not in seen]
     if unknown:
         raise ValueError(f"--drafters: no acceptance recorded for {', '.join(unknown)}; recorded: {', '.join(seen)}")
-    gammas = _ints(args.gammas, "--gammas") if args.gammas else \
+    gammas = parse_ints(args.gammas, "--gammas") if args.gammas else \
         sorted({r["gamma"] for l in lines for r in l["records"] if r["gamma"] > 0}) or [4]
     if any(g < 1 for g in gammas):
         raise ValueError(f"--gammas must be integers >= 1 (got {gammas})")
-    learners = _csv(args.learners) if args.learners else list(LEARNERS)
-    bad = [l for l in learners if l not in LEARNERS]
+    learners = parse_csv(args.learners) if args.learners else list(STUDY_LEARNERS)
+    bad = [l for l in learners if l not in STUDY_LEARNERS]
     if bad:
-        raise ValueError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(LEARNERS)}")
-    seed = args.seed
-    if seed is None:
-        config = path.parent / "config.json"
-        seed = json.loads(config.read_text()).get("seed", 0) if config.is_file() else 0
-    fi = FullInfo(lines, drafters, seed)
+        raise ValueError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(STUDY_LEARNERS)}")
+    seed = args.seed if args.seed is not None else study_config().get("seed", 0)
+    fi = FullInfo(lines, drafters, seed, told)
     arms = [arm_name(d, g) for d in drafters for g in gammas]
     rows = replay_rows(fi, arms, learners, seed, bsz=bsz)
     print(f"replay of {run}" + (f" (bsz {bsz})" if bsz else "") + f": {len(fi.qids)} queries, {len(arms)} arms "
           f"({', '.join(arms)}), length objective")
     print(format_table(rows))
-    print("* regret: mean per query of (rounds - per-query oracle rounds); "
-          + ("exact replay (greedy records)." if fi.greedy else "one Monte-Carlo draw (sampling records)."))
+    inexact = [d for d in drafters if not fi.replay_exact[d]]
+    if not fi.greedy:
+        how = "one Monte-Carlo draw (sampling records)."
+    elif inexact:
+        how = (f"estimated: replays of {', '.join(inexact)} are not exact (a drafter whose live draft chain may "
+               "differ from its teacher-forced predictions, e.g. an EAGLE head or a LoRA expert, or records that "
+               "do not say it replays exactly).")
+    else:
+        how = "exact replay (greedy records)."
+    print("* regret: mean per query of (rounds - per-query oracle rounds); " + how)
     return 0
 
 

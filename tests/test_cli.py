@@ -5,8 +5,9 @@ from conftest import drafter_models, target_model
 from drafters import ModelDrafter, NgramDrafter
 from drafters.pool import pool_names
 from evaluators.records import append_records, read_records
-from evaluators.summary import flat_records
+from evaluators.lines import flat_records
 from specsel.cli import build_parser, main
+from specsel.core.drafting import Capabilities
 from specsel.study import StudyConfig, StudyItem, run_study
 from specsel.testing import random_prompts
 
@@ -86,3 +87,77 @@ def test_replay_needs_full_information(study_dir, tmp_path, capsys):
     assert "feedback='full'" in one_line_error(capsys)
     assert main(["replay", "--records", str(study_dir / "queries.jsonl"), "--run", "drafter/ucbspec"]) == 2
     assert "no full-information run named drafter/ucbspec" in one_line_error(capsys)
+
+
+class InexactNgram(NgramDrafter):
+    """An n-gram drafter that declares its replays inexact, as an EAGLE head or a LoRA expert does."""
+    capabilities = Capabilities(deterministic=True, replay_exact=False)
+
+
+@pytest.fixture(scope="module")
+def inexact_study_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli_inexact")
+    prompts = [p + p[:5] for p in random_prompts(4, min_len=3, max_len=12, seed=21)]
+    items = [StudyItem(f"d{i % 2}/{i}", f"d{i % 2}", p) for i, p in enumerate(prompts)]
+    pool = {"noisy": ModelDrafter(drafter_models("llama")["noisy"]), "lookup": InexactNgram()}
+    cfg = StudyConfig(settings=("drafter",), learners=("hedgespec",), gamma=3, bsz=(2,), max_new_tokens=16, seed=1)
+    run_study(target_model("llama"), pool, items, cfg, out, eos_token_id=1, progress=False, log=lambda s: None,
+              plots=False)
+    return out
+
+
+def test_replay_of_a_drafter_without_exact_replay_is_labelled_estimated(inexact_study_dir, study_dir, capsys):
+    lines = read_records(inexact_study_dir / "queries.jsonl")
+    source = [l for l in lines if l["run"] == "drafter/hedgespec"]
+    assert all(l["replay_exact"] == {"noisy": True, "lookup": False} for l in source)   # in the records file
+    assert main(["replay", "--records", str(inexact_study_dir / "queries.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "exact replay" not in out and "estimated: replays of lookup are not exact" in out
+    assert main(["replay", "--records", str(inexact_study_dir / "queries.jsonl"), "--drafters", "noisy"]) == 0
+    assert "exact replay (greedy records)" in capsys.readouterr().out      # the exact drafter alone
+    assert main(["replay", "--records", str(study_dir / "queries.jsonl")]) == 0
+    assert "exact replay (greedy records)" in capsys.readouterr().out
+
+
+def test_replay_rows_say_estimated(inexact_study_dir):
+    from evaluators.fullinfo import FullInfo
+    from specsel.study.offline import replay_rows
+
+    lines = [l for l in read_records(inexact_study_dir / "queries.jsonl") if l["run"] == "drafter/hedgespec"]
+    rows = replay_rows(FullInfo(lines, ["noisy", "lookup"], 1), ["noisy@3", "lookup@3"], ["hedgespec"], 1)
+    assert all(r["exact"] is False and r["regret_unit"] == "rounds (estimated)" for r in rows)
+    rows = replay_rows(FullInfo(lines, ["noisy", "lookup"], 1), ["noisy@3"], ["hedgespec"], 1)
+    assert all(r["exact"] is True and r["regret_unit"] == "rounds" for r in rows)
+
+
+def test_round_records_carry_replay_exactness(study_dir, tmp_path, capsys):
+    lines = [{k: v for k, v in l.items() if k != "replay_exact"}
+             for l in read_records(study_dir / "queries.jsonl") if l["run"] == "drafter/hedgespec"]
+    marked, unmarked = tmp_path / "marked" / "records.jsonl", tmp_path / "unmarked" / "records.jsonl"
+    append_records(marked, flat_records(lines), replay_exact={"noisy": True, "ngram": False})
+    append_records(unmarked, flat_records(lines))
+    assert all(r["replay_exact"] == {"noisy": True, "ngram": False} for r in read_records(marked))
+    for path, exact in ((marked, False), (unmarked, False)):     # no field: not known exact
+        assert main(["replay", "--records", str(path), "--seed", "1"]) == 0
+        assert ("exact replay" in capsys.readouterr().out) is exact
+    append_records(tmp_path / "exact.jsonl", flat_records(lines), replay_exact={"noisy": True, "ngram": True})
+    assert main(["replay", "--records", str(tmp_path / "exact.jsonl"), "--seed", "1"]) == 0
+    assert "exact replay (greedy records)" in capsys.readouterr().out
+
+
+def test_eval_flags_map_to_the_study_config():
+    """Every StudyConfig field has one eval flag, and the flags' defaults are the config's defaults."""
+    from dataclasses import fields
+
+    from specsel.modeling.target import EMBEDDED_DEFAULT
+    from specsel.study import StudyConfig, config_from_args
+
+    args = build_parser().parse_args(["eval"])
+    assert config_from_args(args) == StudyConfig(target=EMBEDDED_DEFAULT, settings=["drafter", "joint"],
+                                                 learners=list(StudyConfig.learners), gammas=[1, 2, 4], bsz=[4])
+    assert all(hasattr(args, f.name) for f in fields(StudyConfig))
+    args = build_parser().parse_args(["eval", "--gamma", "2", "--gammas", "1,3", "--bsz", "1,2", "--top-p", "0.9",
+                                      "--settings", "joint", "--score-every", "1"])
+    cfg = config_from_args(args)
+    assert (cfg.gamma, cfg.gammas, cfg.bsz, cfg.top_p, cfg.settings, cfg.score_every) == (2, [1, 3], [1, 2], 0.9,
+                                                                                          ["joint"], 1)

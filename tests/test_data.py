@@ -25,7 +25,7 @@ from specsel.data import (
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(
     not (SHARED_DATA / "medqa" / "test.jsonl").is_file(),
-    reason=f"real data sets not found at {SHARED_DATA} (see DESIGN.md, 'Data')",
+    reason=f"real data sets not found at {SHARED_DATA} (see docs/design.md, 'Data')",
 )
 
 

@@ -12,7 +12,11 @@ import pytest
 from conftest import drafter_models, target_model
 from drafters import ModelDrafter, NgramDrafter
 from evaluators.records import read_records
-from evaluators.summary import LEARNERS, SUMMARY_COLUMNS, FullInfo, index_runs, parse_arm
+from evaluators.columns import SUMMARY_COLUMNS
+from evaluators.fullinfo import FullInfo
+from evaluators.lines import index_runs
+from specsel.core.arms import Arm
+from specsel.core.runs import STUDY_LEARNERS as LEARNERS
 from specsel.study import StudyConfig, StudyError, StudyItem, load_pool, run_study
 from specsel.testing import random_prompts
 
@@ -92,8 +96,9 @@ def test_oracle_regret_definition(full):
         best = summary["best_fixed"][f"drafter/bsz{bsz}"]["arm"]
         assert summary["best_fixed"][f"drafter/bsz{bsz}"]["exact"]
         for qid, line in runs[f"fixed/{best}", bsz].items():
-            assert len(line["records"]) == fi.fixed_rounds(qid, *parse_arm(best))
-            assert {(r["drafter"], r["gamma"]) for r in line["records"]} == {parse_arm(best)}
+            arm = Arm.parse(best)
+            assert len(line["records"]) == fi.fixed_rounds(qid, arm.drafter, arm.gamma)
+            assert {(r["drafter"], r["gamma"]) for r in line["records"]} == {(arm.drafter, arm.gamma)}
 
 
 class Stop(Exception):
@@ -241,7 +246,7 @@ def test_resumed_throughput_policy_gets_the_same_step_costs():
     from evaluators.records import to_dict
     from specsel import Arm, SpecEngine
     from specsel.learners.policy import LearnerPolicy
-    from specsel.study import _warm_cost
+    from specsel.study import warm_cost_model
 
     names = list(pool())
     arms = [Arm(d, g) for d in names for g in (1, 3)]
@@ -252,6 +257,6 @@ def test_resumed_throughput_policy_gets_the_same_step_costs():
         res = engine.generate([it.prompt for it in batch], live, max_new_tokens=12)
         lines += [{"batch": b, "records": [to_dict(r) for r in res.records if r.row == row]} for row in range(len(batch))]
     fresh = LearnerPolicy("ucbspec", arms, names, objective="throughput")
-    _warm_cost(fresh, lines)
+    warm_cost_model(fresh, lines)
     for attr in ("verify_sum", "verify_n", "draft_sum", "draft_n"):
         assert np.array_equal(getattr(fresh.cost, attr), getattr(live.cost, attr))

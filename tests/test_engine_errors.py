@@ -7,6 +7,7 @@ import pytest
 from conftest import hf_greedy, noisy_copy
 from drafters import DrafterError, ModelDrafter, NgramDrafter
 from specsel import Arm, ArmPolicy, SpecEngine
+from specsel.core.drafting import Drafter, Proposal
 from specsel.testing import random_prompts, tiny_model
 
 CONTEXT = 64
@@ -163,3 +164,23 @@ def test_batch_of_length_one_prompts(arch, feedback):
         result = e.generate(prompts, a, max_new_tokens=12, feedback=feedback)
         for i, p in enumerate(prompts):
             assert result.tokens[i] == hf_greedy(short_target(arch), p, 12), f"row {i} with {a}"
+
+
+class EchoDrafter(Drafter):
+    """A user drafter that drafts (repeats the last token) but cannot score committed positions."""
+    name = "echo"
+
+    def propose(self, ctx, rows, gammas):
+        last = ctx.seqs[rows, ctx.seq_lens[rows] - 1]
+        G = int(gammas.max())
+        return Proposal(last[:, None].repeat(1, G), gammas.clone())
+
+
+def test_a_drafter_without_scores_works_with_bandit_feedback_and_is_refused_with_full():
+    target = short_target()
+    eng = SpecEngine(target, {"echo": EchoDrafter(), "ngram": NgramDrafter()}, eos_token_id=1)
+    prompts = random_prompts(3, min_len=2, max_len=8, seed=5)
+    out = eng.generate(prompts, Arm("echo", 3), max_new_tokens=10)
+    assert out.tokens == [hf_greedy(target, p, 10) for p in prompts]
+    with pytest.raises(DrafterError, match="echo cannot: use feedback='bandit'"):
+        eng.generate(prompts, Arm("ngram", 3), max_new_tokens=10, feedback="full")

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from evaluators.replay import (Round, arm_length_table, best_arm_in_hindsight, best_fixed_arm, per_token_regret,
-                               rounds_fixed, simulate, stopping_time_regret, worst_arm)
+                               rounds_fixed, sampled_rounds_fixed, stopping_time_regret, worst_arm)
 from specsel.learners.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
 from specsel.learners import Fixed, HedgeSpec, UCBSpec, make_learner
+from specsel.learners.replay import simulate
 
 
 class Recorder:
@@ -177,6 +178,21 @@ def test_sampling_records():
     A = arm_length_table(gam, arms)
     assert np.allclose(A[0], [1 + 0.9 + 0.72, 1 + 0.2 + 0.18])
     assert per_token_regret(gam, arms, fixed) == pytest.approx(max(A.sum(0)) - A[:, 0].sum())
+
+
+def test_fixed_arm_monte_carlo_without_a_learner_equals_the_learner_replay():
+    """A fixed arm on a sampling record: the learner-free count draws the same numbers as
+    simulate() with a fixed learner (what FullInfo.fixed_rounds used to run)."""
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        n_d, n = int(rng.integers(1, 4)), int(rng.integers(1, 60))
+        gam = rng.random((n_d, n))
+        gam[rng.random((n_d, n)) < 0.2] = 1.0                 # some certain acceptances, as real records have
+        j, g, seed = int(rng.integers(n_d)), int(rng.integers(1, 7)), int(rng.integers(10 ** 6))
+        fixed = make_learner("fixed", 1, reward_range=(1.0, g + 1.0))
+        want = len(simulate(fixed, gam, [(j, g)], feedback="bandit", seed=seed))
+        assert sampled_rounds_fixed(gam, (j, g), seed=seed) == want
+    assert sampled_rounds_fixed(CORRECT, (0, 4), seed=3) == rounds_fixed(CORRECT, (0, 4))   # 0/1: exact
 
 
 def test_acceptance_feedback_is_immediate_for_one_gamma():

@@ -4,12 +4,12 @@ import pytest
 from conftest import drafter_models, hf_greedy, target_model
 from drafters import ModelDrafter, NgramDrafter
 from evaluators.records import acceptance_matrix, append_records, by_query, read_records, to_dict
-from evaluators.replay import simulate
 from specsel import Arm, SpecEngine, arm_grid
 from specsel.learners import make_learner
 from specsel.core.arms import arm_pairs
 from specsel.core.seeds import query_seed
 from specsel.learners.policy import LearnerPolicy
+from specsel.learners.replay import simulate
 from specsel.testing import random_prompts
 
 POOL = ["noisy", "other", "ngram"]

@@ -5,9 +5,16 @@ import json
 import numpy as np
 import pytest
 
+from evaluators.columns import EXTRA_COLUMNS, SUMMARY_COLUMNS
+from evaluators.costs import StepCost
+from evaluators.fullinfo import FullInfo
+from evaluators.lines import complete_lines
+from evaluators.lossless import check_lossless
+from evaluators.offline import interleaved_arms
 from evaluators.report import format_table, write_report
-from evaluators.summary import (EXTRA_COLUMNS, SUMMARY_COLUMNS, FullInfo, StepCost, check_lossless,
-                                complete_lines, interleaved_arms, parse_arm, regret_vs_arms, summarize_study)
+from evaluators.summary import summarize_study
+from specsel.core.arms import Arm
+from specsel.study.offline import regret_vs_arms
 
 
 def rec(rnd, drafter, gamma, drafted, accepted, committed, verify_s=1.0, draft_s=0.0, acc=None, row=0):
@@ -29,10 +36,10 @@ def fullinfo_query(qid, index, good, bad, domain):
 
 
 def test_arm_names():
-    assert parse_arm("early_exit@4") == ("early_exit", 4)
-    assert parse_arm("autoregressive") == (None, 0)
+    assert Arm.parse("early_exit@4") == Arm("early_exit", 4)
+    assert Arm.parse("autoregressive") == Arm.autoregressive()
     with pytest.raises(ValueError, match="DRAFTER@GAMMA"):
-        parse_arm("ngram")
+        Arm.parse("ngram")
     assert interleaved_arms(["a@1", "a@2", "b@1", "b@2"]) == ["a@1", "b@1", "a@2", "b@2"]
 
 
@@ -82,7 +89,7 @@ def study_lines():
 CONFIG = {"settings": {"drafter": {"arms": ["good@2", "bad@2"]}}, "learners": ["hedgespec"], "bsz": [1],
           "queries": [{"qid": "q0", "domain": "a", "index": 0}, {"qid": "q1", "domain": "b", "index": 1}],
           "fullinfo_run": "drafter/hedgespec", "fixed_candidates": 2, "drafters": ["good", "bad"], "seed": 0,
-          "temperature": 0.0}
+          "temperature": 0.0, "replay_exact": {"good": True, "bad": True}}
 
 
 def test_summarize_oracle_best_fixed_regret():
@@ -136,3 +143,61 @@ def test_drafters_without_exact_replay_make_estimates_and_best_fixed_is_measured
     assert s["fixed_candidates"]["drafter/bsz1"]["good@2"]["rounds"] == 8
     oracle = next(r for r in s["rows"] if r["learner"] == "oracle" and r["domain"] == "mixed")
     assert oracle["exact"] is False and "estimated" in oracle["regret_unit"]
+
+
+def test_without_replay_exact_anywhere_the_drafters_are_estimates():
+    """Records that do not say their drafters replay exactly (written before the field existed,
+    or by a writer that did not know) give estimates, not exact claims."""
+    config = {k: v for k, v in CONFIG.items() if k != "replay_exact"}
+    s = summarize_study(study_lines(), config)
+    assert s["best_fixed"]["drafter/bsz1"]["exact"] is False
+    oracle = next(r for r in s["rows"] if r["learner"] == "oracle" and r["domain"] == "mixed")
+    assert oracle["exact"] is False and oracle["regret_unit"] == "rounds (estimated)"
+    # the study writes the field into its full-information lines: then they are enough
+    marked = [{**l, "replay_exact": {"good": True, "bad": True}} if l["run"] == "drafter/hedgespec" else l
+              for l in study_lines()]
+    s = summarize_study(marked, config)
+    assert s["best_fixed"] == {"drafter/bsz1": {"arm": "good@2", "exact": True}}
+
+
+def test_replay_exact_rule():
+    from evaluators.records import replay_exact_of
+    yes, no = {"replay_exact": {"a": True, "b": False}}, {}
+    assert replay_exact_of([yes, yes], ["a", "b", "c"]) == {"a": True, "b": False, "c": False}
+    assert replay_exact_of([yes, no], ["a"]) == {"a": False}                 # one item without the field
+    assert replay_exact_of([], ["a"]) == {"a": False}
+    assert replay_exact_of([no], ["a", "b"], told={"a": True}) == {"a": True, "b": False}   # told wins
+
+
+def test_sampling_fixed_rounds_equal_the_fixed_learner_replay():
+    """FullInfo.fixed_rounds of a sampling record runs no learner, yet draws what simulate() with
+    a fixed learner draws (same seed per query), so the study's numbers are unchanged."""
+    from specsel.core.seeds import query_seed
+    from specsel.learners import make_learner
+    from specsel.learners.replay import simulate
+
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(4):
+        n = int(rng.integers(3, 40))
+        probs = {d: np.round(rng.random(n), 3).tolist() for d in ("good", "bad")}
+        recs = [rec(k, "good", 2, 1, 0, 1, acc={d: [p[k]] for d, p in probs.items()}) for k in range(n)]
+        lines.append(line("drafter/hedgespec", f"q{i}", i, recs, [5] * n))
+    fi = FullInfo(lines, ["good", "bad"], seed=7)
+    assert not fi.greedy
+    for q in fi.qids:
+        for d in ("good", "bad"):
+            for g in (1, 2, 5):
+                fixed = make_learner("fixed", 1, reward_range=(1.0, g + 1.0))
+                want = len(simulate(fixed, fi.matrices[q], [fi.pair(d, g)], feedback="bandit",
+                                    seed=query_seed(7, fi.index[q])))
+                assert fi.fixed_rounds(q, d, g) == want
+
+
+def test_study_learners_are_learners():
+    """The study's learner list (written once, in specsel.core.runs) names real learners."""
+    from specsel.core.runs import OBJECTIVE, SETTINGS, STUDY_LEARNERS
+    from specsel.learners import LEARNERS
+
+    assert all(name in LEARNERS for name in STUDY_LEARNERS)
+    assert set(OBJECTIVE) == set(SETTINGS)

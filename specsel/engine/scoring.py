@@ -5,7 +5,7 @@ that must sync every round); the policy observes each round at once.
 
 `FullInformation` (generate(feedback="full")): every drafter the policy wants scored catches
 up on every row and reports its prediction at each committed position, which becomes its
-acceptance there (docs/design.md, "The round", step 6). Three refinements live here and
+acceptance there (docs/design.md, "The round", step 5, eq. 4). Three refinements live here and
 nowhere else:
 
 * scoring windows: the policy names the drafters it wants (`ArmPolicy.scored_drafters`,
@@ -45,7 +45,7 @@ class BanditFeedback:
 
     def catch_up(self, ctx: DraftContext, groups: dict[str, torch.Tensor], p: torch.Tensor | None,
                  m: torch.Tensor) -> dict[str, list[list[float]]] | None:
-        """Step 6: drafters catch up on the committed tokens; returns each scored drafter's
+        """Step 5: drafters catch up on the committed tokens; returns each scored drafter's
         acceptance at every committed position of every row (None: nobody is scored)."""
         all_rows = torch.arange(len(m), device=m.device)
         for name, d in self.drafters.items():
@@ -53,7 +53,7 @@ class BanditFeedback:
         return None
 
     def deliver(self, ctx: DraftContext, info: RoundInfo, m: torch.Tensor, finishing: bool) -> None:
-        """Step 7: the policy observes the round."""
+        """Step 6: the policy observes the round."""
         self.policy.observe(info)
 
 
@@ -145,7 +145,7 @@ class FullInformation(BanditFeedback):
 
 def position_acceptance(ctx: DraftContext, prev_lens: torch.Tensor, predictions: dict[str, Predictions],
                         p: torch.Tensor | None, m: torch.Tensor) -> dict[str, list[list[float]]]:
-    """gamma_pos[j] at each committed position (docs/design.md, "The round", step 6).
+    """gamma_pos[j] at each committed position (docs/design.md, "The round", step 5, eq. 4).
 
     greedy: 1[drafter j's teacher-forced argmax == committed token];
     sampling: sum_x min(p(x), q_j(x)) = 1 - TV(p, q_j), with p the target's warped

@@ -1,4 +1,4 @@
-"""Draft verification: greedy and lossless speculative sampling (docs/design.md, "The round", step 4).
+"""Draft verification: greedy and lossless speculative sampling (docs/design.md, "The round", step 3, eqs. 1-3).
 
 Shapes: B rows, G = longest draft in the batch, V vocabulary. Target probabilities
 `p[b, i]` are the next-token distribution after window position i, so draft token

@@ -21,6 +21,10 @@ class Learner:
 
     full_information: bool = False
     name: str = "learner"
+    loss: str = "length"            # what a full-information learner learns from: "length" (A_s, via
+                                    # update), "acceptance" (1 - gamma per position, via
+                                    # observe_acceptance) or "auto" (acceptance where the router allows it)
+    has_weights: bool = False       # True: weights() is a distribution over arms (lazy scoring reads it)
 
     def __init__(self, n_arms: int, reward_range: tuple[float, float], seed: int | None = None):
         n_arms = int(n_arms)
@@ -39,6 +43,15 @@ class Learner:
 
     def update(self, played: int, reward: float, all_rewards: np.ndarray | None = None) -> None:
         raise NotImplementedError
+
+    def weights(self) -> np.ndarray:
+        """The learner's current distribution over arms (learners with ``has_weights``)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no weights over arms")
+
+    def observe_acceptance(self, gammas) -> None:
+        """One committed position: ``gammas[i]`` = acceptance of arm i's drafter there
+        (full-information learners whose ``loss`` allows it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not learn from per-position acceptance")
 
     def reset(self) -> None:
         """Forget everything (the rng restarts from ``seed`` too)."""

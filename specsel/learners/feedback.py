@@ -1,6 +1,6 @@
 """From per-position acceptance to learner updates.
 
-Used live by the engine and by offline replay (``evaluators.replay``), so both
+Used live by the engine and by offline replay (``specsel.learners.replay``), so both
 produce identical updates.
 
 Terms.  An *arm* is ``(j, g)``: drafter index ``j``, speculation length ``g``.
@@ -9,7 +9,8 @@ For one query the committed token positions are ``s = 0, 1, 2, ...``.
 position ``s`` is accepted given the true prefix (``1 - TV(p, q_j)`` when
 sampling; 0/1 for greedy: drafter ``j``'s argmax equals the committed token).
 The expected accepted length (bonus included) of arm ``(j, g)`` started at ``s``
-is (DESIGN, "The round", step 7)::
+is (DESIGN, "The round", step 7; computed by
+``specsel.core.acceptance.expected_lengths``)::
 
     A_s(j, g) = 1 + gamma_s + gamma_s*gamma_{s+1} + ... + prod_{k<g} gamma_{s+k}   in [1, g+1]
 
@@ -39,42 +40,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+
+from specsel.core.acceptance import arm_arrays, expected_lengths
 
 Arm = tuple[int, int]
-
-
-def arm_arrays(arms: Sequence[Arm]) -> tuple[np.ndarray, np.ndarray]:
-    """``arms`` as two int arrays ``(drafter index, gamma)``."""
-    if len(arms) == 0:
-        raise ValueError("need at least one arm")
-    a = np.asarray([(int(j), int(g)) for j, g in arms], dtype=np.int64)
-    if (a < 0).any():
-        raise ValueError(f"arm drafter indices and gammas must be >= 0: {arms}")
-    return a[:, 0], a[:, 1]
-
-
-def expected_lengths(gammas: np.ndarray, arm_drafter: np.ndarray, arm_gamma: np.ndarray,
-                     start: int = 0, count: int | None = None) -> np.ndarray:
-    """``A_s`` of every arm for ``s = start .. start+count-1``, shape ``[count, n_arms]``.
-
-    ``gammas`` has shape ``[n_drafters, N]`` (positions ``0..N-1``); gammas past
-    ``N`` count as 0 (no tokens there), which shortens ``A_s`` near the end.
-    """
-    g = np.asarray(gammas, dtype=float)
-    if g.ndim != 2:
-        raise ValueError(f"gammas must be [n_drafters, positions], got shape {g.shape}")
-    n_d, n = g.shape
-    count = n - start if count is None else count
-    G = int(arm_gamma.max())
-    if G == 0:
-        return np.ones((count, len(arm_gamma)))
-    padded = np.concatenate([g, np.zeros((n_d, G))], axis=1)
-    win = sliding_window_view(padded, G, axis=1)[:, start:start + count]   # [n_d, count, G]
-    table = np.ones((n_d, count, G + 1))
-    # A_s(j, g) = 1 + sum_{i<g} prod_{k<=i} gamma_{s+k}
-    table[:, :, 1:] += np.cumsum(np.cumprod(win, axis=2), axis=2)
-    return table[arm_drafter, :, arm_gamma].T
+__all__ = ["Arm", "CostModel", "FeedbackRouter", "arm_arrays", "expected_lengths"]
 
 
 class CostModel:

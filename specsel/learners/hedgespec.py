@@ -87,6 +87,7 @@ class HedgeSpec(Learner):
 
     name = "hedgespec"
     full_information = True
+    has_weights = True
 
     def __init__(self, n_arms, reward_range, seed=None, sample: bool = False, discount: float = DEFAULT_DISCOUNT,
                  loss: str = "auto"):

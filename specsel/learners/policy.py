@@ -81,7 +81,7 @@ class LearnerPolicy(ArmPolicy):
         probe = self._new_learner(0)
         self.needs_full_information = probe.full_information
         self.lazy_scoring = (objective == "throughput") if lazy_scoring is None else bool(lazy_scoring)
-        self.lazy_scoring = self.lazy_scoring and probe.full_information and hasattr(probe, "weights")
+        self.lazy_scoring = self.lazy_scoring and probe.full_information and probe.has_weights
         self.refresh_every, self.windows = refresh_every, 0
         self.lazy_drafters = lazy_drafters
         self.finished: set[int] = set()

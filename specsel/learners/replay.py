@@ -1,0 +1,59 @@
+"""Offline replay of a learner on one query's full-information record (no models).
+
+The record is the ``[n_drafters, N]`` acceptance matrix of ``specsel.core.acceptance``.
+Greedy records (0/1) are replayed **exactly**: playing arm ``(j, g)`` at position ``s``
+accepts the run of 1s in ``correct[j][s:s+g]`` (a greedy drafter's chain equals its
+teacher-forced predictions while it is accepted) and commits ``accepted + 1`` tokens, capped
+at the ``N - s`` tokens left. Sampling records (probabilities) cannot be replayed exactly
+(another arm would have sampled other tokens): each draft's acceptance is drawn as
+Bernoulli(gamma) on the recorded sequence, so the rounds are one Monte-Carlo approximation.
+
+Updates go through ``specsel.learners.feedback.FeedbackRouter``, the object the engine uses
+live, so replay and live runs update learners identically. Records-only measures of the
+rounds (fixed arms, oracles, regrets) are in ``evaluators.replay``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from specsel.core.acceptance import Round, as_record, is_greedy_record, replay_round
+from specsel.learners.feedback import CostModel, FeedbackRouter
+
+Arm = tuple[int, int]
+__all__ = ["Round", "simulate"]
+
+
+def simulate(learner: Callable | object, correct, arms: Sequence[Arm], feedback: str | None = None,
+             cost: CostModel | None = None, seed: int | None = 0) -> list[Round]:
+    """Run one query with a policy; returns its rounds.
+
+    ``learner``: a learner instance (used as is, e.g. shared across queries) or
+    a zero-argument factory (a fresh learner for this query).  ``feedback``:
+    ``"bandit"`` (learner sees the played arm's committed length) or ``"full"``
+    (the router also gets the gammas of the committed positions); default:
+    ``"full"`` if ``learner.full_information`` else ``"bandit"``.  ``seed``
+    drives the Bernoulli acceptances of sampling records (unused for 0/1).
+    """
+    if not hasattr(learner, "select"):
+        learner = learner()
+    if feedback is None:
+        feedback = "full" if learner.full_information else "bandit"
+    if feedback not in ("bandit", "full"):
+        raise ValueError(f"feedback must be 'bandit' or 'full', got {feedback!r}")
+    g = as_record(correct)
+    n = g.shape[1]
+    greedy = is_greedy_record(g)
+    rng = np.random.default_rng(seed)
+    router = FeedbackRouter(learner, arms, cost)
+    rounds, s = [], 0
+    while s < n:
+        i = int(learner.select())
+        j, k = router.arms[i]
+        committed = replay_round(g, j, k, s, greedy, rng)
+        router.on_round(i, committed, g[:, s:s + committed] if feedback == "full" else None)
+        rounds.append(Round(i, s, committed))
+        s += committed
+    router.flush()
+    return rounds

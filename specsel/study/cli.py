@@ -1,0 +1,79 @@
+"""The study's command line (``specsel eval``, ``recipes/domain_eval.py``): flags, loading the
+target, the pool and the data, and one-line errors."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from specsel.study.config import StudyError, add_config_arguments, config_from_args, parse_csv
+from specsel.study.items import load_items
+from specsel.study.pool import known_pool_names, load_pool, pool_weights
+from specsel.study.runner import run_study
+
+__all__ = ["add_eval_arguments", "config_from_args", "run_eval", "eval_command", "main"]
+
+
+def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
+    """The eval flags: what to load (target, data, pool), the StudyConfig flags, the output."""
+    from specsel.modeling.target import EMBEDDED_DEFAULT
+
+    add_config_arguments(ap, ["target"], target=EMBEDDED_DEFAULT)
+    ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible)")
+    ap.add_argument("--data-dir", default=None, help="folder laid out like shared/data (default: hub data sets)")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help="comma list of math, humaneval, medqa, gsm8k")
+    ap.add_argument("--limit", type=int, default=3, help="queries per domain (the first N of each eval split)")
+    ap.add_argument("--pool", default=None, help="Python file defining build_pool(target) (default: drafters.pool)")
+    ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
+    add_config_arguments(ap, ["settings", "learners", "gamma", "gammas", "bsz", "max_new_tokens", "temperature",
+                              "top_p", "seed", "fixed_candidates", "score_every"])
+    ap.add_argument("--out", default="results", help="output folder")
+    ap.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished batches")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def run_eval(args) -> dict:
+    """The eval command: load the target, the pool and the data, then run_study."""
+    cfg = config_from_args(args)
+    if args.limit is not None and args.limit < 1:
+        raise StudyError(f"--limit must be >= 1 (got {args.limit})")
+    domains = parse_csv(args.domains)
+    if not domains:
+        raise StudyError("--domains is empty; e.g. --domains math,humaneval,medqa")
+    import torch
+
+    from specsel.modeling.target import load_target
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = parse_csv(args.drafters) if args.drafters else None
+    if args.pool is None and names is not None:    # a cheap check before the model loads
+        known = known_pool_names()
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise StudyError(f"unknown drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")
+    target, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
+    items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed)
+    pool = load_pool(target, names, args.pool)
+    return run_study(target, pool, items, cfg, args.out, resume=args.resume, eos_token_id=tokenizer.eos_token_id,
+                     progress=not args.no_progress, weights=pool_weights(list(pool), args.pool))
+
+
+def main(argv=None, prog: str = "domain_eval") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description="Every selection rule on one mixed stream of domain prompts.")
+    add_eval_arguments(ap)
+    args = ap.parse_args(argv)
+    return eval_command(args, prog)
+
+
+def eval_command(args, prog: str = "specsel eval") -> int:
+    try:
+        run_eval(args)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; every finished batch is saved in {args.out}/queries.jsonl: "
+              f"rerun the same command with --resume to continue", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:   # StudyError, DataError, TargetError, DrafterError: one line
+        print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    return 0

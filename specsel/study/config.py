@@ -1,0 +1,154 @@
+"""The study's options (StudyConfig) and their command-line flags, mapped in one table.
+
+Every StudyConfig field has one flag (``--max-new-tokens`` for ``max_new_tokens``), declared in
+``CONFIG_FLAGS`` with how its text is read; ``add_config_arguments`` adds the flags (defaults
+taken from the dataclass) and ``config_from_args`` reads them back into a validated config.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, fields
+from typing import Sequence
+
+from specsel.core.arms import arm_name
+from specsel.core.runs import SETTINGS, STUDY_LEARNERS
+
+
+class StudyError(ValueError):
+    """Bad study options or output folder; the message is one line that names the fix."""
+
+
+@dataclass
+class StudyConfig:
+    settings: Sequence[str] = SETTINGS
+    learners: Sequence[str] = STUDY_LEARNERS
+    gamma: int = 4                              # drafter setting: every drafter at this gamma
+    gammas: Sequence[int] = (1, 2, 4)           # joint setting: drafters x gammas
+    bsz: Sequence[int] = (4,)
+    max_new_tokens: int = 64
+    temperature: float = 0.0                    # 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+    fixed_candidates: int = 2                   # joint: fixed arms run live (best by estimate); 0 = all
+    score_every: int = 3                        # full information: EAGLE heads score this many rounds at once
+    target: str = ""                            # recorded in config.json only
+
+    def validate(self) -> None:
+        bad = [s for s in self.settings if s not in SETTINGS]
+        if bad or not self.settings:
+            raise StudyError(f"unknown setting(s) {', '.join(bad) or '(none given)'}; "
+                             f"choose from {', '.join(SETTINGS)}")
+        bad = [l for l in self.learners if l not in STUDY_LEARNERS]
+        if bad:
+            raise StudyError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(STUDY_LEARNERS)}")
+        for name, values in (("--gamma", [self.gamma]), ("--gammas", self.gammas)):
+            if not values or any(not isinstance(g, int) or g < 1 for g in values):
+                raise StudyError(f"{name} must be integers >= 1 (got {list(values)}); e.g. --gammas 1,2,4")
+        if not self.bsz or any(not isinstance(b, int) or b < 1 for b in self.bsz):
+            raise StudyError(f"--bsz must be integers >= 1 (got {list(self.bsz)}); e.g. --bsz 1,4")
+        if self.max_new_tokens < 1:
+            raise StudyError(f"--max-new-tokens must be >= 1 (got {self.max_new_tokens})")
+        if self.temperature < 0:
+            raise StudyError(f"--temperature must be >= 0 (got {self.temperature}); 0 means greedy")
+        if not 0 < self.top_p <= 1:
+            raise StudyError(f"--top-p must be in (0, 1] (got {self.top_p})")
+        if not isinstance(self.score_every, int) or self.score_every < 1:
+            raise StudyError(f"--score-every must be an integer >= 1 (got {self.score_every}); 1 scores every round")
+        if self.fixed_candidates < 0:
+            raise StudyError(f"--fixed-candidates must be >= 0 (got {self.fixed_candidates}); 0 runs every fixed arm")
+
+    def arms(self, setting: str, drafters: Sequence[str]) -> list[str]:
+        """The setting's arms, longest gamma first per drafter: a learner plays arm 0 until its
+        first feedback arrives (up to 2 gamma tokens later), and the longest draft of the
+        first drafter commits the most tokens while it waits."""
+        gammas = [self.gamma] if setting == "drafter" else sorted(set(self.gammas), reverse=True)
+        return [arm_name(d, g) for d in drafters for g in gammas]
+
+
+def parse_csv(text: str) -> list[str]:
+    """The items of a comma list, stripped, empty ones dropped: "a, b," -> ["a", "b"]."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    """The integers of a comma list; a StudyError naming `option` otherwise."""
+    try:
+        return [int(t) for t in parse_csv(text)]
+    except ValueError:
+        raise StudyError(f"{option} takes comma-separated integers (got {text!r}); e.g. {option} 1,2,4") from None
+
+
+@dataclass(frozen=True)
+class Flag:
+    """The flag of one StudyConfig field.
+
+    kind: "names" (a comma list), "ints" (a comma list of integers), "int" (one integer,
+    written and read like "ints"), "number" (an int or float, as the field's default), "text".
+    """
+    field: str
+    kind: str
+    help: str | None = None
+
+    @property
+    def option(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    def default_text(self, default):
+        if self.kind == "names":
+            return ",".join(default)
+        if self.kind == "ints":
+            return ",".join(str(v) for v in default)
+        if self.kind == "int":
+            return str(default)
+        return default
+
+    def parse(self, value):
+        if self.kind == "names":
+            return parse_csv(value)
+        if self.kind == "ints":
+            return parse_ints(value, self.option)
+        if self.kind == "int":
+            one = parse_ints(value, self.option)
+            if len(one) != 1:
+                raise StudyError(f"{self.option} takes one integer (got {value!r}); use --gammas for the joint setting")
+            return one[0]
+        return value
+
+
+CONFIG_FLAGS = (
+    Flag("target", "text", "local dir, hub id, or the embedded default"),
+    Flag("settings", "names", "drafter (drafters at --gamma, accepted length) and/or joint (drafters x --gammas, "
+                              "tokens/s)"),
+    Flag("learners", "names", f"comma list of {', '.join(STUDY_LEARNERS)}"),
+    Flag("gamma", "int", "speculation length of the drafter setting"),
+    Flag("gammas", "ints", "speculation lengths of the joint setting"),
+    Flag("bsz", "ints", "comma list of batch sizes"),
+    Flag("max_new_tokens", "number"),
+    Flag("temperature", "number", "0 = greedy (default); > 0 samples"),
+    Flag("top_p", "number"),
+    Flag("seed", "number", "stream order, learner seeds, sampling seeds"),
+    Flag("fixed_candidates", "number", "joint setting: fixed arms run live, the best by the full-information "
+                                       "estimate (0 = every arm, both settings)"),
+    Flag("score_every", "number", "full information, greedy: EAGLE heads score the committed tokens of this many "
+                                  "rounds in one forward (the learner hears of them then)"),
+)
+assert {f.field for f in CONFIG_FLAGS} == {f.name for f in fields(StudyConfig)}, "every StudyConfig field needs a flag"
+
+
+def add_config_arguments(ap: argparse.ArgumentParser, names: Sequence[str] | None = None, **defaults) -> None:
+    """Add the flags of the StudyConfig fields `names` (default: every field, in table order);
+    `defaults` replaces a field's dataclass default (e.g. target=the embedded model)."""
+    default_of = {f.name: f.default for f in fields(StudyConfig) if f.default is not MISSING}
+    for flag in CONFIG_FLAGS:
+        if names is not None and flag.field not in names:
+            continue
+        default = defaults.get(flag.field, default_of[flag.field])
+        kw = {"type": type(default)} if flag.kind == "number" else {}
+        ap.add_argument(flag.option, default=flag.default_text(default), help=flag.help, **kw)
+
+
+def config_from_args(args) -> StudyConfig:
+    """The validated StudyConfig of parsed flags (StudyError when one is bad)."""
+    cfg = StudyConfig(**{flag.field: flag.parse(getattr(args, flag.field)) for flag in CONFIG_FLAGS})
+    cfg.validate()
+    return cfg

@@ -1,0 +1,73 @@
+"""What a study runs: its runs (RunSpec), the full-information source run, the batches and
+the run list of each phase, and the config.json record of the plan.
+
+Per batch size the same prompts, in the same batches, with the same seeds, are decoded by
+
+* phase 1, the full-information run (``fullinfo_run``): HedgeSpec in the ``drafter`` setting
+  with ``feedback="full"`` (or a fixed arm with full feedback when HedgeSpec is not asked for);
+* phase 2 (``live_runs``): the autoregressive baseline, the fixed arms chosen from phase 1 and
+  every learner of every setting.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Mapping, Sequence
+
+from specsel.core.arms import arm_name
+from specsel.core.runs import OBJECTIVE, run_name
+from specsel.study.config import StudyConfig
+from specsel.study.items import StudyItem
+from specsel.study.store import CONFIG_VERSION
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    kind: str                       # autoregressive | fixed | fullinfo | learner
+    arm: str | None = None
+    setting: str | None = None
+    learner: str | None = None
+
+    @property
+    def feedback(self) -> str:
+        return "full" if self.kind == "fullinfo" or self.learner == "hedgespec" else "bandit"
+
+
+def fullinfo_run(cfg: StudyConfig, drafters: Sequence[str]) -> RunSpec:
+    """The run whose records hold every drafter's acceptance (the oracle and fixed arms follow
+    from it): HedgeSpec of the drafter setting (joint without it), else the first drafter fixed."""
+    if "hedgespec" in cfg.learners:
+        setting = "drafter" if "drafter" in cfg.settings else "joint"
+        return RunSpec(run_name("learner", setting, "hedgespec"), "learner", setting=setting, learner="hedgespec")
+    arm = arm_name(drafters[0], cfg.gamma)
+    return RunSpec(run_name("fullinfo", arm=arm), "fullinfo", arm=arm)
+
+
+def stream_batches(n_items: int, bsz: int) -> list[list[int]]:
+    """Stream positions of each batch: consecutive queries, `bsz` at a time."""
+    return [list(range(i, min(i + bsz, n_items))) for i in range(0, n_items, bsz)]
+
+
+def live_runs(cfg: StudyConfig, fixed: Mapping[str, Sequence[str]], source: RunSpec) -> list[RunSpec]:
+    """Phase 2: autoregressive, the fixed arms of every setting (`fixed`: setting -> arms, each
+    arm once), then every learner of every setting except the full-information source."""
+    runs = [RunSpec("autoregressive", "autoregressive", arm="autoregressive")]
+    for arm in dict.fromkeys(a for s in cfg.settings for a in fixed[s]):
+        runs.append(RunSpec(run_name("fixed", arm=arm), "fixed", arm=arm))
+    for setting in cfg.settings:
+        for learner in cfg.learners:
+            spec = RunSpec(run_name("learner", setting, learner), "learner", setting=setting, learner=learner)
+            if spec.name != source.name:
+                runs.append(spec)
+    return runs
+
+
+def study_record(cfg: StudyConfig, drafters: Sequence[str], items: Sequence[StudyItem], source: RunSpec,
+                 weights: str | None, replay_exact: Mapping[str, bool]) -> dict:
+    """The config.json record of a study: its options, arms and objective per setting, the query
+    stream, the full-information run and which drafters replay exactly."""
+    return {**asdict(cfg), "version": CONFIG_VERSION, "drafters": list(drafters), "weights": weights,
+            "settings": {s: {"arms": cfg.arms(s, drafters), "objective": OBJECTIVE[s]} for s in cfg.settings},
+            "bsz": list(cfg.bsz), "learners": list(cfg.learners), "gammas": list(cfg.gammas),
+            "queries": [{"qid": it.qid, "domain": it.domain, "index": i} for i, it in enumerate(items)],
+            "fullinfo_run": source.name, "replay_exact": dict(replay_exact)}

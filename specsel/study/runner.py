@@ -1,0 +1,194 @@
+"""Running a study: decode every run of the plan batch by batch, store each batch, report.
+
+Every finished batch is appended to the store before the next starts (``hook`` is called
+then), so an interrupted study resumes where it stopped. Learners are numbered by stream
+position (``LearnerPolicy`` seeds per-query learners by it) and a throughput learner's
+step-cost model is re-fed the stored rounds (``warm_cost_model``), so a resumed study plays
+what the uninterrupted one would have played.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from evaluators.fullinfo import FullInfo, fixed_arms_to_run
+from evaluators.records import to_dict
+from evaluators.report import write_report
+from evaluators.summary import summarize_study
+from specsel.core.arms import Arm
+from specsel.core.runs import OBJECTIVE
+from specsel.core.seeds import batch_seed
+from specsel.study.config import StudyConfig, StudyError
+from specsel.study.items import StudyItem
+from specsel.study.offline import regret_vs_arms
+from specsel.study.plan import RunSpec, fullinfo_run, live_runs, stream_batches, study_record
+from specsel.study.pool import replay_exact
+from specsel.study.store import ResultStore, write_config
+
+
+def warm_cost_model(policy, lines: Sequence[dict]) -> None:
+    """Feed a throughput policy's step-cost model the rounds of batches it already ran, in the
+    order LearnerPolicy.observe saw them, so a resumed run continues from the same state."""
+    by_batch: dict[int, list[dict]] = {}
+    for line in lines:
+        by_batch.setdefault(line["batch"], []).append(line)
+    for b in sorted(by_batch):
+        recs = sorted((r for l in by_batch[b] for r in l["records"]), key=lambda r: (r["round"], r["row"]))
+        for k in sorted({r["round"] for r in recs}):
+            rnd = [r for r in recs if r["round"] == k]
+            policy.cost.observe_verify(max(r["drafted"] for r in rnd), rnd[0]["verify_s"])
+            for r in rnd:
+                if r["drafter"] is not None and r["drafted"]:
+                    policy.cost.observe_draft(policy.drafters.index(r["drafter"]), r["draft_s"] / r["drafted"])
+
+
+class _Decoder:
+    """Decodes runs of the plan batch by batch into the store (one study, one engine)."""
+
+    def __init__(self, target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, store: ResultStore,
+                 config: dict, source: RunSpec, eos_token_id, progress: bool, hook):
+        from specsel.core.sampling import Sampling
+        from specsel.engine import SpecEngine
+
+        self.items, self.cfg, self.store, self.config, self.source = items, cfg, store, config, source
+        self.drafters = list(pool)
+        self.engine = SpecEngine(target, pool, eos_token_id=eos_token_id)
+        self.sampling = None if cfg.temperature == 0 else Sampling(cfg.temperature, cfg.top_p)
+        self.progress, self.hook = progress, hook
+        self.warmed = False
+
+    def policy_for(self, spec: RunSpec, bsz: int):
+        from specsel.learners.policy import LearnerPolicy
+
+        if spec.kind == "autoregressive":
+            return Arm.autoregressive()
+        if spec.kind in ("fixed", "fullinfo"):
+            return Arm.parse(spec.arm)
+        # the full-information source scores every drafter (the oracle is computed from it)
+        policy = LearnerPolicy(spec.learner, [Arm.parse(a) for a in self.cfg.arms(spec.setting, self.drafters)],
+                               self.drafters, objective=OBJECTIVE[spec.setting], seed=self.cfg.seed,
+                               lazy_scoring=False if spec == self.source else None)
+        if policy.cost is not None:
+            warm_cost_model(policy, self.store.run_lines(spec.name, bsz))
+        return policy
+
+    def warm_up(self) -> None:
+        """One-time costs (allocator, kernels) stay out of the first timed batch."""
+        if self.warmed:
+            return
+        short = self.items[0].prompt[-16:]
+        self.engine.generate([short], Arm.autoregressive(), max_new_tokens=4)
+        for d in self.drafters:
+            self.engine.generate([short], Arm(d, max(self.cfg.gammas)), max_new_tokens=4)
+        self.warmed = True
+
+    def query_lines(self, spec: RunSpec, bsz: int, b: int, batch: list[int], res) -> list[dict]:
+        """One line per query of the batch; the full-information run's lines say which drafters
+        replay exactly, so every reader of the file knows (evaluators.records.replay_exact_of)."""
+        items = self.items
+        shared = {"run": spec.name, "setting": spec.setting, "learner": spec.learner, "arm": spec.arm,
+                  "feedback": spec.feedback, "bsz": bsz, "batch": b,
+                  "batch_qids": [items[i].qid for i in batch], "batch_wall_s": res.wall_s,
+                  "batch_prefill_s": res.prefill_s, "batch_new_tokens": res.new_tokens}
+        if spec == self.source:
+            shared["replay_exact"] = dict(self.config["replay_exact"])
+        lines = []
+        for row, i in enumerate(batch):
+            recs = sorted((to_dict(r) for r in res.records if r.row == row), key=lambda r: r["round"])
+            lines.append({**shared, "index": i, "qid": items[i].qid, "domain": items[i].domain,
+                          "tokens": res.tokens[row], "eos": res.stopped_by_eos[row], "records": recs})
+        return lines
+
+    def execute(self, runs: list[RunSpec], bsz: int, batches: list[list[int]], desc: str, rotate: bool) -> None:
+        """Decode every batch of every run not yet in the store; with `rotate` the run order
+        turns by one each batch (machine drift spreads evenly over the runs)."""
+        from tqdm.auto import tqdm
+
+        from specsel.learners.policy import LearnerPolicy
+
+        store, cfg, items = self.store, self.cfg, self.items
+        todo = [(b, spec) for b in range(len(batches)) for spec in runs if (spec.name, bsz, b) not in store.done]
+        if not todo:
+            return
+        self.warm_up()
+        policies = {spec.name: self.policy_for(spec, bsz) for spec in runs}
+        bar = tqdm(total=sum(len(batches[b]) for b, _ in todo), desc=desc, unit="query", disable=not self.progress,
+                   dynamic_ncols=True)
+        for b, batch in enumerate(batches):
+            order = runs[b % len(runs):] + runs[:b % len(runs)] if rotate else runs
+            for spec in order:
+                if (spec.name, bsz, b) in store.done:
+                    continue
+                bar.set_postfix_str(spec.name)
+                policy = policies[spec.name]
+                if isinstance(policy, LearnerPolicy):
+                    policy.seek(batch[0])      # query number = stream position (learner seeds)
+                res = self.engine.generate([items[i].prompt for i in batch], policy,
+                                           max_new_tokens=cfg.max_new_tokens, sampling=self.sampling,
+                                           seed=batch_seed(cfg.seed, bsz, b), feedback=spec.feedback,
+                                           score_every=cfg.score_every)
+                store.append(self.query_lines(spec, bsz, b, batch, res))
+                bar.update(len(batch))
+                if self.hook is not None:
+                    self.hook(spec, bsz, b)
+        bar.close()
+
+
+def _check_inputs(pool: dict, items: Sequence[StudyItem], cfg: StudyConfig) -> None:
+    cfg.validate()
+    if not items:
+        raise StudyError("no queries to run; check --domains and --limit")
+    if not pool:
+        raise StudyError("the drafter pool is empty; pass --drafters with at least one name")
+    qids = [it.qid for it in items]
+    if len(set(qids)) != len(qids):
+        raise StudyError("query ids are not unique; each query may appear once in the stream")
+
+
+def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, out_dir: str | Path,
+              resume: bool = False, eos_token_id=None, progress: bool = True,
+              hook: Callable[[RunSpec, int, int], None] | None = None, log: Callable[[str], None] = print,
+              plots: bool = True, weights: str | None = None) -> dict:
+    """Run (or continue) the study and write its report; returns the summary dict (plus "table").
+
+    `weights` identifies the drafters' weights (e.g. drafters.pool.weights_fingerprint()): a
+    --resume with other weights is refused instead of mixing their results.
+
+    `target`, `pool` ({name: Drafter}) and `items` are built by the caller, so tests can pass tiny
+    models. `hook(run, bsz, batch)` is called after every batch is safely on disk.
+    """
+    import torch  # noqa: F401  (the engine needs it; keeps `import specsel.study` light for --help)
+
+    _check_inputs(pool, items, cfg)
+    drafters = list(pool)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out / "queries.jsonl", resume)
+    source = fullinfo_run(cfg, drafters)
+    write_config(out, study_record(cfg, drafters, items, source, weights, replay_exact(pool)), resume)
+    config = json.loads((out / "config.json").read_text())
+    decoder = _Decoder(target, pool, items, cfg, store, config, source, eos_token_id, progress, hook)
+
+    t0 = time.perf_counter()
+    for bsz in cfg.bsz:
+        batches = stream_batches(len(items), bsz)
+        decoder.execute([source], bsz, batches, f"bsz {bsz} full-information run", rotate=False)
+        fi = FullInfo(store.run_lines(source.name, bsz), drafters, cfg.seed, config["replay_exact"])
+        fixed = fixed_arms_to_run(fi, {s: config["settings"][s] for s in cfg.settings}, cfg.fixed_candidates)
+        runs = live_runs(cfg, fixed, source)
+        decoder.execute(runs, bsz, batches, f"bsz {bsz} {len(runs)} runs", rotate=True)
+    run_s = time.perf_counter() - t0
+
+    summary = summarize_study(store.lines, config)
+    curve = None
+    first = store.run_lines(source.name, config["bsz"][0])
+    if first:
+        arms_for_curve = config["settings"].get("joint", config["settings"].get("drafter"))["arms"]
+        curve = regret_vs_arms(FullInfo(first, drafters, cfg.seed, config["replay_exact"]), arms_for_curve,
+                               config["learners"], cfg.seed)
+    text = write_report(summary, out, curve, plots=plots)
+    log(text)
+    log(f"results in {out}/ (summary.csv, lossless.json, queries.jsonl, plots); decoding took {run_s:.0f} s")
+    return {**summary, "table": text, "regret_vs_arms": curve, "run_s": run_s}

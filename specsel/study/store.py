@@ -1,0 +1,80 @@
+"""The study's results on disk: OUT/queries.jsonl (ResultStore) and OUT/config.json (write_config).
+
+Every finished batch appends one JSON line per query in a single write followed by fsync; a
+torn last line (an interrupted write) is cut off before a resumed study appends, so an
+interrupted study loses nothing it finished. config.json records what the results depend on:
+a resume with different options (``IDENTITY``) is refused instead of mixing results.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from evaluators.lines import done_batches, index_runs
+from evaluators.records import read_records
+from specsel.core.runs import STUDY_LEARNERS
+from specsel.study.config import StudyError
+
+CONFIG_VERSION = 1
+# options that must not change between a study and its --resume (they change what a run outputs)
+IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
+            "queries", "score_every")
+
+
+class ResultStore:
+    """OUT/queries.jsonl: one JSON line per finished query, appended a batch at a time."""
+
+    def __init__(self, path: str | Path, resume: bool):
+        self.path = Path(path)
+        self.lines: list[dict] = []
+        if self.path.exists() and self.path.stat().st_size > 0:
+            if not resume:
+                raise StudyError(f"{self.path.parent} already holds results ({self.path.name}); pass --resume to "
+                                 "continue them, or choose another --out")
+            self._cut_torn_tail()
+            self.lines = read_records(self.path)
+        self.done = done_batches(self.lines)
+
+    def _cut_torn_tail(self) -> None:
+        """An interrupted write may leave a partial last line: cut it so appends start on a fresh line."""
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, lines: list[dict]) -> None:
+        text = "".join(json.dumps(l) + "\n" for l in lines)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        self.lines.extend(lines)
+        if lines:
+            self.done.add((lines[0]["run"], lines[0]["bsz"], lines[0]["batch"]))
+
+    def run_lines(self, run: str, bsz: int) -> list[dict]:
+        """The query lines of one run at one batch size (complete batches, latest write wins)."""
+        lines = (l for l in self.lines if l["run"] == run and l["bsz"] == bsz)
+        return list(index_runs(lines).get((run, bsz), {}).values())
+
+
+def write_config(out: Path, config: dict, resume: bool) -> None:
+    """Write OUT/config.json atomically. On resume, refuse other IDENTITY options; settings,
+    learners and batch sizes may grow (the union is kept)."""
+    path = out / "config.json"
+    if resume and path.exists():
+        old = json.loads(path.read_text())
+        for key in IDENTITY:
+            if old.get(key) != config.get(key):
+                what = {"queries": "the query stream (--domains/--limit/--seed/--data-dir)",
+                        "weights": "set of drafter weights (retrained or another --pool)"}.get(key, key)
+                raise StudyError(f"{out} was run with a different {what}; --resume needs the same options "
+                                 "(or choose another --out)")
+        config["bsz"] = sorted(set(old.get("bsz", [])) | set(config["bsz"]))
+        config["learners"] = [l for l in STUDY_LEARNERS if l in set(old.get("learners", [])) | set(config["learners"])]
+        config["settings"] = {**old.get("settings", {}), **config["settings"]}
+    tmp = path.with_name("config.json.tmp")
+    tmp.write_text(json.dumps(config, indent=1) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,69 @@
+"""Data flows one way (docs/design.md, "Layers"): no module imports from a layer above its own,
+counting imports inside functions too."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (who, what it must not import); names are module prefixes
+RULES = [
+    ("specsel.core", ("specsel.modeling", "specsel.engine", "specsel.learners", "specsel.study", "specsel.data",
+                      "specsel.cli", "drafters", "evaluators")),
+    ("specsel.modeling", ("specsel.engine", "specsel.learners", "specsel.study", "specsel.cli", "drafters",
+                          "evaluators")),
+    ("specsel.engine", ("specsel.learners", "specsel.study", "specsel.cli", "drafters", "evaluators")),
+    ("drafters", ("specsel.engine", "specsel.learners", "specsel.study", "specsel.cli", "evaluators")),
+    ("specsel.learners", ("specsel.engine", "specsel.study", "specsel.cli", "drafters", "evaluators")),
+    ("evaluators", ("specsel.modeling", "specsel.engine", "specsel.learners", "specsel.study", "specsel.cli",
+                    "drafters")),
+    ("specsel.data", ("specsel.engine", "specsel.learners", "specsel.study", "specsel.cli", "drafters",
+                      "evaluators")),
+]
+
+
+def modules():
+    for pkg in ("specsel", "drafters", "evaluators"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            yield name, path
+
+
+def imports(path: Path, name: str):
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            yield base
+
+
+def under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+@pytest.mark.parametrize("who,banned", RULES, ids=[r[0] for r in RULES])
+def test_no_layer_imports_from_above(who, banned):
+    broken = [f"{name} -> {target}" for name, path in modules() if under(name, who)
+              for target in imports(path, name) if any(under(target, b) for b in banned)]
+    assert not broken
+
+
+def test_only_the_study_and_the_cli_import_evaluators_inside_specsel():
+    broken = [f"{name} -> {target}" for name, path in modules()
+              if under(name, "specsel") and not under(name, "specsel.study") and not under(name, "specsel.cli")
+              for target in imports(path, name) if under(target, "evaluators")]
+    assert not broken
+
+
+def test_no_recipe_edits_sys_path():
+    assert not [p.name for p in (ROOT / "recipes").glob("*.py") if "sys.path" in p.read_text()]
+
+
+def test_source_files_stay_small():
+    assert not [f"{p.relative_to(ROOT)}: {n}" for _, p in modules() if (n := len(p.read_text().splitlines())) > 450]
