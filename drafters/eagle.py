@@ -24,13 +24,20 @@ from typing import Callable
 import torch
 from torch import nn
 
-from specsel.core.drafting import (Capabilities, DraftContext, Drafter, DrafterError, Predictions, Proposal, Scorer,
-                                   choose_tokens)
+from specsel.core.drafting import (
+    Capabilities,
+    DraftContext,
+    Drafter,
+    DrafterError,
+    Predictions,
+    Proposal,
+    Scorer,
+    choose_tokens,
+)
 from specsel.modeling.compat import decoder_stack
 from specsel.modeling.kvcache import RaggedKVCache
 
 from .eagle_head import EagleHead, eagle3_layers, load_eagle_head, resolve_projection_dtype
-
 
 # ---------------------------------------------------------------------- drafter
 
@@ -86,7 +93,8 @@ class EagleDrafter(Drafter, Scorer):
         window = self._window_features(ctx)
         if window is None:
             if int(counts.max()) > 0:
-                raise DrafterError(f"drafter '{self.name}' needs target features {self.capabilities.feature_layers} from the "
+                layers = self.capabilities.feature_layers
+                raise DrafterError(f"drafter '{self.name}' needs target features {layers} from the "
                                    "verify forward, but the engine passed none")
             return
         C = min(int(counts.max()), window.shape[1])
@@ -181,7 +189,7 @@ class EagleDrafter(Drafter, Scorer):
     @torch.inference_mode()
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
         self._use_weights()
-        B, dev, n = self.kv.batch_size, ctx.seqs.device, len(rows)
+        B, dev = self.kv.batch_size, ctx.seqs.device
         G = int(gammas.max())
         self._feed(ctx, rows, all_logits=False)
         # a row with no fed pair yet (one-token prompt, first round) cannot draft

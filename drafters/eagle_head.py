@@ -29,9 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from specsel.modeling.compat import cache_kwargs, decoder_stack
-
 from specsel.core.drafting import DrafterError
+from specsel.modeling.compat import cache_kwargs, decoder_stack
 
 _FAMILIES = {}
 
@@ -41,8 +40,10 @@ def _family(model_type: str):
     if not _FAMILIES:
         from transformers.models.llama import modeling_llama as llama
         from transformers.models.qwen2 import modeling_qwen2 as qwen2
-        _FAMILIES["llama"] = (llama.LlamaConfig, llama.LlamaDecoderLayer, llama.LlamaRotaryEmbedding, llama.LlamaRMSNorm)
-        _FAMILIES["qwen2"] = (qwen2.Qwen2Config, qwen2.Qwen2DecoderLayer, qwen2.Qwen2RotaryEmbedding, qwen2.Qwen2RMSNorm)
+        _FAMILIES["llama"] = (llama.LlamaConfig, llama.LlamaDecoderLayer, llama.LlamaRotaryEmbedding,
+                              llama.LlamaRMSNorm)
+        _FAMILIES["qwen2"] = (qwen2.Qwen2Config, qwen2.Qwen2DecoderLayer, qwen2.Qwen2RotaryEmbedding,
+                              qwen2.Qwen2RMSNorm)
     if model_type not in _FAMILIES:
         raise DrafterError(f"EAGLE heads support LLaMA and Qwen2 targets (model_type llama/qwen2); got '{model_type}'")
     return _FAMILIES[model_type]
@@ -172,7 +173,8 @@ class EagleHead(nn.Module):
         hidden ([.., hidden_size], EAGLE-3 skips fc for those). logits_to_keep=1: logits of
         the last column only (0: all)."""
         if position_ids is None:
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand(input_ids.shape[0], -1)
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+            position_ids = position_ids.expand(input_ids.shape[0], -1)
         embeds = self.embed[0](input_ids).to(self.dtype)
         features = features.to(self.dtype)
         if self.version == 1:

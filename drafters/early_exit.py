@@ -17,9 +17,8 @@ import copy
 import torch
 from torch import nn
 
-from specsel.modeling.compat import decoder_stack
-
 from specsel.core.drafting import Capabilities, DrafterError, Predictions
+from specsel.modeling.compat import decoder_stack
 
 from .model import ModelDrafter
 

@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from specsel.modeling.kvcache import RaggedKVCache
 from specsel.core.drafting import DraftContext, Drafter, Predictions, Proposal, Scorer, choose_tokens
+from specsel.modeling.kvcache import RaggedKVCache
 
 
 class ModelDrafter(Drafter, Scorer):
@@ -69,7 +69,7 @@ class ModelDrafter(Drafter, Scorer):
     @torch.inference_mode()
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
         self._use_weights()
-        B, dev, n = self.kv.batch_size, ctx.seqs.device, len(rows)
+        B, dev = self.kv.batch_size, ctx.seqs.device
         G = int(gammas.max())
         self._catch_up(ctx, rows, logits=False)         # no LM head: only the cache is needed
         logits, _ = self._feed(ctx, rows, end_offset=0)  # the last committed token, one per row

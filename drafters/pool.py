@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from specsel.core.drafting import Drafter, DrafterError
 from drafters.early_exit import EarlyExitDrafter, ExitGroup
 from drafters.ngram import NgramDrafter
+from specsel.core.drafting import Drafter, DrafterError
 
 WEIGHTS = Path(__file__).parent / "weights" / "smollm2-135m-instruct"
 EAGLE_DIR = WEIGHTS / "eagle"

@@ -22,14 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-
 import torch
 from tqdm.auto import tqdm
 
 from drafters.pool import default_pool, pool_names, weights_fingerprint
 from specsel import Arm, SpecEngine
-from specsel.study.heldout import heldout_prompts
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
+from specsel.study.heldout import heldout_prompts
 
 
 def parse_args(argv=None):
@@ -81,7 +80,8 @@ def main(argv=None) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial.jsonl")
-    config = {"target": args.target, "max_new_tokens": N, "arms": list(arms), "weights": weights_fingerprint(list(pool))}
+    config = {"target": args.target, "max_new_tokens": N, "arms": list(arms),
+              "weights": weights_fingerprint(list(pool))}
     done = read_lines(partial)
     if done and done[0].get("config") != config:
         raise SystemExit(f"bench_drafters: {partial} comes from another configuration (arms, token budget or "
@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     engine.generate(heldout_prompts(tokenizer, domains[0], args.data_dir, 1), list(arms.values())[:1],
                     max_new_tokens=4)                         # warm-up
     names = list(arms)
-    jobs = [(d, i, p) for d in domains for i, p in enumerate(heldout_prompts(tokenizer, d, args.data_dir, args.prompts))]
+    jobs = [(d, i, p) for d in domains
+            for i, p in enumerate(heldout_prompts(tokenizer, d, args.data_dir, args.prompts))]
     for k, (domain, i, prompt) in enumerate(tqdm(jobs, desc="bench drafters", unit="prompt")):
         if (domain, i) in finished:
             continue

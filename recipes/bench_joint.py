@@ -25,9 +25,8 @@ import json
 import sys
 from pathlib import Path
 
-
-from evaluators.records import to_dict
 from evaluators.lines import complete_lines
+from evaluators.records import to_dict
 from specsel.study import ResultStore, load_items, load_pool, warm_cost_model
 
 VARIANTS = {"per_query": {}, "weighted": {"lazy_drafters": None}, "full_scoring": {"lazy_scoring": False},

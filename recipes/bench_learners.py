@@ -29,9 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-
-import torch
-
 from drafters import EarlyExitDrafter, NgramDrafter
 from specsel import SpecEngine, arm_grid
 from specsel.data import encode_prompts, load_domain
@@ -97,7 +94,8 @@ def main(argv=None) -> int:
     feedback = {"bandit": "bandit", "full": "full", "hedge": "full"}
     score_every = {m: 1 for m in policies}
     if args.score_every > 1:
-        policies |= {"rr_full": TimedPolicy("round_robin", arms, names), "rr_deferred": TimedPolicy("round_robin", arms, names)}
+        policies |= {"rr_full": TimedPolicy("round_robin", arms, names),
+                     "rr_deferred": TimedPolicy("round_robin", arms, names)}
         feedback |= {"rr_full": "full", "rr_deferred": "full"}
         score_every |= {"rr_full": 1, "rr_deferred": args.score_every}
     wall = {m: 0.0 for m in policies}

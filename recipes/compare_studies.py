@@ -73,7 +73,8 @@ def compare(before: Path, after: Path, settings: set[str]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Compare two study output folders (tokens, rounds, MAT, regret, % oracle).")
+    ap = argparse.ArgumentParser(description="Compare two study output folders "
+                                             "(tokens, rounds, MAT, regret, % oracle).")
     ap.add_argument("before")
     ap.add_argument("after")
     ap.add_argument("--settings", default="drafter", help="comma list of settings whose summary rows must match "

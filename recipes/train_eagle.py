@@ -25,16 +25,24 @@ import sys
 import time
 from pathlib import Path
 
-
 import torch
 
 from drafters.eagle import EagleDrafter
 from drafters.eagle_head import new_eagle_head
-from drafters.training.eagle import (TRAINING_DATA_SOURCES, domain_features, draft_vocabulary, eagle_loss,
-                                     frozen_target, self_distilled_features, teacher_forced_top1, train, work_dir,
-                                     write_json)
-from specsel.study.heldout import measure_mat
+from drafters.training.eagle import (
+    TRAINING_DATA_SOURCES,
+    domain_features,
+    draft_vocabulary,
+    eagle_loss,
+    frozen_target,
+    self_distilled_features,
+    teacher_forced_top1,
+    train,
+    work_dir,
+    write_json,
+)
 from specsel.modeling.target import EMBEDDED_DEFAULT
+from specsel.study.heldout import measure_mat
 
 
 def parse_args(argv=None):
@@ -80,7 +88,8 @@ def main(argv=None) -> int:
                                                               args.self_distill_prompts, args.self_distill_tokens,
                                                               args.seq_len, work, seed=args.seed)
             human, r = data[d], args.self_distill_repeat
-            data[d] = (human[0] + docs, torch.cat([human[1], tok_.repeat(r, 1)]), torch.cat([human[2], val_.repeat(r, 1)]),
+            data[d] = (human[0] + docs, torch.cat([human[1], tok_.repeat(r, 1)]),
+                       torch.cat([human[2], val_.repeat(r, 1)]),
                        torch.cat([human[3], feat_.repeat(r, 1, 1)]))
     extract_s = time.perf_counter() - t0
     all_docs = [doc for d in domains for doc in data[d][0]]
@@ -130,7 +139,8 @@ def main(argv=None) -> int:
         "train_seconds": summary["seconds"], "feature_seconds": round(extract_s, 1),
         "final": {k: round(v, 4) for k, v in summary["last"].items() if k != "step"},
         "train_top1_first_64_rows": round(top1, 4),
-        "heldout_mat_gamma4": mat, "heldout": f"first {args.eval_prompts} eval prompts per domain, greedy, 64 new tokens",
+        "heldout_mat_gamma4": mat,
+        "heldout": f"first {args.eval_prompts} eval prompts per domain, greedy, 64 new tokens",
         "command": "python recipes/train_eagle.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     write_json(out / "training.json", card)

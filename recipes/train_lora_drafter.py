@@ -25,17 +25,24 @@ import sys
 import time
 from pathlib import Path
 
-
 import torch
 
 from drafters.eagle_head import load_eagle_head
-from drafters.training.eagle import (SELF_DISTILL_STYLES, TRAINING_DATA_SOURCES, domain_features,
-                                     eagle_loss, frozen_target, self_distilled_features, train, work_dir,
-                                     write_json)
 from drafters.lora import lora_experts
+from drafters.training.eagle import (
+    SELF_DISTILL_STYLES,
+    TRAINING_DATA_SOURCES,
+    domain_features,
+    eagle_loss,
+    frozen_target,
+    self_distilled_features,
+    train,
+    work_dir,
+    write_json,
+)
 from drafters.training.lora import new_lora
-from specsel.study.heldout import measure_mat
 from specsel.modeling.target import EMBEDDED_DEFAULT
+from specsel.study.heldout import measure_mat
 
 ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_medical", "gsm8k": "lora_gsm8k"}
 

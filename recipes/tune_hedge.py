@@ -19,7 +19,6 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-
 from tqdm.auto import tqdm
 
 from evaluators.records import acceptance_matrix, to_dict
@@ -27,8 +26,8 @@ from evaluators.replay import rounds_fixed
 from specsel import Arm, SpecEngine
 from specsel.learners import HedgeSpec
 from specsel.learners.replay import simulate
-from specsel.study import ResultStore, load_items, load_pool, parse_csv, pool_weights
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
+from specsel.study import ResultStore, load_items, load_pool, parse_csv, pool_weights
 
 RUN = "tune/fullinfo"
 

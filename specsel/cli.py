@@ -39,7 +39,8 @@ def _generate(args) -> int:
                                      seed=args.seed, progress=True) for name, a in runs.items()}
     result = results[str(arm)]
     print(tokenizer.decode(result.tokens[0], skip_special_tokens=True))
-    print(f"\n{'round':>5} {'arm':>10} {'drafted':>8} {'accepted':>9} {'committed':>10} {'draft ms':>9} {'verify ms':>10}")
+    print(f"\n{'round':>5} {'arm':>10} {'drafted':>8} {'accepted':>9} {'committed':>10} {'draft ms':>9} "
+          f"{'verify ms':>10}")
     for r in result.records:
         print(f"{r.round:>5} {str(Arm(r.drafter, r.gamma)):>10} {r.drafted:>8} {r.accepted:>9} {r.committed:>10} "
               f"{r.draft_s * 1e3:>9.1f} {r.verify_s * 1e3:>10.1f}")
@@ -72,12 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--threads", type=int, default=None)
-    gen.add_argument("--compare", action="store_true", help="also run plain autoregressive decoding and report the speedup")
+    gen.add_argument("--compare", action="store_true",
+                     help="also run plain autoregressive decoding and report the speedup")
     gen.add_argument("--pool", default=None, help="Python file defining build_pool(target) (default: drafters.pool)")
     gen.set_defaults(func=_generate)
 
     from specsel.study import add_eval_arguments
-    ev = sub.add_parser("eval", help="the domain study: every selection rule on one mixed stream (= recipes/domain_eval.py)")
+    ev = sub.add_parser("eval", help="the domain study: every selection rule on one mixed stream "
+                        "(= recipes/domain_eval.py)")
     add_eval_arguments(ev)
     ev.set_defaults(func=_eval)
 

@@ -1,15 +1,16 @@
 """The `specsel` command line: subcommands parse, list, replay, and fail with one-line errors."""
 import pytest
 
-from conftest import drafter_models, target_model
 from drafters import ModelDrafter, NgramDrafter
 from drafters.pool import pool_names
-from evaluators.records import append_records, read_records
 from evaluators.lines import flat_records
+from evaluators.records import append_records, read_records
 from specsel.cli import build_parser, main
 from specsel.core.drafting import Capabilities
 from specsel.study import StudyConfig, StudyItem, run_study
 from specsel.testing import random_prompts
+
+from conftest import drafter_models, target_model
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,22 @@ import csv
 import importlib.util
 import json
 import os
-import runpy
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import drafter_models, target_model
 from drafters import ModelDrafter, NgramDrafter
-from evaluators.records import read_records
 from evaluators.columns import SUMMARY_COLUMNS
 from evaluators.fullinfo import FullInfo
 from evaluators.lines import index_runs
+from evaluators.records import read_records
 from specsel.core.arms import Arm
 from specsel.core.runs import STUDY_LEARNERS as LEARNERS
 from specsel.study import StudyConfig, StudyError, StudyItem, load_pool, run_study
 from specsel.testing import random_prompts
+
+from conftest import drafter_models, target_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -162,7 +162,8 @@ def test_resume_with_retrained_weights_is_refused(tmp_path):
 
 def test_shipped_weights_fingerprint_tracks_the_files():
     from drafters.pool import weights_fingerprint
-    assert weights_fingerprint(["ngram"]) != weights_fingerprint(["eagle"]) != weights_fingerprint(["eagle", "lora_math"])
+    assert weights_fingerprint(["ngram"]) != weights_fingerprint(["eagle"]) \
+        != weights_fingerprint(["eagle", "lora_math"])
     assert weights_fingerprint(["eagle", "lora_math"]) == weights_fingerprint(["lora_math"])   # experts load the head
 
 
@@ -255,7 +256,8 @@ def test_resumed_throughput_policy_gets_the_same_step_costs():
     lines = []
     for b, batch in enumerate([items()[:2], items()[2:5]]):
         res = engine.generate([it.prompt for it in batch], live, max_new_tokens=12)
-        lines += [{"batch": b, "records": [to_dict(r) for r in res.records if r.row == row]} for row in range(len(batch))]
+        lines += [{"batch": b, "records": [to_dict(r) for r in res.records if r.row == row]}
+                  for row in range(len(batch))]
     fresh = LearnerPolicy("ucbspec", arms, names, objective="throughput")
     warm_cost_model(fresh, lines)
     for attr in ("verify_sum", "verify_n", "draft_sum", "draft_n"):

@@ -78,7 +78,6 @@ def offline_predictions(target, head, tokens):
     """Teacher-forced head predictions over a whole sequence: out[i] predicts tokens[i + 2]."""
     x = torch.tensor([tokens])
     hs = target(x, output_hidden_states=True).hidden_states
-    L = target.config.num_hidden_layers
     drafter = EagleDrafter(target, head)
     feats = torch.cat([hs[k] for k in drafter.capabilities.feature_layers], dim=-1)
     out = head(input_ids=x[:, 1:], features=feats[:, :-1])

@@ -3,14 +3,15 @@ import functools
 
 import pytest
 import torch
+from test_engine_sampling import N_TOKENS, PROMPT, V, chi2_pvalue, exact_joint
 
-from conftest import hf_greedy
 from drafters import DrafterError, EarlyExitDrafter, build
 from drafters.early_exit import ExitGroup
-from specsel.core.drafting import Capabilities
 from specsel import Arm, Sampling, SpecEngine
+from specsel.core.drafting import Capabilities
 from specsel.testing import random_prompts, tiny_model
-from test_engine_sampling import N_TOKENS, PROMPT, V, chi2_pvalue, exact_joint
+
+from conftest import hf_greedy
 
 L, MAX_NEW = 4, 24
 
@@ -38,7 +39,8 @@ def test_weights_are_shared_not_copied(arch, k):
     assert target.config.num_hidden_layers == L and len(base.layers) == L      # target untouched
     for i in range(k):
         assert thin.model.layers[i] is base.layers[i]
-        assert thin.model.layers[i].self_attn.q_proj.weight.data_ptr() == base.layers[i].self_attn.q_proj.weight.data_ptr()
+        ours, theirs = thin.model.layers[i].self_attn.q_proj.weight, base.layers[i].self_attn.q_proj.weight
+        assert ours.data_ptr() == theirs.data_ptr()
     assert thin.model.embed_tokens.weight.data_ptr() == base.embed_tokens.weight.data_ptr()
     assert thin.lm_head.weight.data_ptr() == target.lm_head.weight.data_ptr()
     assert thin.model.norm.weight.data_ptr() == base.norm.weight.data_ptr()

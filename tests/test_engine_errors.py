@@ -4,11 +4,12 @@ import functools
 
 import pytest
 
-from conftest import hf_greedy, noisy_copy
 from drafters import DrafterError, ModelDrafter, NgramDrafter
 from specsel import Arm, ArmPolicy, SpecEngine
 from specsel.core.drafting import Drafter, Proposal
 from specsel.testing import random_prompts, tiny_model
+
+from conftest import hf_greedy, noisy_copy
 
 CONTEXT = 64
 

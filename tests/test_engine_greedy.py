@@ -4,10 +4,11 @@ import functools
 import pytest
 import torch
 
-from conftest import drafter_models, hf_greedy, target_model
 from drafters import ModelDrafter, NgramDrafter
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts
+
+from conftest import drafter_models, hf_greedy, target_model
 
 MAX_NEW = 24
 

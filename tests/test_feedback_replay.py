@@ -2,10 +2,19 @@
 import numpy as np
 import pytest
 
-from evaluators.replay import (Round, arm_length_table, best_arm_in_hindsight, best_fixed_arm, per_token_regret,
-                               rounds_fixed, sampled_rounds_fixed, stopping_time_regret, worst_arm)
-from specsel.learners.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
+from evaluators.replay import (
+    Round,
+    arm_length_table,
+    best_arm_in_hindsight,
+    best_fixed_arm,
+    per_token_regret,
+    rounds_fixed,
+    sampled_rounds_fixed,
+    stopping_time_regret,
+    worst_arm,
+)
 from specsel.learners import Fixed, HedgeSpec, UCBSpec, make_learner
+from specsel.learners.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
 from specsel.learners.replay import simulate
 
 

@@ -8,8 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from specsel.learners import (LEARNERS, EpsilonGreedy, EXP3Spec, Fixed, HedgeSpec, RoundRobin, UCBSpec,
-                              make_learner, normalhedge_weights)
+from specsel.learners import (
+    LEARNERS,
+    EpsilonGreedy,
+    EXP3Spec,
+    Fixed,
+    HedgeSpec,
+    RoundRobin,
+    UCBSpec,
+    make_learner,
+    normalhedge_weights,
+)
 
 
 # ---------------------------------------------------------------- environments

@@ -46,8 +46,9 @@ def test_copies_the_span_after_the_latest_match():
 
 def test_no_draft_rounds_run_a_one_token_forward(monkeypatch):
     """A round where no row drafts must cost a 1-wide target forward, not 1 + gamma."""
-    from conftest import target_model
     from specsel.modeling import kvcache
+
+    from conftest import target_model
     widths = []
     forward = kvcache.RaggedKVCache.forward
 

@@ -1,16 +1,17 @@
 """Learners drive the live engine; offline replay of its records reproduces the run exactly (greedy)."""
 import pytest
 
-from conftest import drafter_models, hf_greedy, target_model
 from drafters import ModelDrafter, NgramDrafter
 from evaluators.records import acceptance_matrix, append_records, by_query, read_records, to_dict
 from specsel import Arm, SpecEngine, arm_grid
-from specsel.learners import make_learner
 from specsel.core.arms import arm_pairs
 from specsel.core.seeds import query_seed
+from specsel.learners import make_learner
 from specsel.learners.policy import LearnerPolicy
 from specsel.learners.replay import simulate
 from specsel.testing import random_prompts
+
+from conftest import drafter_models, hf_greedy, target_model
 
 POOL = ["noisy", "other", "ngram"]
 MAX_NEW = 40

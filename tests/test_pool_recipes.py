@@ -8,8 +8,8 @@ import torch
 
 from drafters import DrafterError
 from drafters.eagle_head import new_eagle_head
-from drafters.training.lora import new_lora
 from drafters.pool import default_pool
+from drafters.training.lora import new_lora
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 

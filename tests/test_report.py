@@ -95,7 +95,8 @@ CONFIG = {"settings": {"drafter": {"arms": ["good@2", "bad@2"]}}, "learners": ["
 def test_summarize_oracle_best_fixed_regret():
     s = summarize_study(study_lines(), CONFIG)
     get = {(r["domain"], r["learner"]): r for r in s["rows"]}
-    assert s["best_fixed"] == {"drafter/bsz1": {"arm": "good@2", "exact": True}}   # 2 + 6 vs 6 + 2 rounds: first on ties
+    # 2 + 6 vs 6 + 2 rounds: first on ties
+    assert s["best_fixed"] == {"drafter/bsz1": {"arm": "good@2", "exact": True}}
     oracle, best, hedge = get["mixed", "oracle"], get["mixed", "best_fixed"], get["mixed", "hedgespec"]
     assert oracle["mat"] == pytest.approx(12 / 4) and oracle["regret"] == 0 and oracle["tokens_per_s"] is None
     assert best["mat"] == pytest.approx(12 / 8) and best["regret"] == pytest.approx(2.0)

@@ -12,8 +12,15 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from specsel.modeling import target as T
-from specsel.modeling.target import (EMBEDDED_DEFAULT, TargetError, cache_root, describe_target, embedded_cache_dir,
-                            load_target, pick_attention)
+from specsel.modeling.target import (
+    EMBEDDED_DEFAULT,
+    TargetError,
+    cache_root,
+    describe_target,
+    embedded_cache_dir,
+    load_target,
+    pick_attention,
+)
 from specsel.testing import tiny_model
 
 WORDS = ["<pad>", "</s>", "<s>", "<unk>", "hello", "world", "what", "is", "two", "plus", "four", "the", "answer"]

@@ -18,16 +18,14 @@ import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from specsel.modeling.compat import capture_hidden_states
-
 from drafters.eagle_head import EagleHead
-
+from specsel.modeling.compat import capture_hidden_states
 
 # ---------------------------------------------------------------------- data
 
@@ -55,7 +53,8 @@ def work_dir(work: str | None, target_name: str) -> Path:
 
 
 
-def pack_sequences(token_lists: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def pack_sequences(token_lists: Sequence[Sequence[int]], seq_len: int,
+                   pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate documents and cut into rows of `seq_len` tokens (no padding but the last row).
 
     Returns (tokens [N, seq_len], valid [N, seq_len])."""
@@ -81,7 +80,8 @@ def draft_vocabulary(token_lists: Sequence[Sequence[int]], size: int, vocab_size
 
 @torch.inference_mode()
 def extract_features(target, tokens: torch.Tensor, layers: Sequence[int], out_dir: str | Path,
-                     batch_size: int = 8, shard_rows: int = 64, dtype=torch.float16, progress: bool = True) -> list[Path]:
+                     batch_size: int = 8, shard_rows: int = 64, dtype=torch.float16,
+                     progress: bool = True) -> list[Path]:
     """Target features (hidden states `layers`, concatenated) of every row of `tokens`, written
     as safetensors shards of `shard_rows` rows. Existing shards are kept (resume)."""
     from safetensors.torch import save_file
@@ -411,7 +411,8 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
             tmp = ckpt.with_suffix(".tmp")
             identity = {"n_rows": n_rows, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                         **(fingerprint or {})}
-            torch.save({"names": names, "identity": identity, "params": [p.detach().clone() for p in params], "opt": opt.state_dict(),
+            torch.save({"names": names, "identity": identity, "params": [p.detach().clone() for p in params],
+                        "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "step": step + 1,
                         "seconds": seconds, "history": history}, tmp)
             os.replace(tmp, ckpt)

@@ -63,7 +63,8 @@ def validate_arms(arms: Iterable[Arm], pool: Iterable[str]) -> None:
     pool = set(pool)
     for arm in arms:
         if arm.drafter is not None and arm.drafter not in pool:
-            raise ValueError(f"arm {arm}: unknown drafter '{arm.drafter}'; the pool has: {', '.join(sorted(pool)) or 'nothing'}")
+            raise ValueError(f"arm {arm}: unknown drafter '{arm.drafter}'; "
+                             f"the pool has: {', '.join(sorted(pool)) or 'nothing'}")
 
 
 def arm_pairs(arms: Sequence[Arm], drafters: Sequence[str]) -> list[tuple[int, int]]:

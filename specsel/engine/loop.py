@@ -118,7 +118,8 @@ class SpecEngine:
                 raise ValueError(f"prompt {i} is empty: every prompt needs at least one token "
                                  "(apply the chat template, or start with the BOS token)")
             if min(p) < 0 or max(p) >= vocab:
-                raise ValueError(f"prompt {i} has token ids outside [0, {vocab}): was it encoded with the target's tokenizer?")
+                raise ValueError(f"prompt {i} has token ids outside [0, {vocab}): "
+                                 "was it encoded with the target's tokenizer?")
             if self.context and len(p) + max_new_tokens > self.context:
                 raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it exceeds the "
                                  f"target's context of {self.context}: shorten the prompt or lower max_new_tokens")

@@ -34,11 +34,12 @@ from specsel.core.arms import Arm, arm_pairs, validate_arms
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo
 from specsel.core.seeds import query_seed
-from specsel.learners.feedback import CostModel, FeedbackRouter
 from specsel.learners import make_learner
+from specsel.learners.feedback import CostModel, FeedbackRouter
 
 OBJECTIVES = ("length", "throughput")
-DEFAULT_REFRESH = 8     # lazy scoring: every drafter is scored in every 8th window (8 beat 4 in one ad hoc run on tuning queries)
+# lazy scoring: every drafter is scored in every 8th window (8 beat 4 in one ad hoc run on tuning queries)
+DEFAULT_REFRESH = 8
 DEFAULT_LAZY_DRAFTERS = 1   # in between, each row's favourite: 1.01x the best fixed arm vs 0.99x scoring every
                             # weighted drafter (recipes/bench_joint.py on the tuning queries, README); 2: 0.96x ad hoc
 

