@@ -1,10 +1,13 @@
 import copy
 import functools
+from pathlib import Path
 
 import pytest
 import torch
 
 from specsel.testing import tiny_model
+
+REPO = Path(__file__).resolve().parent.parent     # the repository root (tests live one or two levels below)
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,12 +9,12 @@ For one query the committed token positions are ``s = 0, 1, 2, ...``.
 position ``s`` is accepted given the true prefix (``1 - TV(p, q_j)`` when
 sampling; 0/1 for greedy: drafter ``j``'s argmax equals the committed token).
 The expected accepted length (bonus included) of arm ``(j, g)`` started at ``s``
-is (DESIGN, "The round", step 7; computed by
+is (docs/design.md, "Learners", eq. 5; computed by
 ``specsel.core.acceptance.expected_lengths``)::
 
     A_s(j, g) = 1 + gamma_s + gamma_s*gamma_{s+1} + ... + prod_{k<g} gamma_{s+k}   in [1, g+1]
 
-Update rule (step 8).  Bandit learners get ``update(played, Y)`` once per round,
+Update rule (docs/design.md, "Learners", eqs. 6, 8 and 14).  Bandit learners get ``update(played, Y)`` once per round,
 ``Y`` = tokens committed in the round.  Full-information learners get, once per
 position ``s``, ``update(arm played at s, A_s[arm], all_rewards=A_s over all
 arms)``.  ``A_s`` needs gammas up to ``s + G - 1`` (``G`` = largest ``g`` among
@@ -26,7 +26,7 @@ depend on tokens that will never exist.
 Acceptance feedback.  A full-information learner that asks for it (HedgeSpec's
 ``loss="acceptance"``, or ``"auto"`` when every arm has the same ``g`` and there is no
 cost model) instead gets ``observe_acceptance(gamma[arm drafters, s])`` for every
-position ``s`` as soon as it is committed: loss ``1 - gamma`` (DESIGN, "Learners"), no
+position ``s`` as soon as it is committed: loss ``1 - gamma`` (docs/design.md, "Learners", eq. 11), no
 queue. With one ``g`` for all arms, ``A_s`` grows with every ``gamma_{s+k}``, so the
 drafter accepted most often is the one of longest expected length; and feedback without
 delay lets the learner follow a best drafter that changes within a query.

@@ -8,7 +8,7 @@ Per-query learners are the default (Not-a-Bandit competes with the best arm per 
 
 Queries are numbered across generate() calls (the r-th prompt this policy has seen is query r);
 a per-query learner is seeded with `specsel.core.seeds.query_seed(seed, r)`, so offline replay
-(`evaluators.replay.simulate`) can rebuild exactly the same learner.
+(`specsel.learners.replay.simulate`) can rebuild exactly the same learner.
 
 Lazy scoring (`lazy_scoring`, on by default for a full-information learner with the
 throughput objective, where scoring time counts: an EAGLE or LoRA drafter's score is a head

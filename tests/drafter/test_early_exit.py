@@ -3,7 +3,7 @@ import functools
 
 import pytest
 import torch
-from test_engine_sampling import N_TOKENS, PROMPT, V, chi2_pvalue, exact_joint
+from distribution_checks import N_TOKENS, PROMPT, V, chi2_pvalue, exact_joint
 
 from drafters import DrafterError, EarlyExitDrafter, build
 from drafters.early_exit import ExitGroup

@@ -1,7 +1,6 @@
 """recipes/example_pool.py: the registration examples work (tiny random Llama / Qwen2 targets)."""
 import copy
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +12,9 @@ from drafters.training.lora import new_lora
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 
-from conftest import hf_greedy
+from conftest import REPO, hf_greedy
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "example_pool.py"
+RECIPE = REPO / "recipes" / "example_pool.py"
 
 
 def recipe():

@@ -1,10 +1,11 @@
 """recipes/tune_hedge.py: the replay table that picks HedgeSpec's discount."""
 import importlib.util
-from pathlib import Path
 
 import pytest
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tune_hedge.py"
+from conftest import REPO
+
+RECIPE = REPO / "recipes" / "tune_hedge.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """The bottom layer: one written form of an arm, the seed formulas, the drafter protocols."""
 import ast
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +8,9 @@ from specsel.core.arms import Arm, arm_name, arm_pairs
 from specsel.core.drafting import NOT_SCORED, Capabilities, DraftContext, Drafter, Scorer, ScoringWindow
 from specsel.core.seeds import batch_seed, query_seed
 
-CORE = Path(__file__).resolve().parent.parent / "specsel" / "core"
+from conftest import REPO
+
+CORE = REPO / "specsel" / "core"
 
 
 @pytest.mark.parametrize("arm", [Arm("ngram", 4), Arm("lora_code", 1), Arm("a@b", 2), Arm.autoregressive()])

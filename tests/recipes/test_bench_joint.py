@@ -1,11 +1,11 @@
 """recipes/bench_joint.py: HedgeSpec variants against fixed arms in the joint setting."""
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 DATA = REPO.parent / "shared" / "data"
 
 

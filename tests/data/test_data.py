@@ -22,7 +22,9 @@ from specsel.data import (
     training_texts,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import REPO
+
+SHARED_DATA = REPO.parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(
     not (SHARED_DATA / "medqa" / "test.jsonl").is_file(),
     reason=f"real data sets not found at {SHARED_DATA} (see docs/design.md, 'Data')",

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +17,7 @@ from specsel.core.runs import STUDY_LEARNERS as LEARNERS
 from specsel.study import StudyConfig, StudyError, StudyItem, load_pool, run_study
 from specsel.testing import random_prompts
 
-from conftest import drafter_models, target_model
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, drafter_models, target_model
 
 
 def pool():

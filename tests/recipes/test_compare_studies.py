@@ -3,7 +3,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "compare_studies.py"
+from conftest import REPO
+
+RECIPE = REPO / "recipes" / "compare_studies.py"
 
 
 def load():
