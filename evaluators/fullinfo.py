@@ -13,10 +13,10 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from evaluators.costs import setting_cost
 from evaluators.records import acceptance_matrix, replay_exact_of
 from evaluators.replay import is_greedy_record, rounds_fixed, sampled_rounds_fixed
 from specsel.core.arms import Arm
+from specsel.core.costs import setting_cost
 from specsel.core.seeds import query_seed
 
 

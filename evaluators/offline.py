@@ -12,9 +12,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from evaluators.columns import new_row
-from evaluators.costs import RoundCost
 from evaluators.fullinfo import FullInfo, SettingEval
 from specsel.core.arms import Arm
+from specsel.core.costs import RoundCost
 
 QueryRounds = Mapping[str, int]     # qid -> rounds one learner needed on that query
 

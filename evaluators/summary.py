@@ -17,7 +17,7 @@ Settings (``config["settings"]``, ``specsel.core.runs.SETTINGS``):
 * ``joint``: arms = drafters x gammas; objective = tokens per second. A round of arm
   ``(j, g)`` costs ``t_verify(g) + g * t_draft(j)``, in units of one autoregressive forward,
   with the step times fitted on the full-information run's own round timings
-  (``evaluators.costs.StepCost``). The per-query oracle, regret and % of oracle of this setting
+  (``specsel.core.costs.StepCost``). The per-query oracle, regret and % of oracle of this setting
   therefore rest on that cost model: they are estimates and labelled as such. Tokens/s columns
   are always measured live (the oracle has none).
 
@@ -34,11 +34,11 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from evaluators.columns import new_row
-from evaluators.costs import run_cost, setting_cost
 from evaluators.fullinfo import FullInfo, SettingEval
 from evaluators.lines import index_runs
 from evaluators.lossless import check_lossless
 from specsel.core.arms import arm_name
+from specsel.core.costs import run_cost, setting_cost
 from specsel.core.runs import run_name
 
 TARGETS = {  # acceptance targets of HedgeSpec on the mixed stream: ratio to the best fixed arm / the oracle

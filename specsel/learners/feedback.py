@@ -42,63 +42,10 @@ from typing import Sequence
 import numpy as np
 
 from specsel.core.acceptance import arm_arrays, expected_lengths
+from specsel.core.costs import CostModel
 
 Arm = tuple[int, int]
-__all__ = ["Arm", "CostModel", "FeedbackRouter", "arm_arrays", "expected_lengths"]
-
-
-class CostModel:
-    """Running-mean step times, for the tokens-per-second objective.
-
-    The engine calls ``observe_verify(g, seconds)`` after each target forward
-    that verified ``g`` draft tokens and ``observe_draft(j, seconds_per_token)``
-    after drafter ``j`` proposed.  Defaults before any observation:
-
-    * ``t_draft(j)`` of an unobserved drafter is 0 (optimistic: drafting free);
-    * ``t_verify(g)`` of an unobserved ``g`` is the smallest running mean
-      observed for any other ``g`` (optimistic); if no verify time has been
-      observed at all it is ``default_verify`` (1 s), so before any measurement
-      the reward is just the expected length (neutral).
-
-    Optimism makes full-information learners try the arms whose cost is unknown.
-    """
-
-    def __init__(self, n_drafters: int, max_gamma: int, default_verify: float = 1.0):
-        self.default_verify = float(default_verify)
-        self.verify_sum = np.zeros(int(max_gamma) + 1)
-        self.verify_n = np.zeros(int(max_gamma) + 1)
-        self.draft_sum = np.zeros(int(n_drafters))
-        self.draft_n = np.zeros(int(n_drafters))
-
-    def observe_verify(self, g: int, seconds: float) -> None:
-        self.verify_sum[g] += seconds
-        self.verify_n[g] += 1
-
-    def observe_draft(self, j: int, seconds_per_token: float) -> None:
-        self.draft_sum[j] += seconds_per_token
-        self.draft_n[j] += 1
-
-    def t_verify(self, g: int | np.ndarray | None = None) -> np.ndarray | float:
-        """Running mean verify time per ``g`` (all ``g`` when ``g`` is None)."""
-        seen = self.verify_n > 0
-        fill = (self.verify_sum[seen] / self.verify_n[seen]).min() if seen.any() else self.default_verify
-        t = np.full(len(self.verify_n), fill)
-        np.divide(self.verify_sum, self.verify_n, out=t, where=seen)
-        return t if g is None else t[g]
-
-    def t_draft(self, j: int | np.ndarray | None = None) -> np.ndarray | float:
-        """Running mean seconds per draft token per drafter (0 while unobserved)."""
-        t = np.zeros(len(self.draft_n))
-        np.divide(self.draft_sum, self.draft_n, out=t, where=self.draft_n > 0)
-        return t if j is None else t[j]
-
-    def seconds(self, arm_drafter, arm_gamma) -> np.ndarray:
-        """Expected seconds of one round per arm: ``t_verify(g) + g * t_draft(j)``."""
-        return self.t_verify()[arm_gamma] + arm_gamma * self.t_draft()[arm_drafter]
-
-    def throughput(self, lengths, arm_drafter, arm_gamma) -> np.ndarray:
-        """Tokens per second ``A / (t_verify(g) + g * t_draft(j))``."""
-        return np.asarray(lengths, dtype=float) / self.seconds(arm_drafter, arm_gamma)
+__all__ = ["Arm", "FeedbackRouter", "arm_arrays", "expected_lengths"]
 
 
 class FeedbackRouter:

@@ -31,28 +31,18 @@ from typing import Sequence
 import numpy as np
 
 from specsel.core.arms import Arm, arm_pairs, validate_arms
+from specsel.core.costs import RelativeCostModel
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo
 from specsel.core.seeds import query_seed
 from specsel.learners import make_learner
-from specsel.learners.feedback import CostModel, FeedbackRouter
+from specsel.learners.feedback import FeedbackRouter
 
 OBJECTIVES = ("length", "throughput")
 # lazy scoring: every drafter is scored in every 8th window (8 beat 4 in one ad hoc run on tuning queries)
 DEFAULT_REFRESH = 8
 DEFAULT_LAZY_DRAFTERS = 1   # in between, each row's favourite: 1.01x the best fixed arm vs 0.99x scoring every
                             # weighted drafter (recipes/bench_joint.py on the tuning queries, README); 2: 0.96x ad hoc
-
-
-class RelativeCostModel(CostModel):
-    """Step times in units of one autoregressive target forward.
-
-    The throughput reward A / (t_verify(g) + g t_draft(j)) then reads as an estimated
-    speedup over autoregressive decoding and lies in [0, L + 1] like the length reward.
-    """
-
-    def seconds(self, arm_drafter, arm_gamma):
-        return super().seconds(arm_drafter, arm_gamma) / max(float(self.t_verify(0)), 1e-9)
 
 
 class LearnerPolicy(ArmPolicy):
@@ -150,11 +140,7 @@ class LearnerPolicy(ArmPolicy):
 
     def observe(self, info: RoundInfo) -> None:
         if self.cost is not None and info.records:
-            rec = info.records[0]
-            self.cost.observe_verify(max(r.drafted for r in info.records), rec.verify_s)
-            for r in info.records:
-                if r.drafter is not None and r.drafted:
-                    self.cost.observe_draft(self.drafters.index(r.drafter), r.draft_s / r.drafted)
+            self.cost.observe_round(info.records, self.drafters)
         for r in info.records:
             gammas = None
             if r.position_acceptance is not None:     # a drafter that was not scored: nan (asleep)

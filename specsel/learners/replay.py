@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from specsel.core.acceptance import Round, as_record, is_greedy_record, replay_round
-from specsel.learners.feedback import CostModel, FeedbackRouter
+from specsel.core.costs import CostModel
+from specsel.learners.feedback import FeedbackRouter
 
 Arm = tuple[int, int]
 __all__ = ["Round", "simulate"]

@@ -37,11 +37,7 @@ def warm_cost_model(policy, lines: Sequence[dict]) -> None:
     for b in sorted(by_batch):
         recs = sorted((r for l in by_batch[b] for r in l["records"]), key=lambda r: (r["round"], r["row"]))
         for k in sorted({r["round"] for r in recs}):
-            rnd = [r for r in recs if r["round"] == k]
-            policy.cost.observe_verify(max(r["drafted"] for r in rnd), rnd[0]["verify_s"])
-            for r in rnd:
-                if r["drafter"] is not None and r["drafted"]:
-                    policy.cost.observe_draft(policy.drafters.index(r["drafter"]), r["draft_s"] / r["drafted"])
+            policy.cost.observe_round([r for r in recs if r["round"] == k], policy.drafters)
 
 
 class _Decoder:

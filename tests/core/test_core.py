@@ -63,3 +63,25 @@ def test_a_drafter_declares_its_needs_once():
     assert not issubclass(Drafter, Scorer)     # scoring is an optional protocol
     with pytest.raises(NotImplementedError, match="deferred"):
         Scorer().score_since(None, None, None)
+
+
+def test_the_cost_model_hears_a_round_the_same_from_records_and_from_stored_dicts():
+    import dataclasses
+
+    import numpy as np
+
+    from specsel.core.costs import CostModel, RelativeCostModel
+    from specsel.core.records import RoundRecord
+
+    rnd = [RoundRecord(0, 0, "b", 4, 3, 2, 3, 0.03, 0.2, 3), RoundRecord(1, 0, None, 0, 0, 0, 1, 0.0, 0.2, 3),
+           RoundRecord(2, 0, "a", 2, 2, 0, 1, 0.01, 0.2, 3)]
+    live, stored = CostModel(2, 4), CostModel(2, 4)
+    live.observe_round(rnd, ["a", "b"])
+    stored.observe_round([dataclasses.asdict(r) for r in rnd], ["a", "b"])
+    for m in (live, stored):
+        assert m.verify_n.tolist() == [0, 0, 0, 1, 0]                   # the widest draft: 3
+        np.testing.assert_allclose(m.t_draft(), [0.005, 0.01])          # seconds per draft token
+    rel = RelativeCostModel(2, 4)
+    rel.observe_verify(0, 0.1)
+    rel.observe_verify(2, 0.3)
+    np.testing.assert_allclose(rel.seconds(np.array([0, 0]), np.array([0, 2])), [1.0, 3.0])

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from evaluators.columns import EXTRA_COLUMNS, SUMMARY_COLUMNS
-from evaluators.costs import StepCost
 from evaluators.fullinfo import FullInfo
 from evaluators.lines import complete_lines
 from evaluators.lossless import check_lossless
@@ -14,6 +13,7 @@ from evaluators.offline import interleaved_arms
 from evaluators.report import format_table, write_report
 from evaluators.summary import summarize_study
 from specsel.core.arms import Arm
+from specsel.core.costs import StepCost
 from specsel.study.offline import regret_vs_arms
 
 

@@ -13,8 +13,9 @@ from evaluators.replay import (
     stopping_time_regret,
     worst_arm,
 )
+from specsel.core.costs import CostModel
 from specsel.learners import Fixed, HedgeSpec, UCBSpec, make_learner
-from specsel.learners.feedback import CostModel, FeedbackRouter, arm_arrays, expected_lengths
+from specsel.learners.feedback import FeedbackRouter, arm_arrays, expected_lengths
 from specsel.learners.replay import simulate
 
 

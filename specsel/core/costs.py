@@ -1,0 +1,186 @@
+"""What one target round of an arm costs (docs/design.md, "Learners", eq. 7), in one place for
+the live learners and the offline study.
+
+The model: a round of arm (j, g) takes ``t_verify(w) + g * t_draft(j)`` seconds, where ``w`` is
+the verify window's draft width; in units of one autoregressive forward it costs
+``c(j, g) = (t_verify(w) + g * t_draft(j)) / t_verify(0)``. Two estimators of it:
+
+* :class:`CostModel` (live, ``specsel.learners``): running means per verify width and per
+  drafter, updated round by round (``observe_round``), optimistic before any observation;
+  :class:`RelativeCostModel` reports it in autoregressive forwards.
+* :class:`StepCost` (offline, ``evaluators``): fitted once on a full-information run's stored
+  rounds, with a least-squares verify line and each drafter's fill (the share of its gamma it
+  really drafts). The joint setting's oracle and regret rest on it: an estimate.
+
+:class:`RoundCost` is the ``drafter`` setting's cost: every round costs 1 (stopping time).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+class CostModel:
+    """Running-mean step times, for the tokens-per-second objective.
+
+    The engine calls ``observe_verify(g, seconds)`` after each target forward
+    that verified ``g`` draft tokens and ``observe_draft(j, seconds_per_token)``
+    after drafter ``j`` proposed.  Defaults before any observation:
+
+    * ``t_draft(j)`` of an unobserved drafter is 0 (optimistic: drafting free);
+    * ``t_verify(g)`` of an unobserved ``g`` is the smallest running mean
+      observed for any other ``g`` (optimistic); if no verify time has been
+      observed at all it is ``default_verify`` (1 s), so before any measurement
+      the reward is just the expected length (neutral).
+
+    Optimism makes full-information learners try the arms whose cost is unknown.
+    """
+
+    def __init__(self, n_drafters: int, max_gamma: int, default_verify: float = 1.0):
+        self.default_verify = float(default_verify)
+        self.verify_sum = np.zeros(int(max_gamma) + 1)
+        self.verify_n = np.zeros(int(max_gamma) + 1)
+        self.draft_sum = np.zeros(int(n_drafters))
+        self.draft_n = np.zeros(int(n_drafters))
+
+    def observe_verify(self, g: int, seconds: float) -> None:
+        self.verify_sum[g] += seconds
+        self.verify_n[g] += 1
+
+    def observe_draft(self, j: int, seconds_per_token: float) -> None:
+        self.draft_sum[j] += seconds_per_token
+        self.draft_n[j] += 1
+
+    def observe_round(self, records: Sequence, drafters: Sequence[str]) -> None:
+        """Feed one round: its verify time at the widest draft, and each drafting row's seconds
+        per draft token (drafter index in `drafters`). `records` are the round's RoundRecords
+        (or their dicts), in row order: the live policy and a resumed study feed the same."""
+        get = (lambda r, k: r[k]) if records and isinstance(records[0], dict) else getattr
+        self.observe_verify(max(get(r, "drafted") for r in records), get(records[0], "verify_s"))
+        for r in records:
+            if get(r, "drafter") is not None and get(r, "drafted"):
+                self.observe_draft(drafters.index(get(r, "drafter")), get(r, "draft_s") / get(r, "drafted"))
+
+    def t_verify(self, g: int | np.ndarray | None = None) -> np.ndarray | float:
+        """Running mean verify time per ``g`` (all ``g`` when ``g`` is None)."""
+        seen = self.verify_n > 0
+        fill = (self.verify_sum[seen] / self.verify_n[seen]).min() if seen.any() else self.default_verify
+        t = np.full(len(self.verify_n), fill)
+        np.divide(self.verify_sum, self.verify_n, out=t, where=seen)
+        return t if g is None else t[g]
+
+    def t_draft(self, j: int | np.ndarray | None = None) -> np.ndarray | float:
+        """Running mean seconds per draft token per drafter (0 while unobserved)."""
+        t = np.zeros(len(self.draft_n))
+        np.divide(self.draft_sum, self.draft_n, out=t, where=self.draft_n > 0)
+        return t if j is None else t[j]
+
+    def seconds(self, arm_drafter, arm_gamma) -> np.ndarray:
+        """Expected seconds of one round per arm: ``t_verify(g) + g * t_draft(j)``."""
+        return self.t_verify()[arm_gamma] + arm_gamma * self.t_draft()[arm_drafter]
+
+    def throughput(self, lengths, arm_drafter, arm_gamma) -> np.ndarray:
+        """Tokens per second ``A / (t_verify(g) + g * t_draft(j))``."""
+        return np.asarray(lengths, dtype=float) / self.seconds(arm_drafter, arm_gamma)
+
+
+class RelativeCostModel(CostModel):
+    """Step times in units of one autoregressive target forward.
+
+    The throughput reward A / (t_verify(g) + g t_draft(j)) then reads as an estimated
+    speedup over autoregressive decoding and lies in [0, L + 1] like the length reward.
+    """
+
+    def seconds(self, arm_drafter, arm_gamma):
+        return super().seconds(arm_drafter, arm_gamma) / max(float(self.t_verify(0)), 1e-9)
+
+
+class RoundCost:
+    """Every target round costs 1 (the `drafter` setting: cost = stopping time)."""
+    unit = "rounds"
+    estimated = False
+
+    def relative(self, drafter: str | None, gamma: int) -> float:
+        return 1.0
+
+    def to_dict(self) -> dict:
+        return {"unit": self.unit}
+
+
+@dataclass
+class StepCost:
+    """Seconds per round of arm (j, g): ``t_verify(f_j g) + g * t_draft(j)``, fitted from records.
+
+    ``t_verify(w) = verify0 + slope * w`` is a least-squares line through the (widest draft in
+    the round, verify seconds) pairs of the rounds; ``t_draft(j)`` = drafter j's proposal
+    seconds per draft step; ``f_j`` = the fraction of its gamma that drafter j actually
+    drafted (an n-gram drafter often finds no match and drafts nothing, which makes its
+    verify window narrower). ``relative`` divides by ``verify0``: the cost in autoregressive
+    forwards, the unit of RelativeCostModel.
+    """
+    verify0: float
+    slope: float
+    draft_step: dict[str, float] = field(default_factory=dict)
+    fill: dict[str, float] = field(default_factory=dict)
+    unit = "ar_forwards"
+    estimated = True
+
+    @classmethod
+    def fit(cls, lines: Iterable[dict]) -> "StepCost":
+        rounds: dict[tuple, dict] = {}
+        drafted: Counter = Counter()
+        nominal: Counter = Counter()
+        steps: dict[str, list[float]] = {}
+        groups: dict[tuple, list[dict]] = {}
+        for line in lines:
+            for rec in line["records"]:
+                key = (line["run"], line["bsz"], line["batch"], rec["round"])
+                r = rounds.setdefault(key, {"w": 0, "t": rec["verify_s"]})
+                r["w"] = max(r["w"], rec["drafted"])
+                if rec["drafter"] is not None:
+                    drafted[rec["drafter"]] += rec["drafted"]
+                    nominal[rec["drafter"]] += rec["gamma"]
+                    groups.setdefault(key + (rec["drafter"],), []).append(rec)
+        for (*_, name), recs in groups.items():
+            g = max(r["gamma"] for r in recs)
+            if g > 0:
+                steps.setdefault(name, []).append(recs[0]["draft_s"] / g)
+        if not rounds:
+            raise ValueError("no rounds to fit step costs on")
+        w = np.array([r["w"] for r in rounds.values()], dtype=float)
+        t = np.array([r["t"] for r in rounds.values()], dtype=float)
+        if len(np.unique(w)) >= 2:
+            slope, verify0 = np.polyfit(w, t, 1)
+        else:
+            slope, verify0 = 0.0, float(t.mean())
+        slope = max(float(slope), 0.0)
+        if not verify0 > 0:
+            verify0 = float(t[w == w.min()].mean())
+        return cls(float(verify0), slope, {k: float(np.mean(v)) for k, v in steps.items()},
+                   {k: drafted[k] / nominal[k] for k in nominal if nominal[k]})
+
+    def seconds(self, drafter: str | None, gamma: int) -> float:
+        if drafter is None or gamma == 0:
+            return self.verify0
+        f = self.fill.get(drafter, 1.0)
+        return self.verify0 + self.slope * f * gamma + gamma * self.draft_step.get(drafter, 0.0)
+
+    def relative(self, drafter: str | None, gamma: int) -> float:
+        return self.seconds(drafter, gamma) / self.verify0
+
+    def to_dict(self) -> dict:
+        return {"unit": self.unit, "verify0_s": self.verify0, "verify_slope_s_per_token": self.slope,
+                "draft_step_s": self.draft_step, "fill": self.fill}
+
+
+def run_cost(line: dict, cost) -> float:
+    """Cost of one query's live rounds under `cost` (rounds, or AR-forward equivalents)."""
+    return float(sum(cost.relative(r["drafter"], r["gamma"]) for r in line["records"]))
+
+
+def setting_cost(setting: str, fullinfo_lines: Sequence[dict]):
+    """The cost model of `setting`, fitted on the full-information run's lines when it needs timings."""
+    return StepCost.fit(fullinfo_lines) if setting == "joint" else RoundCost()
