@@ -10,6 +10,15 @@ from specsel.testing import tiny_model
 REPO = Path(__file__).resolve().parent.parent     # the repository root (tests live one or two levels below)
 
 
+def load_recipe(name: str):
+    """The module recipes/<name>.py, loaded from its file (recipes are scripts, not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @functools.lru_cache(maxsize=None)
 def target_model(arch: str):
     return tiny_model(arch, seed=0)

@@ -13,17 +13,20 @@ from specsel.testing import random_prompts
 from conftest import drafter_models, target_model
 
 
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli_study")
+def small_study(out, second_drafter: tuple, learners: tuple):
+    """A drafter-setting study of 4 queries with the noisy model drafter and `second_drafter` (name, drafter)."""
     prompts = [p + p[:5] for p in random_prompts(4, min_len=3, max_len=12, seed=21)]
     items = [StudyItem(f"d{i % 2}/{i}", f"d{i % 2}", p) for i, p in enumerate(prompts)]
-    pool = {"noisy": ModelDrafter(drafter_models("llama")["noisy"]), "ngram": NgramDrafter()}
-    cfg = StudyConfig(settings=("drafter",), learners=("hedgespec", "ucbspec"), gamma=3, bsz=(2,),
-                      max_new_tokens=16, seed=1)
+    pool = {"noisy": ModelDrafter(drafter_models("llama")["noisy"]), second_drafter[0]: second_drafter[1]}
+    cfg = StudyConfig(settings=("drafter",), learners=learners, gamma=3, bsz=(2,), max_new_tokens=16, seed=1)
     run_study(target_model("llama"), pool, items, cfg, out, eos_token_id=1, progress=False, log=lambda s: None,
               plots=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    return small_study(tmp_path_factory.mktemp("cli_study"), ("ngram", NgramDrafter()), ("hedgespec", "ucbspec"))
 
 
 def one_line_error(capsys):
@@ -97,14 +100,7 @@ class InexactNgram(NgramDrafter):
 
 @pytest.fixture(scope="module")
 def inexact_study_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli_inexact")
-    prompts = [p + p[:5] for p in random_prompts(4, min_len=3, max_len=12, seed=21)]
-    items = [StudyItem(f"d{i % 2}/{i}", f"d{i % 2}", p) for i, p in enumerate(prompts)]
-    pool = {"noisy": ModelDrafter(drafter_models("llama")["noisy"]), "lookup": InexactNgram()}
-    cfg = StudyConfig(settings=("drafter",), learners=("hedgespec",), gamma=3, bsz=(2,), max_new_tokens=16, seed=1)
-    run_study(target_model("llama"), pool, items, cfg, out, eos_token_id=1, progress=False, log=lambda s: None,
-              plots=False)
-    return out
+    return small_study(tmp_path_factory.mktemp("cli_inexact"), ("lookup", InexactNgram()), ("hedgespec",))
 
 
 def test_replay_of_a_drafter_without_exact_replay_is_labelled_estimated(inexact_study_dir, study_dir, capsys):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_recipe
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -15,9 +15,7 @@ DATA = REPO.parent / "shared" / "data"
 def test_bench_joint_runs_checks_lossless_and_resumes(tmp_path, capsys):
     if not (DATA / "math" / "test.jsonl").is_file():
         pytest.skip(f"needs the evaluation data in {DATA}")
-    spec = importlib.util.spec_from_file_location("bench_joint", REPO / "recipes" / "bench_joint.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_recipe("bench_joint")
     argv = ["--data-dir", str(DATA), "--domains", "math,medqa", "--skip", "30", "--limit", "1",
             "--drafters", "ngram,early_exit_8", "--fixed", "autoregressive,ngram@1", "--bsz", "2",
             "--max-new-tokens", "8", "--out", str(tmp_path), "--no-progress"]

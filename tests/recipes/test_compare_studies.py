@@ -1,18 +1,12 @@
 """recipes/compare_studies.py: the identity check of two study folders finds every kind of change."""
-import importlib.util
 import json
 from pathlib import Path
 
-from conftest import REPO
-
-RECIPE = REPO / "recipes" / "compare_studies.py"
+from conftest import load_recipe
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("compare_studies", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("compare_studies")
 
 
 def write_study(folder: Path, tokens=(5, 6, 7), committed=2, mat=1.5, best="ngram@4"):

@@ -1,6 +1,5 @@
 """recipes/example_pool.py: the registration examples work (tiny random Llama / Qwen2 targets)."""
 import copy
-import importlib.util
 
 import pytest
 import torch
@@ -12,16 +11,11 @@ from drafters.training.lora import new_lora
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 
-from conftest import REPO, hf_greedy
-
-RECIPE = REPO / "recipes" / "example_pool.py"
+from conftest import hf_greedy, load_recipe
 
 
 def recipe():
-    spec = importlib.util.spec_from_file_location("pool_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("example_pool")
 
 
 def eagle1_checkpoint(target, path, seed):

@@ -1,19 +1,12 @@
 """recipes/tune_hedge.py: the replay table that picks HedgeSpec's discount."""
-import importlib.util
-
 import pytest
 
-from conftest import REPO
-
-RECIPE = REPO / "recipes" / "tune_hedge.py"
+from conftest import load_recipe
 
 
 @pytest.fixture(scope="module")
 def tune():
-    spec = importlib.util.spec_from_file_location("tune_hedge", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("tune_hedge")
 
 
 def line(domain, qid, a, b):
