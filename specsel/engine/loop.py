@@ -201,9 +201,8 @@ class SpecEngine:
         widths = lens - 1              # the cache holds every committed token but the last
         if int(widths.max()) > 0:
             draft_layers = sorted({k for d in self.drafters.values() for k in d.capabilities.feature_layers})
-            out = kv.forward(seqs[:, : int(widths.max())], widths, logits=False, capture=draft_layers)
-            ctx.target_hidden = out.captured or None      # prompt features f_0..f_{P-2}
-            kv.keep(widths)
+            # in length groups: a long prompt does not make the short ones pay for its padding
+            ctx.target_hidden = kv.prefill(seqs, widths, capture=draft_layers) or None   # features f_0..f_{P-2}
         for d in self.drafters.values():
             d.start(ctx)
         ctx.target_hidden = None

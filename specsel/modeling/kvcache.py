@@ -77,6 +77,48 @@ class RaggedKVCache:
         assert self.width == T + W
         return out
 
+    def prefill(self, tokens: torch.Tensor, widths: torch.Tensor, capture: Sequence[int] = (),
+                max_padding: float = 0.25) -> dict[int, torch.Tensor]:
+        """Fill an empty cache with tokens[r, :widths[r]] of every row, without computing most of
+        the padding: rows are prefilled in length groups (`length_groups`) in which no row is
+        padded by more than `max_padding` of the group's longest row, then laid side by side in
+        this cache's layout. Returns the captured hidden states [B, max width, H] (zeros past a
+        row's width). One group (similar lengths) is one forward, as before."""
+        if self.width:
+            raise RuntimeError("RaggedKVCache.prefill needs an empty cache")
+        widths = widths.to(self.device)
+        groups = length_groups(widths, max_padding)
+        if len(groups) == 1:
+            out = self.forward(tokens[:, : int(widths.max())], widths, logits=False, capture=capture)
+            self.keep(widths)
+            return out.captured
+        B, W = len(widths), int(widths.max())
+        keys: list = []
+        values: list = []
+        captured: dict[int, torch.Tensor] = {}
+        for rows in groups:
+            part = RaggedKVCache(self.model, len(rows))
+            w = int(widths[rows].max())
+            out = part.forward(tokens[rows, :w], widths[rows], logits=False, capture=capture)
+            part.keep(widths[rows])
+            for i, layer in enumerate(part.cache.layers):
+                if i == len(keys):
+                    H, D = layer.keys.shape[1], layer.keys.shape[3]
+                    keys.append(layer.keys.new_zeros(B, H, W, D))
+                    values.append(layer.values.new_zeros(B, H, W, layer.values.shape[3]))
+                keys[i][rows, :, :w] = layer.keys
+                values[i][rows, :, :w] = layer.values
+            for k, h in out.captured.items():
+                if k not in captured:
+                    captured[k] = h.new_zeros(B, W, h.shape[-1])
+                captured[k][rows, :w] = h
+        for i, (k, v) in enumerate(zip(keys, values)):
+            self.cache.update(k, v, i)
+        self.lengths = widths.clone()
+        self.committed_width = W
+        self.tail_valid = self.tail_valid[:, :0]
+        return captured
+
     def _attention_mask(self, past_valid: torch.Tensor, window_visible: torch.Tensor, W: int):
         if self.attn_impl == "flash_attention_2":
             # flash-attn takes a 2D padding mask and unpads by it; queries sit after all valid keys.
@@ -136,3 +178,19 @@ class RaggedKVCache:
         if self.tail_valid.shape[1] == 0 and width < self.committed_width:
             self._crop(width)
             self.committed_width = width
+
+
+def length_groups(widths: torch.Tensor, max_padding: float = 0.25) -> list[torch.Tensor]:
+    """Rows grouped for prefill, longest first: a row joins the current group while its width
+    is at least (1 - max_padding) of the group's longest, so padding is at most that share of
+    each row's forward. Rows of width 0 need no forward and join the last group."""
+    order = torch.argsort(widths, descending=True, stable=True).tolist()
+    groups: list[list[int]] = []
+    for r in order:
+        w = int(widths[r])
+        if groups and (w == 0 or w >= (1 - max_padding) * int(widths[groups[-1][0]])):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return [torch.tensor(sorted(g), device=widths.device) for g in groups]
+

@@ -275,3 +275,51 @@ def test_cache_kwargs_follows_the_installed_transformers_argument_name():
     marker = object()
     assert cache_kwargs(Old(), marker) == {"past_key_values": marker}
     assert cache_kwargs(New(), marker) == {"cache": marker}
+
+
+def test_length_groups_bound_the_padding_and_cover_every_row():
+    from specsel.modeling.kvcache import length_groups
+    widths = torch.tensor([40, 789, 0, 35, 700, 31, 2])
+    groups = [g.tolist() for g in length_groups(widths, max_padding=0.25)]
+    assert sorted(r for g in groups for r in g) == list(range(7))
+    assert groups == [[1, 4], [0, 3, 5], [2, 6]]          # the empty row rides with the last group
+    for g in groups:
+        w = widths[g]
+        real = w[w > 0]
+        assert len(real) == 0 or int(real.min()) >= 0.75 * int(w.max())
+    assert [g.tolist() for g in length_groups(torch.tensor([5, 4, 5]))] == [[0, 1, 2]]   # one forward
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_grouped_prefill_holds_what_one_padded_forward_holds(arch):
+    """Prefill in length groups: the same cache (per valid column), lengths, width and captured
+    features as one padded forward, and later forwards see the same logits."""
+    m = model(arch)
+    rng = random.Random(3)
+    lens = [1, 30, 3, 28, 9, 2]
+    tokens = torch.zeros(len(lens), max(lens), dtype=torch.long)
+    for r, n in enumerate(lens):
+        tokens[r, :n] = torch.tensor([rng.randrange(2, VOCAB) for _ in range(n)])
+    widths = torch.tensor(lens)
+    with torch.no_grad():
+        grouped = RaggedKVCache(m, len(lens))
+        captured = grouped.prefill(tokens, widths, capture=(1, 2))
+        padded = RaggedKVCache(m, len(lens))
+        out = padded.forward(tokens, widths, logits=False, capture=(1, 2))
+        padded.keep(widths)
+    assert grouped.lengths.tolist() == padded.lengths.tolist() == lens
+    assert grouped.width == padded.width == max(lens)
+    for a, b in zip(grouped.cache.layers, padded.cache.layers):
+        for r, n in enumerate(lens):
+            torch.testing.assert_close(a.keys[r, :, :n], b.keys[r, :, :n], atol=ATOL, rtol=0)
+            torch.testing.assert_close(a.values[r, :, :n], b.values[r, :, :n], atol=ATOL, rtol=0)
+    for k in (1, 2):
+        for r, n in enumerate(lens):
+            torch.testing.assert_close(captured[k][r, :n], out.captured[k][r, :n], atol=ATOL, rtol=0)
+    nxt = torch.tensor([[rng.randrange(2, VOCAB)] for _ in lens])
+    with torch.no_grad():
+        la = grouped.forward(nxt, torch.ones(len(lens), dtype=torch.long)).logits
+        lb = padded.forward(nxt, torch.ones(len(lens), dtype=torch.long)).logits
+    torch.testing.assert_close(la, lb, atol=ATOL, rtol=0)
+    with pytest.raises(RuntimeError, match="empty cache"):
+        grouped.prefill(tokens, widths)
