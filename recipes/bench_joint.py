@@ -13,6 +13,9 @@ batch so that machine drift spreads evenly:
     full_scoring  per_query with lazy scoring off: every drafter scored every window
     shared        one learner for all rows of a batch, kept over the whole stream
 
+and, with --dynamic-gamma DRAFTER[,DRAFTER...], Hugging Face's dynamic draft length on each
+named drafter (specsel.learners.dynamic_gamma, start --dynamic-start, run `dynamic_gamma/DRAFTER`).
+
 Printed per run: tokens/s (prefill included), decode tokens/s, MAT, and tokens/s over the
 best fixed arm's. Every output must equal the first fixed arm's output (greedy is lossless).
 Finished batches are appended to OUT/batches.jsonl. Rerunning the same command resumes: the
@@ -44,6 +47,10 @@ def parse_args(argv=None):
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
     ap.add_argument("--fixed", default="autoregressive,ngram@1,ngram@2", help="fixed arms, e.g. ngram@2,eagle@4")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    ap.add_argument("--dynamic-gamma", default="", help="comma list of drafters to run with Hugging Face's "
+                    "dynamic draft length (dynamic_gamma)")
+    ap.add_argument("--dynamic-start", type=int, default=None, help="dynamic_gamma's first length "
+                    "(default: transformers' 20)")
     ap.add_argument("--gammas", default="1,2,4", help="speculation lengths of the joint arms")
     ap.add_argument("--bsz", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=64)
@@ -78,6 +85,7 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
 
     from specsel import Arm, SpecEngine
+    from specsel.learners.dynamic_gamma import DynamicGamma
     from specsel.learners.policy import LearnerPolicy
     from specsel.modeling.target import load_target
     if args.threads:
@@ -96,12 +104,19 @@ def main(argv=None) -> int:
         if arm.drafter is not None and arm.drafter not in pool:
             raise SystemExit(f"bench_joint: --fixed {name}: no drafter '{arm.drafter}' in the pool ({', '.join(pool)})")
         fixed_arms[name] = arm
-    runs = fixed + [f"hedgespec/{v}" for v in args.variants.split(",")]
+    dynamic = [d for d in args.dynamic_gamma.split(",") if d]
+    unknown = [d for d in dynamic if d not in pool]
+    if unknown:
+        raise SystemExit(f"bench_joint: --dynamic-gamma {','.join(unknown)}: not in the pool ({', '.join(pool)})")
+    runs = fixed + [f"hedgespec/{v}" for v in args.variants.split(",")] + [f"dynamic_gamma/{d}" for d in dynamic]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / "batches.jsonl", resume=True)
     policies = {}
-    for run in runs[len(fixed):]:
+    for d in dynamic:
+        policies[f"dynamic_gamma/{d}"] = DynamicGamma(d, **({} if args.dynamic_start is None
+                                                            else {"start": args.dynamic_start}))
+    for run in [r for r in runs[len(fixed):] if r.startswith("hedgespec/")]:
         policies[run] = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed,
                                       **VARIANTS[run.split("/")[1]])
         warm_cost_model(policies[run], [l for l in store.lines if l["run"] == run])
@@ -115,10 +130,11 @@ def main(argv=None) -> int:
             if (run, args.bsz, b) in store.done:
                 continue
             policy = policies.get(run, fixed_arms.get(run))
-            if run in policies:
+            learner = isinstance(policy, LearnerPolicy)
+            if learner:
                 policy.seek(batch[0])
             res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
-                                  feedback="full" if run in policies else "bandit", score_every=args.score_every)
+                                  feedback="full" if learner else "bandit", score_every=args.score_every)
             qids = [items[i].qid for i in batch]
             store.append([{"run": run, "bsz": args.bsz, "batch": b, "batch_qids": qids, "row": r, "qid": items[i].qid,
                            "tokens": res.tokens[r], "batch_wall_s": res.wall_s, "batch_prefill_s": res.prefill_s,

@@ -18,19 +18,22 @@ def test_bench_joint_runs_checks_lossless_and_resumes(tmp_path, capsys):
     bench = load_recipe("bench_joint")
     argv = ["--data-dir", str(DATA), "--domains", "math,medqa", "--skip", "30", "--limit", "1",
             "--drafters", "ngram,early_exit_8", "--fixed", "autoregressive,ngram@1", "--bsz", "2",
-            "--max-new-tokens", "8", "--out", str(tmp_path), "--no-progress"]
+            "--max-new-tokens", "8", "--dynamic-gamma", "ngram", "--dynamic-start", "2",
+            "--out", str(tmp_path), "--no-progress"]
     assert bench.main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["lossless"] is True
     assert [r["run"] for r in summary["rows"]] == ["autoregressive", "ngram@1", "hedgespec/per_query",
                                                    "hedgespec/weighted", "hedgespec/full_scoring",
-                                                   "hedgespec/shared"]
+                                                   "hedgespec/shared", "dynamic_gamma/ngram"]
     best = max(summary["rows"][:2], key=lambda r: r["tokens_per_s"])
     assert summary["best_fixed"] == best["run"] and best["over_best_fixed"] == pytest.approx(1.0)
     assert summary["rows"][0]["mat"] == pytest.approx(1.0)
     lines = (tmp_path / "batches.jsonl").read_text().splitlines()
-    assert len(lines) == 6 * 2                                   # 6 runs x 1 batch of 2 queries
+    assert len(lines) == 7 * 2                                   # 7 runs x 1 batch of 2 queries
     assert bench.main(argv) == 0                                 # resume: nothing left to decode
     assert (tmp_path / "batches.jsonl").read_text().splitlines() == lines
     with pytest.raises(SystemExit):
         bench.parse_args(["--variants", "nope"])
+    with pytest.raises(SystemExit, match="--dynamic-gamma eagle3: not in the pool"):
+        bench.main(argv[:-3] + ["--dynamic-gamma", "eagle3", "--out", str(tmp_path / "other")])
