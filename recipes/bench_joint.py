@@ -16,15 +16,19 @@ batch so that machine drift spreads evenly:
 and, with --dynamic-gamma DRAFTER[,DRAFTER...], Hugging Face's dynamic draft length on each
 named drafter (specsel.learners.dynamic_gamma, start --dynamic-start, run `dynamic_gamma/DRAFTER`).
 
-Printed per run: tokens/s (prefill included), decode tokens/s, MAT, and tokens/s over the
-best fixed arm's. Every output must equal the first fixed arm's output (greedy is lossless).
-Finished batches are appended to OUT/batches.jsonl. Rerunning the same command resumes: the
-learners' cost models are re-fed the stored rounds, and the shared learner restarts.
+Every run is repeated --repeats times (default 3), the repeats interleaved batch by batch, each
+with its own learners. Printed per run, as medians over the repeats: tokens/s (prefill
+included), decode tokens/s, MAT, and tokens/s over the best fixed arm's (highest median tokens/s)
+within each repeat, with its min and max. Every output must equal the first fixed arm's output
+(greedy is lossless). Finished batches are appended to OUT/repeatK/batches.jsonl. Rerunning the
+same command resumes: the learners' cost models are re-fed the stored rounds, and the shared
+learner restarts.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -53,6 +57,8 @@ def parse_args(argv=None):
                     "(default: transformers' 20)")
     ap.add_argument("--gammas", default="1,2,4", help="speculation lengths of the joint arms")
     ap.add_argument("--bsz", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every run; ratios are reported "
+                    "as the median over repeats with their min and max (this machine drifts by about 15%%)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--score-every", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
@@ -60,6 +66,8 @@ def parse_args(argv=None):
     ap.add_argument("--out", default="results/bench_joint")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1 (got {args.repeats})")
     bad = [v for v in args.variants.split(",") if v not in VARIANTS]
     if bad:
         ap.error(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
@@ -79,13 +87,50 @@ def totals(lines: list[dict]) -> dict:
     return out
 
 
+def make_policies(runs: list[str], args, arms, drafters, store) -> dict:
+    """The adaptive runs' policies for one repeat; HedgeSpec's cost model is re-fed that
+    repeat's stored rounds, so a resumed benchmark continues where it stopped."""
+    from specsel.learners.dynamic_gamma import DynamicGamma
+    from specsel.learners.policy import LearnerPolicy
+    policies = {}
+    for run in runs:
+        kind, _, name = run.partition("/")
+        if kind == "dynamic_gamma":
+            policies[run] = DynamicGamma(name, **({} if args.dynamic_start is None else {"start": args.dynamic_start}))
+        elif kind == "hedgespec":
+            policies[run] = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed,
+                                          **VARIANTS[name])
+            warm_cost_model(policies[run], [l for l in store.lines if l["run"] == run])
+    return policies
+
+
+def summarize(runs: list[str], fixed: list[str], per_repeat: list[dict]) -> tuple[str, list[dict]]:
+    """The best fixed arm (highest median tokens/s) and one row per run: median tokens/s,
+    decode tokens/s and MAT over the repeats, and the ratio to the best fixed arm within each
+    repeat (median, min, max)."""
+    def median(values):
+        return statistics.median(values)
+
+    def tps(t, run):
+        return t[run]["tokens"] / t[run]["wall"]
+    best = max(fixed, key=lambda r: median([tps(t, r) for t in per_repeat]))
+    rows = []
+    for run in runs:
+        ratios = [tps(t, run) / tps(t, best) for t in per_repeat]
+        rows.append({"run": run, "tokens_per_s": median([tps(t, run) for t in per_repeat]),
+                     "decode_tokens_per_s": median([t[run]["tokens"] / t[run]["decode"] for t in per_repeat]),
+                     "mat": median([t[run]["tokens"] / t[run]["rounds"] for t in per_repeat]),
+                     "over_best_fixed": median(ratios), "over_best_fixed_min": min(ratios),
+                     "over_best_fixed_max": max(ratios), "repeats": len(per_repeat)})
+    return best, rows
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
     from tqdm.auto import tqdm
 
     from specsel import Arm, SpecEngine
-    from specsel.learners.dynamic_gamma import DynamicGamma
     from specsel.learners.policy import LearnerPolicy
     from specsel.modeling.target import load_target
     if args.threads:
@@ -110,58 +155,48 @@ def main(argv=None) -> int:
         raise SystemExit(f"bench_joint: --dynamic-gamma {','.join(unknown)}: not in the pool ({', '.join(pool)})")
     runs = fixed + [f"hedgespec/{v}" for v in args.variants.split(",")] + [f"dynamic_gamma/{d}" for d in dynamic]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = ResultStore(out / "batches.jsonl", resume=True)
-    policies = {}
-    for d in dynamic:
-        policies[f"dynamic_gamma/{d}"] = DynamicGamma(d, **({} if args.dynamic_start is None
-                                                            else {"start": args.dynamic_start}))
-    for run in [r for r in runs[len(fixed):] if r.startswith("hedgespec/")]:
-        policies[run] = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed,
-                                      **VARIANTS[run.split("/")[1]])
-        warm_cost_model(policies[run], [l for l in store.lines if l["run"] == run])
+    stores = [ResultStore(out / f"repeat{k + 1}" / "batches.jsonl", resume=True) for k in range(args.repeats)]
+    policies = [make_policies(runs[len(fixed):], args, arms, drafters, store) for store in stores]
     engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
     engine.generate([items[0].prompt[-16:]], Arm(drafters[0], 4), max_new_tokens=4)    # warm up
     batches = [list(range(i, min(i + args.bsz, len(items)))) for i in range(0, len(items), args.bsz)]
-    bar = tqdm(total=len(batches) * len(runs), desc="bench_joint", unit="run", disable=args.no_progress)
+    bar = tqdm(total=len(batches) * len(runs) * args.repeats, desc="bench_joint", unit="run",
+               disable=args.no_progress)
     for b, batch in enumerate(batches):
-        for run in runs[b % len(runs):] + runs[:b % len(runs)]:
-            bar.update(1)
-            if (run, args.bsz, b) in store.done:
-                continue
-            policy = policies.get(run, fixed_arms.get(run))
-            learner = isinstance(policy, LearnerPolicy)
-            if learner:
-                policy.seek(batch[0])
-            res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
-                                  feedback="full" if learner else "bandit", score_every=args.score_every)
-            qids = [items[i].qid for i in batch]
-            store.append([{"run": run, "bsz": args.bsz, "batch": b, "batch_qids": qids, "row": r, "qid": items[i].qid,
-                           "tokens": res.tokens[r], "batch_wall_s": res.wall_s, "batch_prefill_s": res.prefill_s,
-                           "records": [to_dict(rec) for rec in res.records if rec.row == r]}
-                          for r, i in enumerate(batch)])
+        for k, store in enumerate(stores):      # repeats interleaved batch by batch, each its own order
+            turn = (b + k) % len(runs)
+            for run in runs[turn:] + runs[:turn]:
+                bar.update(1)
+                if (run, args.bsz, b) in store.done:
+                    continue
+                policy = policies[k].get(run, fixed_arms.get(run))
+                learner = isinstance(policy, LearnerPolicy)
+                if learner:
+                    policy.seek(batch[0])
+                res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
+                                      feedback="full" if learner else "bandit", score_every=args.score_every)
+                qids = [items[i].qid for i in batch]
+                store.append([{"run": run, "bsz": args.bsz, "batch": b, "batch_qids": qids, "row": r,
+                               "qid": items[i].qid, "tokens": res.tokens[r], "batch_wall_s": res.wall_s,
+                               "batch_prefill_s": res.prefill_s,
+                               "records": [to_dict(rec) for rec in res.records if rec.row == r]}
+                              for r, i in enumerate(batch)])
     bar.close()
-    lines = complete_lines(store.lines)        # a batch cut by an interruption and rerun counts once
-    reference = {l["qid"]: l["tokens"] for l in lines if l["run"] == fixed[0]}
-    lossless = all(l["tokens"] == reference[l["qid"]] for l in lines)
-    t = totals(lines)
-    best = max(fixed, key=lambda r: t[r]["tokens"] / t[r]["wall"])
-    rows = []
-    print(f"{len(items)} queries ({args.domains}, skip {args.skip}), bsz {args.bsz}, greedy; lossless: {lossless}")
-    print(f"{'run':24s} {'tok/s':>7s} {'decode tok/s':>13s} {'MAT':>6s} {'x best fixed':>13s}")
-    for run in runs:
-        r = t[run]
-        row = {"run": run, "tokens_per_s": r["tokens"] / r["wall"], "decode_tokens_per_s": r["tokens"] / r["decode"],
-               "mat": r["tokens"] / r["rounds"], "over_best_fixed": (r["tokens"] / r["wall"]) /
-               (t[best]["tokens"] / t[best]["wall"])}
-        rows.append(row)
-        print(f"{run:24s} {row['tokens_per_s']:7.2f} {row['decode_tokens_per_s']:13.2f} {row['mat']:6.3f} "
-              f"{row['over_best_fixed']:13.3f}")
+    # a batch cut by an interruption and rerun counts once
+    per_repeat_lines = [complete_lines(store.lines) for store in stores]
+    reference = {l["qid"]: l["tokens"] for l in per_repeat_lines[0] if l["run"] == fixed[0]}
+    lossless = all(l["tokens"] == reference[l["qid"]] for lines in per_repeat_lines for l in lines)
+    best, rows = summarize(runs, fixed, [totals(lines) for lines in per_repeat_lines])
+    print(f"{len(items)} queries ({args.domains}, skip {args.skip}), bsz {args.bsz}, greedy, {args.repeats} "
+          f"interleaved repeat(s), medians; lossless: {lossless}")
+    print(f"{'run':24s} {'tok/s':>7s} {'decode tok/s':>13s} {'MAT':>6s} {'x best fixed':>13s} {'(min-max)':>13s}")
+    for row in rows:
+        print(f"{row['run']:24s} {row['tokens_per_s']:7.2f} {row['decode_tokens_per_s']:13.2f} {row['mat']:6.3f} "
+              f"{row['over_best_fixed']:13.3f} {row['over_best_fixed_min']:6.3f}-{row['over_best_fixed_max']:.3f}")
     (out / "summary.json").write_text(json.dumps({"best_fixed": best, "lossless": lossless, "rows": rows,
                                                   "args": vars(args)}, indent=1) + "\n")
     print(f"best fixed: {best}; written {out}/summary.json")
     return 0 if lossless else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,7 @@ def test_bench_joint_runs_checks_lossless_and_resumes(tmp_path, capsys):
     bench = load_recipe("bench_joint")
     argv = ["--data-dir", str(DATA), "--domains", "math,medqa", "--skip", "30", "--limit", "1",
             "--drafters", "ngram,early_exit_8", "--fixed", "autoregressive,ngram@1", "--bsz", "2",
-            "--max-new-tokens", "8", "--dynamic-gamma", "ngram", "--dynamic-start", "2",
+            "--max-new-tokens", "8", "--dynamic-gamma", "ngram", "--dynamic-start", "2", "--repeats", "2",
             "--out", str(tmp_path), "--no-progress"]
     assert bench.main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -28,12 +28,18 @@ def test_bench_joint_runs_checks_lossless_and_resumes(tmp_path, capsys):
                                                    "hedgespec/shared", "dynamic_gamma/ngram"]
     best = max(summary["rows"][:2], key=lambda r: r["tokens_per_s"])
     assert summary["best_fixed"] == best["run"] and best["over_best_fixed"] == pytest.approx(1.0)
+    for row in summary["rows"]:
+        assert row["repeats"] == 2
+        assert row["over_best_fixed_min"] <= row["over_best_fixed"] <= row["over_best_fixed_max"]
     assert summary["rows"][0]["mat"] == pytest.approx(1.0)
-    lines = (tmp_path / "batches.jsonl").read_text().splitlines()
-    assert len(lines) == 7 * 2                                   # 7 runs x 1 batch of 2 queries
+    files = [tmp_path / f"repeat{k}" / "batches.jsonl" for k in (1, 2)]
+    lines = [f.read_text().splitlines() for f in files]
+    assert [len(x) for x in lines] == [7 * 2, 7 * 2]              # per repeat: 7 runs x 1 batch of 2 queries
     assert bench.main(argv) == 0                                 # resume: nothing left to decode
-    assert (tmp_path / "batches.jsonl").read_text().splitlines() == lines
+    assert [f.read_text().splitlines() for f in files] == lines
     with pytest.raises(SystemExit):
         bench.parse_args(["--variants", "nope"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--repeats", "0"])
     with pytest.raises(SystemExit, match="--dynamic-gamma eagle3: not in the pool"):
         bench.main(argv[:-3] + ["--dynamic-gamma", "eagle3", "--out", str(tmp_path / "other")])
