@@ -146,12 +146,12 @@ class SpecEngine:
             else BanditFeedback(self.drafters, policy)
         policy.start(len(prompts))
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        t_start = _clock(self.device)
-        batch = self._prefill(prompts, max_new_tokens, sampling, generator, fb)
-        prefill_s = _clock(self.device) - t_start
         # target features drafters draft from (always) or score committed positions from (full information)
-        layers = sorted({k for d in self.drafters.values() for k in d.capabilities.feature_layers}
-                        | fb.capture_layers())
+        draft_layers = {k for d in self.drafters.values() for k in d.capabilities.feature_layers}
+        layers = sorted(draft_layers | fb.capture_layers())
+        t_start = _clock(self.device)
+        batch = self._prefill(prompts, max_new_tokens, sampling, generator, fb, sorted(draft_layers))
+        prefill_s = _clock(self.device) - t_start
         bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not progress, leave=False)
         while len(batch.row_ids):
             arms_now = self._select(policy, batch)                                  # 1
@@ -189,7 +189,7 @@ class SpecEngine:
                              "pass feedback='full'")
         return policy
 
-    def _prefill(self, prompts, max_new_tokens, sampling, generator, fb) -> _Batch:
+    def _prefill(self, prompts, max_new_tokens, sampling, generator, fb, draft_layers) -> _Batch:
         """Cache every prompt token but the last; drafters start on the prompts' features."""
         dev, B = self.device, len(prompts)
         lens = torch.tensor([len(p) for p in prompts], device=dev)
@@ -200,7 +200,6 @@ class SpecEngine:
         kv = RaggedKVCache(self.target, B)
         widths = lens - 1              # the cache holds every committed token but the last
         if int(widths.max()) > 0:
-            draft_layers = sorted({k for d in self.drafters.values() for k in d.capabilities.feature_layers})
             # in length groups: a long prompt does not make the short ones pay for its padding
             ctx.target_hidden = kv.prefill(seqs, widths, capture=draft_layers) or None   # features f_0..f_{P-2}
         for d in self.drafters.values():
