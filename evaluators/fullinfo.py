@@ -43,8 +43,9 @@ class FullInfo:
     def qids(self) -> list[str]:
         return [l["qid"] for l in self.lines]
 
-    def pair(self, drafter: str, gamma: int) -> tuple[int, int]:
-        return self.drafters.index(drafter), int(gamma)
+    def pair(self, drafter: str | None, gamma: int) -> tuple[int, int]:
+        """The arm as (drafter index, gamma); the autoregressive arm is (0, 0) (one token a round)."""
+        return (0, 0) if drafter is None else (self.drafters.index(drafter), int(gamma))
 
     def fixed_rounds(self, qid: str, drafter: str, gamma: int) -> int:
         """Rounds of the fixed arm on this query: exact for greedy records, one Monte-Carlo draw
@@ -58,7 +59,8 @@ class FullInfo:
 
     def exact_for(self, arms: Sequence[str]) -> bool:
         """True when replays of these arms are exact: greedy records, replay-exact drafters."""
-        return self.greedy and all(self.replay_exact[Arm.parse(a).drafter] for a in arms)
+        drafters = {Arm.parse(a).drafter for a in arms} - {None}   # the autoregressive arm replays exactly
+        return self.greedy and all(self.replay_exact[d] for d in drafters)
 
 
 class SettingEval:

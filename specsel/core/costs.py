@@ -8,6 +8,12 @@ the verify window's draft width; in units of one autoregressive forward it costs
 * :class:`CostModel` (live, ``specsel.learners``): running means per verify width and per
   drafter, updated round by round (``observe_round``), optimistic before any observation;
   :class:`RelativeCostModel` reports it in autoregressive forwards.
+In a batch of B rows one round costs ``t_verify(W) + sum_j t_draft(j) * g_j``: W the widest draft
+of any row, ``g_j`` the longest draft of drafter j's rows (each drafter proposes for its rows in one
+call). A row's arm is therefore costed in its round (:class:`BatchRound`, design eq. 18): the
+batch's tokens per second had this row played arm a and the others what they played,
+``(A(a) + S) / (B * T(a | others))``, which is ``A / c(j, g)`` when B = 1.
+
 * :class:`StepCost` (offline, ``evaluators``): fitted once on a full-information run's stored
   rounds, with a least-squares verify line and each drafter's fill (the share of its gamma it
   really drafts). The joint setting's oracle and regret rest on it: an estimate.
@@ -21,6 +27,33 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class BatchRound:
+    """The other rows of one round, in which a row's arm is costed (design eq. 18).
+
+    rows: active rows in the round (B); other_tokens: tokens the other rows committed (S);
+    other_width: the widest draft among the other rows; other_drafts: (drafter index, longest
+    draft) of each drafter the other rows played.
+    """
+    rows: int
+    other_tokens: int
+    other_width: int
+    other_drafts: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, row: int, records: Sequence, drafters: Sequence[str]) -> "BatchRound":
+        """The context of `row` in a round given by its RoundRecords (or their dicts)."""
+        get = (lambda r, k: r[k]) if records and isinstance(records[0], dict) else getattr
+        others = [r for r in records if get(r, "row") != row]
+        longest: dict[int, int] = {}
+        for r in others:
+            if get(r, "drafter") is not None and get(r, "drafted"):
+                j = drafters.index(get(r, "drafter"))
+                longest[j] = max(longest.get(j, 0), get(r, "drafted"))
+        return cls(len(records), sum(get(r, "committed") for r in others),
+                   max((get(r, "drafted") for r in others), default=0), tuple(sorted(longest.items())))
 
 
 class CostModel:
@@ -78,13 +111,32 @@ class CostModel:
         np.divide(self.draft_sum, self.draft_n, out=t, where=self.draft_n > 0)
         return t if j is None else t[j]
 
-    def seconds(self, arm_drafter, arm_gamma) -> np.ndarray:
-        """Expected seconds of one round per arm: ``t_verify(g) + g * t_draft(j)``."""
-        return self.t_verify()[arm_gamma] + arm_gamma * self.t_draft()[arm_drafter]
+    def unit(self) -> float:
+        """Seconds per unit of cost (1: costs in seconds)."""
+        return 1.0
 
-    def throughput(self, lengths, arm_drafter, arm_gamma) -> np.ndarray:
-        """Tokens per second ``A / (t_verify(g) + g * t_draft(j))``."""
-        return np.asarray(lengths, dtype=float) / self.seconds(arm_drafter, arm_gamma)
+    def seconds(self, arm_drafter, arm_gamma, batch: BatchRound | None = None) -> np.ndarray:
+        """Expected cost of one round per arm: ``t_verify(g) + g * t_draft(j)`` alone; in a batch,
+        the round's ``t_verify(max(g, W')) + sum_j' t_draft(j') g_j'`` with this row's arm added to
+        the others' (W', g_j': their widest draft and each drafter's longest; design eq. 18)."""
+        t_v, t_d = self.t_verify(), self.t_draft()
+        arm_gamma = np.asarray(arm_gamma)
+        if batch is None:
+            return (t_v[arm_gamma] + arm_gamma * t_d[arm_drafter]) / self.unit()
+        other_g = np.zeros(len(t_d))
+        for j, g in batch.other_drafts:
+            other_g[j] = g
+        others = float(other_g.dot(t_d))
+        extra = (np.maximum(arm_gamma, other_g[arm_drafter]) - other_g[arm_drafter]) * t_d[arm_drafter]
+        return (t_v[np.maximum(arm_gamma, batch.other_width)] + others + extra) / self.unit()
+
+    def throughput(self, lengths, arm_drafter, arm_gamma, batch: BatchRound | None = None) -> np.ndarray:
+        """Tokens per unit of cost: ``A / (t_verify(g) + g * t_draft(j))`` alone; in a batch, the
+        batch's mean tokens per row, ``(A + S) / (B * T(arm | others))`` (design eq. 18)."""
+        lengths = np.asarray(lengths, dtype=float)
+        if batch is None:
+            return lengths / self.seconds(arm_drafter, arm_gamma)
+        return (lengths + batch.other_tokens) / (batch.rows * self.seconds(arm_drafter, arm_gamma, batch))
 
 
 class RelativeCostModel(CostModel):
@@ -94,8 +146,8 @@ class RelativeCostModel(CostModel):
     speedup over autoregressive decoding and lies in [0, L + 1] like the length reward.
     """
 
-    def seconds(self, arm_drafter, arm_gamma):
-        return super().seconds(arm_drafter, arm_gamma) / max(float(self.t_verify(0)), 1e-9)
+    def unit(self) -> float:
+        return max(float(self.t_verify(0)), 1e-9)
 
 
 class RoundCost:

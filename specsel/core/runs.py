@@ -11,8 +11,9 @@ RUN_KINDS = ("autoregressive", "fixed", "fullinfo", "learner")
 
 
 def run_name(kind: str, setting: str | None = None, learner: str | None = None, arm: str | None = None) -> str:
-    """autoregressive | fixed/<arm> | fullinfo/<arm> | <setting>/<learner>."""
-    if kind == "autoregressive":
+    """autoregressive | fixed/<arm> | fullinfo/<arm> | <setting>/<learner>. The autoregressive arm
+    played fixed is the autoregressive baseline run."""
+    if kind == "autoregressive" or (kind == "fixed" and arm == "autoregressive"):
         return "autoregressive"
     if kind in ("fixed", "fullinfo"):
         return f"{kind}/{arm}"

@@ -33,7 +33,10 @@ delay lets the learner follow a best drafter that changes within a query.
 
 Cost-aware objective.  With a ``CostModel`` the reward of arm ``(j, g)`` is its
 expected throughput ``A / (t_verify(g) + g * t_draft(j))`` (tokens per second)
-instead of ``A`` (and ``Y / (...)`` for bandit learners).
+instead of ``A`` (and ``Y / (...)`` for bandit learners).  Given the round's other rows
+(``batch``, a ``BatchRound``), it is the batch's throughput had this row played the arm,
+``(A + S) / (B * T(arm | others))`` (docs/design.md, eq. 18); each position is costed in the
+round that committed it.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from specsel.core.acceptance import arm_arrays, expected_lengths
-from specsel.core.costs import CostModel
+from specsel.core.costs import BatchRound, CostModel
 
 Arm = tuple[int, int]
 __all__ = ["Arm", "FeedbackRouter", "arm_arrays", "expected_lengths"]
@@ -81,24 +84,28 @@ class FeedbackRouter:
         self._next = 0                                      # first position not yet fed back
         self._buf = np.zeros((self.n_drafters, 0))          # gammas of positions _next .. position-1
         self._played = np.zeros(0, dtype=np.int64)          # arm played at those positions
+        self._batch: list[BatchRound | None] = []           # the round each of them was committed in
 
     @property
     def pending(self) -> int:
         """Positions committed but not yet fed back (waiting for later gammas)."""
         return self.position - self._next
 
-    def rewards(self, lengths: np.ndarray) -> np.ndarray:
-        """Rewards of all arms from their lengths ``[..., n_arms]`` (tokens/s with a cost model)."""
+    def rewards(self, lengths: np.ndarray, batch: BatchRound | None = None) -> np.ndarray:
+        """Rewards of all arms from their lengths ``[..., n_arms]`` (throughput with a cost
+        model, in the round `batch` when given)."""
         if self.cost is None:
             return lengths
-        return self.cost.throughput(lengths, self.arm_drafter, self.arm_gamma)
+        return self.cost.throughput(lengths, self.arm_drafter, self.arm_gamma, batch)
 
-    def on_round(self, played: int, committed: int, new_gammas: np.ndarray | None = None) -> int:
+    def on_round(self, played: int, committed: int, new_gammas: np.ndarray | None = None,
+                 batch: BatchRound | None = None) -> int:
         """Record one round; returns how many learner updates it triggered.
 
         ``committed`` = tokens committed this round (accepted + 1, the realised
         length ``Y``); ``new_gammas`` = ``[n_drafters, committed]`` gammas of the
-        positions just committed (None in bandit-feedback mode).
+        positions just committed (None in bandit-feedback mode); ``batch`` = the round's
+        other rows, for a batch-aware cost (None: the row is costed alone).
         """
         played, committed = int(played), int(committed)
         if committed < 1:
@@ -106,7 +113,7 @@ class FeedbackRouter:
         if not self.learner.full_information:
             reward = float(committed)
             if self.cost is not None:                       # realised throughput Y / seconds
-                reward /= float(self.cost.seconds(self.arm_drafter[played], self.arm_gamma[played]))
+                reward = float(self.cost.throughput(reward, self.arm_drafter[played], self.arm_gamma[played], batch))
             self.learner.update(played, reward)
             self.position += committed
             self.n_updates += 1
@@ -126,16 +133,26 @@ class FeedbackRouter:
             return committed
         self._buf = np.concatenate([self._buf, g[:self.n_drafters]], axis=1)
         self._played = np.concatenate([self._played, np.full(committed, played)])
+        self._batch.extend([batch] * committed)
         self.position += committed
         ready = self.position - self.delay + 1 - self._next   # positions s with s+delay-1 < position
         if ready <= 0:
             return 0
-        rewards = self.rewards(expected_lengths(self._buf, self.arm_drafter, self.arm_gamma, 0, ready))
+        lengths = expected_lengths(self._buf, self.arm_drafter, self.arm_gamma, 0, ready)
+        rewards = np.empty_like(lengths)
+        start = 0
+        while start < ready:                                # each position costed in its own round
+            end = start + 1
+            while end < ready and self._batch[end] is self._batch[start]:
+                end += 1
+            rewards[start:end] = self.rewards(lengths[start:end], self._batch[start])
+            start = end
         for k in range(ready):                              # one update per position s
             arm = int(self._played[k])
             self.learner.update(arm, float(rewards[k, arm]), all_rewards=rewards[k])
         self._buf = self._buf[:, ready:]
         self._played = self._played[ready:]
+        self._batch = self._batch[ready:]
         self._next += ready
         self.n_updates += ready
         return ready

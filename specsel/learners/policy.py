@@ -23,6 +23,13 @@ of a batch, the first included, scores every drafter, so a sleeping drafter that
 can still win weight back (counting per batch keeps a resumed study identical to an
 uninterrupted one). With the length objective the scores cost no accepted tokens, and every
 drafter is scored every window.
+
+Batch-aware cost (`batch_cost`, on by default; throughput objective, per-query learners): a
+row's arms are costed in the round its batch played, as the batch's throughput had the row
+played each arm and the other rows what they played (specsel.core.costs.BatchRound, design
+eq. 18). A row that alone widens the verify window, or alone calls a drafter, pays for it; the
+autoregressive arm pays nothing beyond the round the others force. A shared learner plays one
+arm for every row, so its rows are costed alone.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from specsel.core.arms import Arm, arm_pairs, validate_arms
-from specsel.core.costs import RelativeCostModel
+from specsel.core.costs import BatchRound, RelativeCostModel
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo
 from specsel.core.seeds import query_seed
@@ -49,7 +56,7 @@ class LearnerPolicy(ArmPolicy):
     def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str], objective: str = "length",
                  shared: bool = False, seed: int = 0, lazy_scoring: bool | None = None,
                  refresh_every: int = DEFAULT_REFRESH, lazy_drafters: int | None = DEFAULT_LAZY_DRAFTERS,
-                 **learner_kw):
+                 batch_cost: bool = True, **learner_kw):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
         if lazy_drafters is not None and (not isinstance(lazy_drafters, int) or lazy_drafters < 1):
@@ -69,6 +76,7 @@ class LearnerPolicy(ArmPolicy):
         L = max(a.gamma for a in self.arms)
         self.reward_range = (0.0, L + 1.0) if objective == "throughput" else (1.0, L + 1.0)
         self.cost = RelativeCostModel(max(len(self.drafters), 1), L) if objective == "throughput" else None
+        self.batch_cost = bool(batch_cost) and self.cost is not None and not shared
         probe = self._new_learner(0)
         self.needs_full_information = probe.full_information
         self.lazy_scoring = (objective == "throughput") if lazy_scoring is None else bool(lazy_scoring)
@@ -141,12 +149,14 @@ class LearnerPolicy(ArmPolicy):
     def observe(self, info: RoundInfo) -> None:
         if self.cost is not None and info.records:
             self.cost.observe_round(info.records, self.drafters)
+        in_batch = self.batch_cost and len(info.records) > 1
         for r in info.records:
             gammas = None
             if r.position_acceptance is not None:     # a drafter that was not scored: nan (asleep)
                 missing = [float("nan")] * r.committed
                 gammas = np.array([r.position_acceptance.get(d, missing) for d in self.drafters], dtype=float)
-            self.routers[r.row].on_round(self.played[r.row], r.committed, gammas)
+            batch = BatchRound.of(r.row, info.records, self.drafters) if in_batch else None
+            self.routers[r.row].on_round(self.played[r.row], r.committed, gammas, batch)
 
     def finish(self, row: int) -> None:
         self.routers[row].flush()

@@ -60,9 +60,13 @@ class StudyConfig:
     def arms(self, setting: str, drafters: Sequence[str]) -> list[str]:
         """The setting's arms, longest gamma first per drafter: a learner plays arm 0 until its
         first feedback arrives (up to 2 gamma tokens later), and the longest draft of the
-        first drafter commits the most tokens while it waits."""
-        gammas = [self.gamma] if setting == "drafter" else sorted(set(self.gammas), reverse=True)
-        return [arm_name(d, g) for d in drafters for g in gammas]
+        first drafter commits the most tokens while it waits. The joint setting ends with the
+        autoregressive arm."""
+        if setting == "drafter":
+            return [arm_name(d, self.gamma) for d in drafters]
+        # joint: every drafter at every gamma, and the autoregressive arm (speculation may not pay)
+        gammas = sorted(set(self.gammas), reverse=True)
+        return [arm_name(d, g) for d in drafters for g in gammas] + [arm_name(None, 0)]
 
 
 def parse_csv(text: str) -> list[str]:

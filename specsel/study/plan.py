@@ -53,6 +53,8 @@ def live_runs(cfg: StudyConfig, fixed: Mapping[str, Sequence[str]], source: RunS
     arm once), then every learner of every setting except the full-information source."""
     runs = [RunSpec("autoregressive", "autoregressive", arm="autoregressive")]
     for arm in dict.fromkeys(a for s in cfg.settings for a in fixed[s]):
+        if arm == "autoregressive":                 # the baseline above plays it
+            continue
         runs.append(RunSpec(run_name("fixed", arm=arm), "fixed", arm=arm))
     for setting in cfg.settings:
         for learner in cfg.learners:

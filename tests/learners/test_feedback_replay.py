@@ -13,7 +13,7 @@ from evaluators.replay import (
     stopping_time_regret,
     worst_arm,
 )
-from specsel.core.costs import CostModel
+from specsel.core.costs import BatchRound, CostModel
 from specsel.learners import Fixed, HedgeSpec, UCBSpec, make_learner
 from specsel.learners.feedback import FeedbackRouter, arm_arrays, expected_lengths
 from specsel.learners.replay import simulate
@@ -109,6 +109,45 @@ def test_cost_model_defaults_and_throughput():
     bandit = Recorder(3, full_information=False)
     FeedbackRouter(bandit, ARMS, cost=cost).on_round(1, 2)
     assert bandit.calls[0][1] == pytest.approx(2 / 0.53)
+
+
+def test_each_position_is_costed_in_the_round_that_committed_it():
+    cost = CostModel(n_drafters=2, max_gamma=3)
+    for w, t in enumerate([1.0, 1.1, 1.2, 1.3]):
+        cost.observe_verify(w, t)
+    cost.observe_draft(1, 0.1)
+    j, g = arm_arrays(ARMS)
+    first, second = BatchRound(2, 4, 3, ((0, 3),)), BatchRound(2, 1, 0)
+    learner = Recorder(3, full_information=True)
+    router = FeedbackRouter(learner, ARMS, cost=cost)
+    router.on_round(0, 2, GAMMAS[:, :2], first)             # positions 0, 1
+    router.on_round(0, 2, GAMMAS[:, 2:], second)            # positions 2, 3: position 0 is complete
+    lengths = expected_lengths(GAMMAS, j, g)
+    assert len(learner.calls) == 2                          # positions 0 and 1, both of the first round
+    np.testing.assert_allclose(learner.calls[0][2], (lengths[0] + 4) / (2 * cost.seconds(j, g, first)))
+    router.on_round(0, 1, np.ones((2, 1)), second)
+    np.testing.assert_allclose(learner.calls[2][2], (expected_lengths(np.c_[GAMMAS, [1, 1]], j, g)[2] + 1)
+                               / (2 * cost.seconds(j, g, second)))
+    bandit = Recorder(3, full_information=False)
+    FeedbackRouter(bandit, ARMS, cost=cost).on_round(2, 3, batch=first)
+    assert bandit.calls[0][1] == pytest.approx((3 + 4) / (2 * cost.seconds(j, g, first)[2]))
+
+
+def test_hedgespec_stops_speculating_when_drafts_are_never_accepted():
+    """Batch of 4, the others autoregressive, drafts never accepted: the autoregressive arm wins;
+    drafts always accepted: the longest draft wins."""
+    arms = [(0, 4), (0, 1), (0, 0)]
+    cost = CostModel(n_drafters=1, max_gamma=4)
+    for w in range(5):
+        cost.observe_verify(w, 1.0 + 0.1 * w)
+    cost.observe_draft(0, 0.05)
+    others = BatchRound(rows=4, other_tokens=3, other_width=0)
+    for accepted, best in ((0.0, 2), (1.0, 0)):
+        learner = HedgeSpec(3, reward_range=(0, 5))
+        router = FeedbackRouter(learner, arms, cost=cost)
+        for _ in range(40):
+            router.on_round(learner.select(), 1, np.full((1, 1), accepted), others)
+        assert learner.select() == best
 
 
 # --------------------------------------------------------------------- replay

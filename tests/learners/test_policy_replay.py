@@ -199,3 +199,25 @@ def test_lazily_scored_records_are_not_replayed():
     assert acceptance_matrix(full, ["b", "a"]).tolist() == [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
     with pytest.raises(ValueError, match="lazily scored"):
         acceptance_matrix(lazy, ["a", "b"])
+
+
+@pytest.mark.parametrize("shared, batch_cost", [(False, True), (False, False), (True, True)])
+def test_per_query_throughput_learners_cost_each_row_in_its_batch(shared, batch_cost):
+    from specsel.core.costs import BatchRound
+    from specsel.core.records import RoundInfo, RoundRecord
+    arms = arm_grid(POOL, [1, 4]) + [Arm.autoregressive()]
+    policy = LearnerPolicy("hedgespec", arms, POOL, objective="throughput", shared=shared, batch_cost=batch_cost)
+    policy.start(2)
+    chosen = policy.select([0, 1])
+    heard = []
+    for router in policy.routers.values():
+        router.on_round = lambda played, committed, gammas, batch, heard=heard: heard.append(batch)
+    recs = [RoundRecord(row=r, round=0, drafter=a.drafter, gamma=a.gamma, drafted=a.gamma, accepted=0, committed=1,
+                        draft_s=0.01, verify_s=0.1, batch=2, position_acceptance={d: [1.0] for d in POOL})
+            for r, a in enumerate(chosen)]
+    policy.observe(RoundInfo([0, 1], chosen, recs))
+    if shared or not batch_cost:
+        assert heard == [None, None]
+    else:
+        assert heard == [BatchRound.of(0, recs, POOL), BatchRound.of(1, recs, POOL)]
+        assert heard[0].rows == 2 and heard[0].other_tokens == 1

@@ -259,3 +259,18 @@ def test_resumed_throughput_policy_gets_the_same_step_costs():
     warm_cost_model(fresh, lines)
     for attr in ("verify_sum", "verify_n", "draft_sum", "draft_n"):
         assert np.array_equal(getattr(fresh.cost, attr), getattr(live.cost, attr))
+
+
+def test_the_joint_setting_offers_the_autoregressive_arm(full):
+    """It is costed like any arm (one round per token), exact to replay, and never run twice."""
+    out, summary = full
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["joint"]["arms"][-1] == "autoregressive"
+    assert "autoregressive" not in config["settings"]["drafter"]["arms"]
+    runs = index_runs(read_records(out / "queries.jsonl"))
+    assert not any(name.startswith("fixed/autoregressive") for name, _ in runs)
+    fi = FullInfo(runs[config["fullinfo_run"], 1].values(), config["drafters"], replay_exact={"noisy": True,
+                                                                                               "ngram": True})
+    for qid in fi.qids:
+        assert fi.fixed_rounds(qid, None, 0) == fi.tokens[qid]
+    assert fi.exact_for(["autoregressive"])
