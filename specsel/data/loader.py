@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from specsel.data.query import DataError, Query
-from specsel.data.reader import line_of_record, local_path, read_hub, read_jsonl
+from specsel.data.reader import line_of_record, local_path, read_hub, read_local
 from specsel.data.registry import Source, source
 
 
@@ -17,7 +17,7 @@ def records(domain: str, split: str, data_dir, limit: int | None) -> tuple[Sourc
         raise DataError(f"{domain}: limit must be >= 0, got {limit}")
     data_dir = Path(data_dir).expanduser() if data_dir is not None else None
     path = local_path(domain, src, data_dir)
-    ds = read_jsonl(path, domain) if path is not None else read_hub(src, domain)
+    ds = read_local(path, src, domain) if path is not None else read_hub(src, domain)
     where = str(path) if path is not None else f"hub dataset {src.hub_id}"
 
     stop = len(ds) if src.stop is None else min(src.stop, len(ds))
@@ -29,7 +29,7 @@ def records(domain: str, split: str, data_dir, limit: int | None) -> tuple[Sourc
         missing = next((f for f in src.required if rec.get(f) is None), None)
         problem = f"is missing field '{missing}'" if missing else (src.check and src.check(rec))
         if problem:
-            line = line_of_record(path, i) if path is not None else None
+            line = line_of_record(path, i, bool(src.text_field)) if path is not None else None
             loc = f"record {i}" + (f" (line {line})" if line else "")
             raise DataError(f"{domain}: {where}: {loc} {problem}; fix or replace the file")
         out.append((i, rec))
@@ -46,7 +46,8 @@ def load_domain(domain: str, data_dir=None, limit: int | None = None,
             ``None`` loads the hub data set.
         limit: keep only the first ``limit`` queries of the split.
         split: ``"eval"`` (held-out benchmark) or ``"train"`` (drafter training;
-            for ``humaneval`` these are MBPP problems).
+            for ``humaneval`` these are MBPP problems; ``alpaca`` has none and
+            raises :class:`DataError`).
     """
     src, recs = records(domain, split, data_dir, limit)
     return [src.to_query(rec, i, split) for i, rec in recs]
@@ -57,7 +58,8 @@ def training_texts(domain: str, data_dir=None, limit: int | None = None) -> list
 
     MATH train: problem + solution; humaneval: MBPP text + code; MedQA
     (records after the first 300): question + options + answer; GSM8K train:
-    question + worked answer.
+    question + worked answer; summarization: article + ``"Summary: "`` + summary.
+    An eval-only domain (``alpaca``) raises :class:`DataError`.
     """
     src, recs = records(domain, "train", data_dir, limit)
     return [src.to_text(rec) for _, rec in recs]

@@ -1,5 +1,6 @@
-"""Reading records: local JSON-lines files (optionally gzipped), the hub through the
-``datasets`` library, or a copy shipped in a Python package; and one-line,
+"""Reading records: local JSON-lines or JSON-list files (optionally gzipped), plain-text
+files with one record per line, the hub through the ``datasets`` library, or a copy
+shipped in a Python package; and one-line,
 line-numbered :class:`DataError` messages when something is missing or malformed
 (docs/design.md, "Data")."""
 
@@ -35,8 +36,33 @@ def open_text(path: Path):
     return path.open(encoding="utf-8")
 
 
+def is_json_list(path: Path) -> bool:
+    """Whether the file's first non-space character is ``[`` (a JSON array, not JSON lines)."""
+    with open_text(path) as f:
+        for line in f:
+            if line.strip():
+                return line.lstrip().startswith("[")
+    return False
+
+
+def bad_list(path: Path) -> str | None:
+    """Describe what is wrong with a JSON-list file (invalid JSON, or an item not an object)."""
+    with open_text(path) as f:
+        try:
+            items = json.load(f)
+        except json.JSONDecodeError as e:
+            return f"line {e.lineno} is not valid JSON ({e.msg}, column {e.colno})"
+    if not isinstance(items, list):
+        return "is not a JSON list"
+    i = next((i for i, item in enumerate(items) if not isinstance(item, dict)), None)
+    return None if i is None else f"item {i} of the JSON list is not a JSON object"
+
+
 def bad_line(path: Path) -> str | None:
-    """Describe the first line of a JSON-lines file that is not a JSON object, if any."""
+    """Describe the first line of a JSON-lines file that is not a JSON object, if any
+    (or what is wrong with a file holding one JSON list)."""
+    if is_json_list(path):
+        return bad_list(path)
     with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -50,8 +76,11 @@ def bad_line(path: Path) -> str | None:
     return None
 
 
-def line_of_record(path: Path, index: int) -> int | None:
-    """1-based line number of record ``index`` (blank lines hold no record)."""
+def line_of_record(path: Path, index: int, plain_text: bool = False) -> int | None:
+    """1-based line number of record ``index`` (blank lines hold no record); None in a
+    JSON-list file, where records need not start on lines of their own."""
+    if not plain_text and is_json_list(path):
+        return None
     with open_text(path) as f:
         seen = -1
         for lineno, line in enumerate(f, 1):
@@ -61,15 +90,35 @@ def line_of_record(path: Path, index: int) -> int | None:
     return None
 
 
+def read_local(path: Path, src: Source, domain: str):
+    """Load the local file of ``src``: plain text lines when it names a ``text_field``, else JSON."""
+    return read_lines(path, src.text_field, domain) if src.text_field else read_jsonl(path, domain)
+
+
+def read_lines(path: Path, field: str, domain: str):
+    """Load a plain-text file, one record ``{field: line}`` per non-blank line, as a ``datasets.Dataset``."""
+    import datasets
+
+    try:
+        with open_text(path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        raise DataError(f"{domain}: {path}: cannot be read as plain text, one record per line "
+                        f"({type(e).__name__}: {reason}); fix or replace the file") from e
+    return datasets.Dataset.from_dict({field: lines})
+
+
 def read_jsonl(path: Path, domain: str):
-    """Load a local JSON-lines (optionally gzipped) file as a ``datasets.Dataset``."""
+    """Load a local JSON-lines or JSON-list (optionally gzipped) file as a ``datasets.Dataset``."""
     import datasets
 
     try:
         with quiet_datasets():
             return datasets.load_dataset("json", data_files=str(path), split="train")
     except Exception as e:  # datasets wraps parse errors; find the offending line ourselves
-        problem = bad_line(path) or f"cannot be read as JSON lines ({type(e).__name__}: {e})"
+        first = (str(e).strip().splitlines() or [""])[0]
+        problem = bad_line(path) or f"cannot be read as JSON ({type(e).__name__}: {first})"
         raise DataError(f"{domain}: {path}: {problem}; fix or replace the file") from e
 
 

@@ -4,7 +4,8 @@ records become :class:`~specsel.data.query.Query` objects and training texts
 
 Adding a domain is one file. Write ``specsel/data/domain_<name>.py`` defining a
 module-level ``DOMAIN = Domain(...)``: its name, its position among the domains,
-and one :class:`Source` per split. :func:`domains` imports every ``domain_*``
+and one :class:`Source` per split (``train`` may be None for an eval-only
+domain). :func:`domains` imports every ``domain_*``
 module of this package once and orders them by ``Domain.order``; nothing else
 needs to change.
 """
@@ -48,7 +49,8 @@ class Source:
 
     The same record -> query conversion serves a local file and the hub copy, so a
     hub load is a thin ``datasets.load_dataset`` call. ``start``/``stop`` cut the
-    slice of the file (or hub split) that belongs to this split.
+    slice of the file (or hub split) that belongs to this split. ``text_field`` marks a
+    local file as plain text, one record per non-blank line, held in that field.
     """
 
     local: str  # path under data_dir
@@ -63,19 +65,25 @@ class Source:
     stop: int | None = None
     local_gz: bool = False  # also accept ``<local>.gz`` under data_dir
     package: PackageFile | None = None  # used when data_dir has no local file (before the hub)
+    text_field: str | None = None  # local file is plain text: one record {text_field: line} per line
 
 
 @dataclass(frozen=True)
 class Domain:
-    """One domain: a held-out evaluation split and a disjoint training split."""
+    """One domain: a held-out evaluation split and, unless eval-only, a disjoint training split."""
 
     name: str
     order: int  # position in DOMAINS (and in error messages); unique across domains
     eval: Source
-    train: Source
+    train: Source | None = None  # None: an eval-only domain
 
     def source(self, split: str) -> Source:
-        return self.eval if split == "eval" else self.train
+        """The source of ``split``; an eval-only domain raises :class:`DataError` for "train"."""
+        if split == "eval":
+            return self.eval
+        if self.train is None:
+            raise DataError(f"{self.name} has no training split; train drafters on another domain")
+        return self.train
 
 
 @functools.cache

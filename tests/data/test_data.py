@@ -91,7 +91,7 @@ def test_real_counts(domain, split, count):
 
 @needs_shared
 def test_real_qids_stable_and_references():
-    first = {d: load_domain(d, SHARED_DATA, limit=1)[0] for d in DOMAINS}
+    first = {d: load_domain(d, SHARED_DATA, limit=1)[0] for d in ("math", "humaneval", "medqa", "gsm8k")}
     assert first["math"].qid == "math/test/precalculus/807.json"
     assert first["math"].reference == "\\left( 3, \\frac{\\pi}{2} \\right)"
     assert "\\boxed{}" in first["math"].messages[0]["content"]
