@@ -37,6 +37,8 @@ def format_table(rows: Sequence[dict], max_arm: int = 28) -> str:
         line = []
         for key, _, spec in TABLE_COLUMNS:
             text = _fmt(r.get(key), spec)
+            if key == "speedup" and (r.get("repeats") or 1) > 1:     # median (min-max) over repeats
+                text += f" ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})"
             if key == "arm" and len(text) > max_arm:
                 text = text[: max_arm - 3] + "..."
             line.append(text)

@@ -39,7 +39,7 @@ from evaluators.lines import index_runs
 from evaluators.lossless import check_lossless
 from specsel.core.arms import arm_name
 from specsel.core.costs import run_cost, setting_cost
-from specsel.core.runs import run_name
+from specsel.core.runs import JOINT_BASELINES, repeat_run, run_name
 
 TARGETS = {  # acceptance targets of HedgeSpec on the mixed stream: ratio to the best fixed arm / the oracle
     ("drafter", "hedgespec_mat_over_best_fixed"): 1.05,
@@ -109,6 +109,20 @@ def _live_row(setting, domain, bsz, learner, lines: Sequence[dict], whole_stream
     return row
 
 
+def _repeat_timing(row: dict, repeats: Sequence[dict], ar_repeats: Sequence[dict], sel, whole: bool, bsz: int) -> None:
+    """tokens/s and speedup of a timed row as the median over its interleaved repeats, the speedup
+    of each repeat taken against the baseline of the same repeat; with the speedup's min and max."""
+    tps, ratios = [], []
+    for lines, ar in zip(repeats, ar_repeats):
+        t, a = _tokens_per_s(sel(lines), whole, bsz)[0], _tokens_per_s(sel(ar), whole, bsz)[0]
+        if t and a:
+            tps.append(t)
+            ratios.append(t / a)
+    if ratios:
+        row.update(tokens_per_s=float(np.median(tps)), speedup=float(np.median(ratios)), speedup_min=min(ratios),
+                   speedup_max=max(ratios), repeats=len(ratios))
+
+
 def _oracle_row(setting, domain, bsz, ev: SettingEval, qids: Sequence[str], lossless: bool | None) -> dict | None:
     qs = [q for q in qids if q in ev.oracle_cost]
     if not qs:
@@ -144,6 +158,8 @@ def summarize_study(lines: Iterable[dict], config: dict) -> dict:
     groups = [(stream, [q["qid"] for q in queries], True)]
     if len(domains) > 1:
         groups += [(d, [q["qid"] for q in queries if q["domain"] == d], False) for d in domains]
+
+    reps = range(int(config.get("repeats", 1)))
 
     def ll(run, bsz):
         return lossless["by_run"].get((run, bsz)) if greedy else None
@@ -182,11 +198,18 @@ def summarize_study(lines: Iterable[dict], config: dict) -> dict:
                                                 whole, ev, ar_tps, ll(name, bsz), best))
                 if ev is not None:
                     group_rows.append(_oracle_row(setting, domain, bsz, ev, qids, ll(config["fullinfo_run"], bsz)))
-                for learner in config["learners"]:
-                    name = run_name("learner", setting, learner)
+                extra = [b for b in JOINT_BASELINES if setting == "joint"]
+                timed = {"autoregressive": "autoregressive", "best_fixed": run_name("fixed", arm=best)}
+                for learner in [*config["learners"], *extra]:
+                    name = timed[learner] = run_name("learner", setting, learner)
                     group_rows.append(_live_row(setting, domain, bsz, learner, sel(runs.get((name, bsz), {})),
                                                 whole, ev, ar_tps, ll(name, bsz)))
                 rows += [r for r in group_rows if r is not None]
+                for row in group_rows:
+                    if row is not None and row["learner"] in timed:
+                        _repeat_timing(row, [runs.get((repeat_run(timed[row["learner"]], k), bsz), {}) for k in reps],
+                                       [runs.get((repeat_run("autoregressive", k), bsz), {}) for k in reps],
+                                       sel, whole, bsz)
             targets += _targets(rows, setting, stream, bsz)
     lossless_out = {"lossless": lossless["lossless"], "checked": lossless["checked"],
                     "mismatches": lossless["mismatches"][:20]}

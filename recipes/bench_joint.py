@@ -1,43 +1,50 @@
-"""Joint-setting benchmark: HedgeSpec variants against fixed arms, tokens/s side by side.
+"""Speed benchmark: joint-setting HedgeSpec against fixed arms, dynamic_gamma and plain decoding.
 
-    python recipes/bench_joint.py --data-dir ../shared/data --skip 30 --limit 20 --out results/bench_joint
+    python recipes/bench_joint.py --data-dir ../shared/data --json results/bench_joint.json
 
-Queries [skip, skip+limit) of each domain are used. The study takes the first 30, so the
-default skip keeps this benchmark off them. They are mixed and batched as in the study (greedy,
---bsz, --max-new-tokens). Every batch is decoded by each arm in --fixed and by each HedgeSpec
-variant of the joint setting (pool x --gammas, throughput objective), in an order rotated per
-batch so that machine drift spreads evenly:
+Two query streams, greedy, mixed and batched as in the study, held out from the study (the first
+30 queries of each domain) and from tuning (queries 30-49 of MATH, HumanEval and MedQA):
 
-    per_query     the study's HedgeSpec: one learner per query, lazy scoring (specsel.learners.policy)
-    weighted      per_query scoring every drafter a row's learner weighs, not just its favourite
-    full_scoring  per_query with lazy scoring off: every drafter scored every window
-    shared        one learner for all rows of a batch, kept over the whole stream
+    mixed    MATH, HumanEval, MedQA: queries [--skip, --skip + --limit) of each (default 50-59)
+    general  AlpacaEval instructions and CNN/DailyMail articles: [--general-skip, + --limit) (20-29)
 
-and, with --dynamic-gamma DRAFTER[,DRAFTER...], Hugging Face's dynamic draft length on each
-named drafter (specsel.learners.dynamic_gamma, start --dynamic-start, run `dynamic_gamma/DRAFTER`).
+Cells, each a stream at one batch size:
 
-Every run is repeated --repeats times (default 3), the repeats interleaved batch by batch, each
-with its own learners. Printed per run, as medians over the repeats: tokens/s (prefill
-included), decode tokens/s, MAT, and tokens/s over the best fixed arm's (highest median tokens/s)
-within each repeat, with its min and max. Every output must equal the first fixed arm's output
-(greedy is lossless). Finished batches are appended to OUT/repeatK/batches.jsonl. Rerunning the
-same command resumes: the learners' cost models are re-fed the stored rounds, and the shared
-learner restarts.
+    (mixed, --bsz)          autoregressive, the --fixed arms, the HedgeSpec --variants of the joint
+                            setting (pool x --gammas + the autoregressive arm, tokens/s objective),
+                            dynamic_gamma/D for each --dynamic-gamma drafter D (Hugging Face's
+                            dynamic draft length), and drafter/hedgespec: HedgeSpec of the drafter
+                            setting (the drafters at --gamma, full information; first repeat only),
+                            whose records give that setting's best fixed drafter and per-query oracle
+    (general, b)            autoregressive and the HedgeSpec variants, for b in --general-bsz
+
+HedgeSpec variants: per_query (the study's: one learner per query, lazy scoring, batch-aware
+cost), row_cost (each row costed alone, as before batch-aware costs), no_ar (without the
+autoregressive arm), weighted (scores every drafter a row's learner weighs), full_scoring (lazy
+scoring off), shared (one learner per batch, kept over the stream).
+
+Every run is repeated --repeats times (default 3), the repeats interleaved batch by batch, the
+order of runs rotated per batch, so machine drift spreads evenly. Ratios are taken within each
+repeat and reported as the median with min and max. Every output must equal the autoregressive
+one (greedy is lossless). Finished batches are appended to OUT/CELL/repeatK/batches.jsonl;
+rerunning the same command resumes. --json FILE writes the ratios the throughput issue targets.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 from evaluators.lines import complete_lines
 from evaluators.records import to_dict
+from evaluators.timing import best_run, ratio, run_totals, spread, tokens_per_s
 from specsel.study import ResultStore, load_items, load_pool, warm_cost_model
 
-VARIANTS = {"per_query": {}, "weighted": {"lazy_drafters": None}, "full_scoring": {"lazy_scoring": False},
-            "shared": {"shared": True}}
+VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "weighted": {"lazy_drafters": None},
+            "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}}
+AR = "autoregressive"
+DRAFTER_RUN = "drafter/hedgespec"
 
 
 def parse_args(argv=None):
@@ -45,84 +52,192 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="math,humaneval,medqa")
-    ap.add_argument("--skip", type=int, default=30, help="queries of each domain to skip (the study's)")
-    ap.add_argument("--limit", type=int, default=20, help="queries per domain")
+    ap.add_argument("--streams", default="mixed,general", help="comma list of mixed, general")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help="the mixed stream's domains")
+    ap.add_argument("--general-domains", default="alpaca,summarization", help="the general stream's domains")
+    ap.add_argument("--skip", type=int, default=50, help="mixed: queries of each domain to skip (study: 0-29, "
+                    "tuning: 30-49)")
+    ap.add_argument("--general-skip", type=int, default=20, help="general: queries of each domain to skip")
+    ap.add_argument("--limit", type=int, default=10, help="queries per domain")
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
-    ap.add_argument("--fixed", default="autoregressive,ngram@1,ngram@2", help="fixed arms, e.g. ngram@2,eagle@4")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
-    ap.add_argument("--dynamic-gamma", default="", help="comma list of drafters to run with Hugging Face's "
-                    "dynamic draft length (dynamic_gamma)")
+    ap.add_argument("--fixed", default="ngram@4,eagle@2", help="fixed arms of the mixed cell (the best on the "
+                    "tuning queries); the autoregressive baseline always runs")
+    ap.add_argument("--variants", default="per_query", help=f"HedgeSpec variants: {', '.join(VARIANTS)}")
+    ap.add_argument("--dynamic-gamma", default="ngram,eagle", help="drafters to run with dynamic_gamma in the "
+                    "mixed cell ('' for none); ratios are over the fastest of them")
     ap.add_argument("--dynamic-start", type=int, default=None, help="dynamic_gamma's first length "
                     "(default: transformers' 20)")
     ap.add_argument("--gammas", default="1,2,4", help="speculation lengths of the joint arms")
-    ap.add_argument("--bsz", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every run; ratios are reported "
-                    "as the median over repeats with their min and max (this machine drifts by about 15%%)")
+    ap.add_argument("--gamma", type=int, default=4, help="the drafter setting's speculation length")
+    ap.add_argument("--bsz", type=int, default=4, help="batch size of the mixed cell")
+    ap.add_argument("--general-bsz", default="1,4,8", help="batch sizes of the general cells")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every run; ratios are the median "
+                    "over repeats with their min and max (this machine drifts by about 15%%)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--score-every", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="results/bench_joint")
+    ap.add_argument("--json", default=None, help="also write the target ratios (medians) to this file")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1 (got {args.repeats})")
-    bad = [v for v in args.variants.split(",") if v not in VARIANTS]
+    args.variants = [v for v in args.variants.split(",") if v]
+    bad = [v for v in args.variants if v not in VARIANTS] or ([] if args.variants else ["(none)"])
     if bad:
         ap.error(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+    args.streams = [s for s in args.streams.split(",") if s]
+    if not args.streams or any(s not in ("mixed", "general") for s in args.streams):
+        ap.error(f"--streams takes mixed and/or general (got {','.join(args.streams) or 'nothing'})")
+    try:
+        args.general_bsz = [int(b) for b in args.general_bsz.split(",") if b]
+    except ValueError:
+        ap.error(f"--general-bsz must be integers, e.g. 1,4,8 (got {args.general_bsz})")
+    if args.bsz < 1 or any(b < 1 for b in args.general_bsz):
+        ap.error("batch sizes must be >= 1")
     return args
 
 
-def totals(lines: list[dict]) -> dict:
-    """Per run: tokens, wall and decode seconds, rounds."""
-    out: dict[str, dict] = {}
-    for line in lines:
-        t = out.setdefault(line["run"], {"tokens": 0, "wall": 0.0, "decode": 0.0, "rounds": 0})
-        if line["row"] == 0:
-            t["wall"] += line["batch_wall_s"]
-            t["decode"] += line["batch_wall_s"] - line["batch_prefill_s"]
-        t["tokens"] += len(line["tokens"])
-        t["rounds"] += len(line["records"])
+def cells(args, drafters) -> list[dict]:
+    """The (stream, bsz) cells of this benchmark and the runs of each."""
+    hedge = [f"hedgespec/{v}" for v in args.variants]
+    out = []
+    if "mixed" in args.streams:
+        fixed = [f for f in args.fixed.split(",") if f and f != AR]
+        dynamic = [f"dynamic_gamma/{d}" for d in args.dynamic_gamma.split(",") if d]
+        out.append({"name": f"mixed_bsz{args.bsz}", "stream": "mixed", "bsz": args.bsz, "fixed": fixed,
+                    "runs": [AR, *fixed, *hedge, *dynamic, DRAFTER_RUN]})
+    if "general" in args.streams:
+        out += [{"name": f"general_bsz{b}", "stream": "general", "bsz": b, "fixed": [], "runs": [AR, *hedge]}
+                for b in args.general_bsz]
     return out
 
 
-def make_policies(runs: list[str], args, arms, drafters, store) -> dict:
-    """The adaptive runs' policies for one repeat; HedgeSpec's cost model is re-fed that
-    repeat's stored rounds, so a resumed benchmark continues where it stopped."""
+def check_pool(args, pool) -> None:
+    for name in [f for f in args.fixed.split(",") if f and f != AR]:
+        from specsel import Arm
+        arm = Arm.parse(name)
+        if arm.drafter not in pool:
+            raise SystemExit(f"bench_joint: --fixed {name}: no drafter '{arm.drafter}' in the pool ({', '.join(pool)})")
+    unknown = [d for d in args.dynamic_gamma.split(",") if d and d not in pool]
+    if unknown:
+        raise SystemExit(f"bench_joint: --dynamic-gamma {','.join(unknown)}: not in the pool ({', '.join(pool)}); "
+                         "pass --dynamic-gamma '' to run none")
+
+
+def make_policy(run: str, args, drafters, store):
+    """The policy of one run (fresh learners; a HedgeSpec cost model re-fed the stored rounds)."""
+    from specsel import Arm
     from specsel.learners.dynamic_gamma import DynamicGamma
     from specsel.learners.policy import LearnerPolicy
-    policies = {}
-    for run in runs:
-        kind, _, name = run.partition("/")
-        if kind == "dynamic_gamma":
-            policies[run] = DynamicGamma(name, **({} if args.dynamic_start is None else {"start": args.dynamic_start}))
-        elif kind == "hedgespec":
-            policies[run] = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed,
-                                          **VARIANTS[name])
-            warm_cost_model(policies[run], [l for l in store.lines if l["run"] == run])
-    return policies
+    kind, _, name = run.partition("/")
+    if run == AR:
+        return Arm.autoregressive()
+    if kind == "dynamic_gamma":
+        return DynamicGamma(name, **({} if args.dynamic_start is None else {"start": args.dynamic_start}))
+    if run == DRAFTER_RUN:
+        return LearnerPolicy("hedgespec", [Arm(d, args.gamma) for d in drafters], drafters, seed=args.seed)
+    if kind == "hedgespec":
+        gammas = sorted({int(g) for g in args.gammas.split(",")}, reverse=True)
+        arms = [Arm(d, g) for d in drafters for g in gammas] + ([] if name == "no_ar" else [Arm.autoregressive()])
+        policy = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed, **VARIANTS[name])
+        warm_cost_model(policy, [line for line in store.lines if line["run"] == run])
+        return policy
+    return Arm.parse(run)
 
 
-def summarize(runs: list[str], fixed: list[str], per_repeat: list[dict]) -> tuple[str, list[dict]]:
-    """The best fixed arm (highest median tokens/s) and one row per run: median tokens/s,
-    decode tokens/s and MAT over the repeats, and the ratio to the best fixed arm within each
-    repeat (median, min, max)."""
-    def median(values):
-        return statistics.median(values)
+def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[dict]]:
+    """Decode every run of one cell, repeats interleaved batch by batch; the lines of each repeat."""
+    from specsel.learners.policy import LearnerPolicy
+    stores = [ResultStore(out / cell["name"] / f"repeat{k + 1}" / "batches.jsonl", resume=True)
+              for k in range(args.repeats)]
+    runs, bsz = cell["runs"], cell["bsz"]
+    policies = [{run: make_policy(run, args, drafters, store) for run in runs} for store in stores]
+    batches = [list(range(i, min(i + bsz, len(items)))) for i in range(0, len(items), bsz)]
+    for b, batch in enumerate(batches):
+        for k, store in enumerate(stores):      # repeats interleaved batch by batch, each its own order
+            turn = (b + k) % len(runs)
+            for run in runs[turn:] + runs[:turn]:
+                bar.update(1)
+                if (run, bsz, b) in store.done or (run == DRAFTER_RUN and k > 0):
+                    continue
+                policy = policies[k][run]
+                learner = isinstance(policy, LearnerPolicy)
+                if learner:
+                    policy.seek(batch[0])
+                res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
+                                      feedback="full" if learner else "bandit", score_every=args.score_every)
+                store.append([{"run": run, "bsz": bsz, "batch": b, "batch_qids": [items[i].qid for i in batch],
+                               "row": r, "index": i, "qid": items[i].qid, "tokens": res.tokens[r],
+                               "batch_wall_s": res.wall_s, "batch_prefill_s": res.prefill_s,
+                               "records": [to_dict(rec) for rec in res.records if rec.row == r]}
+                              for r, i in enumerate(batch)])
+    return [complete_lines(store.lines) for store in stores]
 
-    def tps(t, run):
-        return t[run]["tokens"] / t[run]["wall"]
-    best = max(fixed, key=lambda r: median([tps(t, r) for t in per_repeat]))
+
+def drafter_setting(lines: list[dict], drafters, gamma: int, exact: dict) -> dict:
+    """MAT of drafter-setting HedgeSpec, of the best fixed drafter and of the per-query oracle,
+    the last two replayed from HedgeSpec's full-information records (estimates for drafters
+    whose replays are not exact: EAGLE heads, LoRA experts)."""
+    from evaluators.fullinfo import FullInfo, SettingEval
+    from specsel.core.costs import RoundCost
+    run = [line for line in lines if line["run"] == DRAFTER_RUN]
+    fi = FullInfo(run, drafters, replay_exact=exact)
+    ev = SettingEval(fi, [f"{d}@{gamma}" for d in drafters], RoundCost())
+    tokens = sum(len(line["tokens"]) for line in run)
+    hedge = tokens / sum(len(line["records"]) for line in run)
+    best = int(ev.total.argmin())
+    return {"hedge_mat": hedge, "best_fixed": ev.arms[best], "best_fixed_mat": tokens / ev.total[best],
+            "oracle_mat": tokens / sum(ev.oracle_rounds.values()), "exact": ev.exact, "queries": len(run)}
+
+
+def report(cell, per_repeat) -> list[dict]:
+    """One row per run (dynamic_gamma and the drafter-setting run aside): median tokens/s, MAT,
+    and tokens/s over autoregressive and over the cell's best fixed arm, within each repeat."""
+    totals = [run_totals(lines) for lines in per_repeat]
+    timed = [t for t in totals if all(r in t for r in cell["runs"] if r != DRAFTER_RUN)]
+    best = best_run(timed, [AR, *cell["fixed"]])
     rows = []
-    for run in runs:
-        ratios = [tps(t, run) / tps(t, best) for t in per_repeat]
-        rows.append({"run": run, "tokens_per_s": median([tps(t, run) for t in per_repeat]),
-                     "decode_tokens_per_s": median([t[run]["tokens"] / t[run]["decode"] for t in per_repeat]),
-                     "mat": median([t[run]["tokens"] / t[run]["rounds"] for t in per_repeat]),
-                     "over_best_fixed": median(ratios), "over_best_fixed_min": min(ratios),
-                     "over_best_fixed_max": max(ratios), "repeats": len(per_repeat)})
-    return best, rows
+    for run in cell["runs"]:
+        if run == DRAFTER_RUN:
+            continue
+        rows.append({"run": run, "tokens_per_s": spread([tokens_per_s(t, run) for t in timed])["median"],
+                     "mat": spread([t[run]["tokens"] / t[run]["rounds"] for t in timed])["median"],
+                     "over_ar": ratio(timed, run, AR), "over_best_fixed": ratio(timed, run, best),
+                     "best_fixed": best})
+    print(f"\n{cell['name']}: {len(timed)} repeat(s), medians (min-max over repeats); best fixed: {best}")
+    print(f"{'run':24s} {'tok/s':>7s} {'MAT':>6s} {'x autoregressive':>22s} {'x best fixed':>22s}")
+    for row in rows:
+        a, f = row["over_ar"], row["over_best_fixed"]
+        print(f"{row['run']:24s} {row['tokens_per_s']:7.2f} {row['mat']:6.3f} {a['median']:7.3f} "
+              f"({a['min']:.3f}-{a['max']:.3f}) {f['median']:7.3f} ({f['min']:.3f}-{f['max']:.3f})")
+    return rows
+
+
+def targets(results: dict, args) -> dict:
+    """The throughput issue's ratios (medians; spreads alongside) from the cells' results."""
+    hedge = "hedgespec/per_query" if "per_query" in args.variants else f"hedgespec/{args.variants[0]}"
+    out: dict = {"hedgespec_run": hedge}
+    mixed = results.get(f"mixed_bsz{args.bsz}")
+    if mixed:
+        totals = [run_totals(lines) for lines in mixed["lines"]]
+        timed = [t for t in totals if hedge in t]
+        out["joint_hedge_over_best_fixed"] = ratio(timed, hedge, mixed["rows"][0]["best_fixed"])["median"]
+        dynamic = [r for r in mixed["runs"] if r.startswith("dynamic_gamma/")]
+        if dynamic:
+            out["joint_hedge_over_dynamic_gamma"] = ratio(timed, hedge, dynamic)["median"]
+        ds = mixed["drafter_setting"]
+        out["drafter_hedge_mat_over_best_fixed"] = ds["hedge_mat"] / ds["best_fixed_mat"]
+        out["drafter_hedge_mat_over_oracle"] = ds["hedge_mat"] / ds["oracle_mat"]
+        out["drafter_setting"] = ds
+    general = {str(c["bsz"]): c for c in results.values() if c["stream"] == "general"}
+    if general:
+        out["joint_hedge_over_ar_general"] = {b: next(r for r in c["rows"] if r["run"] == hedge)["over_ar"]["median"]
+                                              for b, c in general.items()}
+    out["lossless"] = all(c["lossless"] for c in results.values())
+    out["cells"] = {name: c["rows"] for name, c in results.items()}
+    return out
 
 
 def main(argv=None) -> int:
@@ -131,72 +246,49 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
 
     from specsel import Arm, SpecEngine
-    from specsel.learners.policy import LearnerPolicy
     from specsel.modeling.target import load_target
+    from specsel.study.pool import replay_exact
     if args.threads:
         torch.set_num_threads(args.threads)
-    fixed = [f for f in args.fixed.split(",") if f]
-    if not fixed:
-        raise SystemExit("bench_joint: --fixed needs at least one arm (the lossless reference)")
     target, tokenizer = load_target(args.target)
-    items = load_items(tokenizer, args.domains.split(","), args.data_dir, args.limit, args.seed, skip=args.skip)
     pool = load_pool(target, [d for d in args.drafters.split(",") if d] if args.drafters else None)
     drafters = list(pool)
-    arms = [Arm(d, g) for d in drafters for g in sorted({int(g) for g in args.gammas.split(",")}, reverse=True)]
-    fixed_arms = {}
-    for name in fixed:
-        arm = Arm.parse(name)
-        if arm.drafter is not None and arm.drafter not in pool:
-            raise SystemExit(f"bench_joint: --fixed {name}: no drafter '{arm.drafter}' in the pool ({', '.join(pool)})")
-        fixed_arms[name] = arm
-    dynamic = [d for d in args.dynamic_gamma.split(",") if d]
-    unknown = [d for d in dynamic if d not in pool]
-    if unknown:
-        raise SystemExit(f"bench_joint: --dynamic-gamma {','.join(unknown)}: not in the pool ({', '.join(pool)})")
-    runs = fixed + [f"hedgespec/{v}" for v in args.variants.split(",")] + [f"dynamic_gamma/{d}" for d in dynamic]
-    out = Path(args.out)
-    stores = [ResultStore(out / f"repeat{k + 1}" / "batches.jsonl", resume=True) for k in range(args.repeats)]
-    policies = [make_policies(runs[len(fixed):], args, arms, drafters, store) for store in stores]
+    check_pool(args, pool)
+    streams = {"mixed": args.domains, "general": args.general_domains}
+    skips = {"mixed": args.skip, "general": args.general_skip}
+    items = {s: load_items(tokenizer, streams[s].split(","), args.data_dir, args.limit, args.seed, skip=skips[s])
+             for s in args.streams}
     engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
-    engine.generate([items[0].prompt[-16:]], Arm(drafters[0], 4), max_new_tokens=4)    # warm up
-    batches = [list(range(i, min(i + args.bsz, len(items)))) for i in range(0, len(items), args.bsz)]
-    bar = tqdm(total=len(batches) * len(runs) * args.repeats, desc="bench_joint", unit="run",
-               disable=args.no_progress)
-    for b, batch in enumerate(batches):
-        for k, store in enumerate(stores):      # repeats interleaved batch by batch, each its own order
-            turn = (b + k) % len(runs)
-            for run in runs[turn:] + runs[:turn]:
-                bar.update(1)
-                if (run, args.bsz, b) in store.done:
-                    continue
-                policy = policies[k].get(run, fixed_arms.get(run))
-                learner = isinstance(policy, LearnerPolicy)
-                if learner:
-                    policy.seek(batch[0])
-                res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
-                                      feedback="full" if learner else "bandit", score_every=args.score_every)
-                qids = [items[i].qid for i in batch]
-                store.append([{"run": run, "bsz": args.bsz, "batch": b, "batch_qids": qids, "row": r,
-                               "qid": items[i].qid, "tokens": res.tokens[r], "batch_wall_s": res.wall_s,
-                               "batch_prefill_s": res.prefill_s,
-                               "records": [to_dict(rec) for rec in res.records if rec.row == r]}
-                              for r, i in enumerate(batch)])
+    first = next(iter(items.values()))[0].prompt[-16:]
+    engine.generate([first], Arm(drafters[0], 4), max_new_tokens=4)    # warm up
+    todo = cells(args, drafters)
+    out = Path(args.out)
+    bar = tqdm(total=sum(len(c["runs"]) * args.repeats * -(-len(items[c["stream"]]) // c["bsz"]) for c in todo),
+               desc="bench_joint", unit="run", disable=args.no_progress)
+    per_cell = {c["name"]: run_cell(engine, c, items[c["stream"]], args, drafters, out, bar) for c in todo}
     bar.close()
-    # a batch cut by an interruption and rerun counts once
-    per_repeat_lines = [complete_lines(store.lines) for store in stores]
-    reference = {l["qid"]: l["tokens"] for l in per_repeat_lines[0] if l["run"] == fixed[0]}
-    lossless = all(l["tokens"] == reference[l["qid"]] for lines in per_repeat_lines for l in lines)
-    best, rows = summarize(runs, fixed, [totals(lines) for lines in per_repeat_lines])
-    print(f"{len(items)} queries ({args.domains}, skip {args.skip}), bsz {args.bsz}, greedy, {args.repeats} "
-          f"interleaved repeat(s), medians; lossless: {lossless}")
-    print(f"{'run':24s} {'tok/s':>7s} {'decode tok/s':>13s} {'MAT':>6s} {'x best fixed':>13s} {'(min-max)':>13s}")
-    for row in rows:
-        print(f"{row['run']:24s} {row['tokens_per_s']:7.2f} {row['decode_tokens_per_s']:13.2f} {row['mat']:6.3f} "
-              f"{row['over_best_fixed']:13.3f} {row['over_best_fixed_min']:6.3f}-{row['over_best_fixed_max']:.3f}")
-    (out / "summary.json").write_text(json.dumps({"best_fixed": best, "lossless": lossless, "rows": rows,
-                                                  "args": vars(args)}, indent=1) + "\n")
-    print(f"best fixed: {best}; written {out}/summary.json")
-    return 0 if lossless else 1
+    results = {}
+    for cell in todo:
+        per_repeat = per_cell[cell["name"]]
+        reference = {l["qid"]: l["tokens"] for l in per_repeat[0] if l["run"] == AR}
+        lossless = all(l["tokens"] == reference[l["qid"]] for lines in per_repeat for l in lines)
+        results[cell["name"]] = {**cell, "lines": per_repeat, "lossless": lossless, "rows": report(cell, per_repeat)}
+        if DRAFTER_RUN in cell["runs"]:
+            ds = drafter_setting(per_repeat[0], drafters, args.gamma, replay_exact(pool))
+            results[cell["name"]]["drafter_setting"] = ds
+            print(f"drafter setting ({drafters} at gamma {args.gamma}, {ds['queries']} queries): HedgeSpec MAT "
+                  f"{ds['hedge_mat']:.3f}; best fixed {ds['best_fixed']} {ds['best_fixed_mat']:.3f}; oracle "
+                  f"{ds['oracle_mat']:.3f} ({'exact' if ds['exact'] else 'replay estimates'})")
+    summary = targets(results, args)
+    print("\n" + json.dumps({k: v for k, v in summary.items() if k not in ("cells", "drafter_setting")}, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({**summary, "args": vars(args)}, indent=1) + "\n")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"lossless: {summary['lossless']}; written {out}/summary.json" + (f" and {args.json}" if args.json else ""))
+    return 0 if summary["lossless"] else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

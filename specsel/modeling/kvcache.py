@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache
 
-from specsel.modeling.compat import cache_kwargs, capture_hidden_states
+from specsel.modeling.compat import cache_kwargs, capture_hidden_states, grouped_query_attention
 
 
 class RaggedKVCache:
@@ -67,7 +67,7 @@ class RaggedKVCache:
         # a width-0 row still attends to its own first column, so no query row is fully masked
         self_visible = window_valid | (ar[None, :] == 0)
         mask = self._attention_mask(past_valid, self_visible, W)
-        with capture_hidden_states(self.model, capture) as captured:
+        with capture_hidden_states(self.model, capture) as captured, grouped_query_attention(self.device):
             out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position_ids,
                              **cache_kwargs(self.model, self.cache), use_cache=True,
                              logits_to_keep=0 if logits else 1,

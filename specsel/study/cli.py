@@ -21,12 +21,13 @@ def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible)")
     ap.add_argument("--data-dir", default=None, help="folder laid out like shared/data (default: hub data sets)")
-    ap.add_argument("--domains", default="math,humaneval,medqa", help="comma list of math, humaneval, medqa, gsm8k")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help="comma list of math, humaneval, medqa, gsm8k, "
+                    "alpaca, summarization")
     ap.add_argument("--limit", type=int, default=3, help="queries per domain (the first N of each eval split)")
     ap.add_argument("--pool", default=None, help="Python file defining build_pool(target) (default: drafters.pool)")
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
     add_config_arguments(ap, ["settings", "learners", "gamma", "gammas", "bsz", "max_new_tokens", "temperature",
-                              "top_p", "seed", "fixed_candidates", "score_every"])
+                              "top_p", "seed", "fixed_candidates", "score_every", "repeats"])
     ap.add_argument("--out", default="results", help="output folder")
     ap.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished batches")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -31,6 +31,7 @@ class StudyConfig:
     seed: int = 0
     fixed_candidates: int = 2                   # joint: fixed arms run live (best by estimate); 0 = all
     score_every: int = 3                        # full information: EAGLE heads score this many rounds at once
+    repeats: int = 1                            # phase 2 decoded this many times, interleaved (timing spread)
     target: str = ""                            # recorded in config.json only
 
     def validate(self) -> None:
@@ -54,6 +55,8 @@ class StudyConfig:
             raise StudyError(f"--top-p must be in (0, 1] (got {self.top_p})")
         if not isinstance(self.score_every, int) or self.score_every < 1:
             raise StudyError(f"--score-every must be an integer >= 1 (got {self.score_every}); 1 scores every round")
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise StudyError(f"--repeats must be an integer >= 1 (got {self.repeats}); 3 gives a median and spread")
         if self.fixed_candidates < 0:
             raise StudyError(f"--fixed-candidates must be >= 0 (got {self.fixed_candidates}); 0 runs every fixed arm")
 
@@ -135,6 +138,8 @@ CONFIG_FLAGS = (
                                        "estimate (0 = every arm, both settings)"),
     Flag("score_every", "number", "full information, greedy: EAGLE heads score the committed tokens of this many "
                                   "rounds in one forward (the learner hears of them then)"),
+    Flag("repeats", "number", "decode every timed run this many times, interleaved batch by batch; tokens/s and "
+                              "speedup are the median over repeats, with the speedup's min and max"),
 )
 assert {f.field for f in CONFIG_FLAGS} == {f.name for f in fields(StudyConfig)}, "every StudyConfig field needs a flag"
 

@@ -5,8 +5,10 @@ Per batch size the same prompts, in the same batches, with the same seeds, are d
 
 * phase 1, the full-information run (``fullinfo_run``): HedgeSpec in the ``drafter`` setting
   with ``feedback="full"`` (or a fixed arm with full feedback when HedgeSpec is not asked for);
-* phase 2 (``live_runs``): the autoregressive baseline, the fixed arms chosen from phase 1 and
-  every learner of every setting.
+* phase 2 (``live_runs``): the autoregressive baseline, the fixed arms chosen from phase 1,
+  every learner of every setting (HedgeSpec of the source's setting again, now timed side by side
+  with the baseline: its output and records are those of phase 1) and, in the joint setting,
+  dynamic_gamma on the drafter of the best speculative joint arm.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 from specsel.core.arms import arm_name
-from specsel.core.runs import OBJECTIVE, run_name
+from specsel.core.runs import JOINT_BASELINES, OBJECTIVE, run_name
 from specsel.study.config import StudyConfig
 from specsel.study.items import StudyItem
 from specsel.study.store import CONFIG_VERSION
@@ -23,7 +25,7 @@ from specsel.study.store import CONFIG_VERSION
 @dataclass(frozen=True)
 class RunSpec:
     name: str
-    kind: str                       # autoregressive | fixed | fullinfo | learner
+    kind: str                       # autoregressive | fixed | fullinfo | learner | dynamic_gamma
     arm: str | None = None
     setting: str | None = None
     learner: str | None = None
@@ -38,7 +40,7 @@ def fullinfo_run(cfg: StudyConfig, drafters: Sequence[str]) -> RunSpec:
     from it): HedgeSpec of the drafter setting (joint without it), else the first drafter fixed."""
     if "hedgespec" in cfg.learners:
         setting = "drafter" if "drafter" in cfg.settings else "joint"
-        return RunSpec(run_name("learner", setting, "hedgespec"), "learner", setting=setting, learner="hedgespec")
+        return RunSpec(run_name("fullinfo", setting, "hedgespec"), "learner", setting=setting, learner="hedgespec")
     arm = arm_name(drafters[0], cfg.gamma)
     return RunSpec(run_name("fullinfo", arm=arm), "fullinfo", arm=arm)
 
@@ -48,9 +50,11 @@ def stream_batches(n_items: int, bsz: int) -> list[list[int]]:
     return [list(range(i, min(i + bsz, n_items))) for i in range(0, n_items, bsz)]
 
 
-def live_runs(cfg: StudyConfig, fixed: Mapping[str, Sequence[str]], source: RunSpec) -> list[RunSpec]:
+def live_runs(cfg: StudyConfig, fixed: Mapping[str, Sequence[str]], source: RunSpec,
+              dynamic_drafter: str | None = None) -> list[RunSpec]:
     """Phase 2: autoregressive, the fixed arms of every setting (`fixed`: setting -> arms, each
-    arm once), then every learner of every setting except the full-information source."""
+    arm once), every learner of every setting, and dynamic_gamma on `dynamic_drafter` in the
+    joint setting."""
     runs = [RunSpec("autoregressive", "autoregressive", arm="autoregressive")]
     for arm in dict.fromkeys(a for s in cfg.settings for a in fixed[s]):
         if arm == "autoregressive":                 # the baseline above plays it
@@ -58,10 +62,18 @@ def live_runs(cfg: StudyConfig, fixed: Mapping[str, Sequence[str]], source: RunS
         runs.append(RunSpec(run_name("fixed", arm=arm), "fixed", arm=arm))
     for setting in cfg.settings:
         for learner in cfg.learners:
-            spec = RunSpec(run_name("learner", setting, learner), "learner", setting=setting, learner=learner)
-            if spec.name != source.name:
-                runs.append(spec)
+            runs.append(RunSpec(run_name("learner", setting, learner), "learner", setting=setting, learner=learner))
+    if "joint" in cfg.settings and dynamic_drafter is not None:
+        for name in JOINT_BASELINES:
+            runs.append(RunSpec(run_name("learner", "joint", name), name, arm=dynamic_drafter, setting="joint",
+                                learner=name))
     return runs
+
+
+def dynamic_gamma_drafter(ranking: Sequence[str]) -> str | None:
+    """The drafter dynamic_gamma plays: that of the best speculative arm in `ranking` (best first)."""
+    from specsel.core.arms import Arm
+    return next((Arm.parse(a).drafter for a in ranking if not Arm.parse(a).is_autoregressive), None)
 
 
 def study_record(cfg: StudyConfig, drafters: Sequence[str], items: Sequence[StudyItem], source: RunSpec,

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from evaluators.fullinfo import FullInfo, fixed_arms_to_run
+from evaluators.fullinfo import FullInfo, SettingEval, fixed_arms_to_run
 from evaluators.records import to_dict
 from evaluators.report import write_report
 from evaluators.summary import summarize_study
 from specsel.core.arms import Arm
-from specsel.core.runs import OBJECTIVE
+from specsel.core.costs import setting_cost
+from specsel.core.runs import OBJECTIVE, repeat_run
 from specsel.core.seeds import batch_seed
 from specsel.study.config import StudyConfig, StudyError
 from specsel.study.items import StudyItem
 from specsel.study.offline import regret_vs_arms
-from specsel.study.plan import RunSpec, fullinfo_run, live_runs, stream_batches, study_record
+from specsel.study.plan import RunSpec, dynamic_gamma_drafter, fullinfo_run, live_runs, stream_batches, study_record
 from specsel.study.pool import replay_exact
 from specsel.study.store import ResultStore, write_config
 
@@ -60,6 +62,9 @@ class _Decoder:
 
         if spec.kind == "autoregressive":
             return Arm.autoregressive()
+        if spec.kind == "dynamic_gamma":
+            from specsel.learners.dynamic_gamma import DynamicGamma
+            return DynamicGamma(spec.arm)
         if spec.kind in ("fixed", "fullinfo"):
             return Arm.parse(spec.arm)
         # the full-information source scores every drafter (the oracle is computed from it)
@@ -173,7 +178,12 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
         decoder.execute([source], bsz, batches, f"bsz {bsz} full-information run", rotate=False)
         fi = FullInfo(store.run_lines(source.name, bsz), drafters, cfg.seed, config["replay_exact"])
         fixed = fixed_arms_to_run(fi, {s: config["settings"][s] for s in cfg.settings}, cfg.fixed_candidates)
-        runs = live_runs(cfg, fixed, source)
+        dynamic = None
+        if "joint" in cfg.settings:
+            joint = SettingEval(fi, config["settings"]["joint"]["arms"], setting_cost("joint", fi.lines))
+            dynamic = dynamic_gamma_drafter(joint.ranking)
+        runs = [replace(spec, name=repeat_run(spec.name, k)) for k in range(cfg.repeats)
+                for spec in live_runs(cfg, fixed, source, dynamic)]
         decoder.execute(runs, bsz, batches, f"bsz {bsz} {len(runs)} runs", rotate=True)
     run_s = time.perf_counter() - t0
 

@@ -16,7 +16,7 @@ from evaluators.records import read_records
 from specsel.core.runs import STUDY_LEARNERS
 from specsel.study.config import StudyError
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2      # 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
 # options that must not change between a study and its --resume (they change what a run outputs)
 IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
             "queries", "score_every")
@@ -66,6 +66,9 @@ def write_config(out: Path, config: dict, resume: bool) -> None:
     path = out / "config.json"
     if resume and path.exists():
         old = json.loads(path.read_text())
+        if old.get("version") != config["version"]:
+            raise StudyError(f"{out} holds results of another specsel version (study format {old.get('version')}, "
+                             f"now {config['version']}); rerun into a new --out")
         for key in IDENTITY:
             if old.get(key) != config.get(key):
                 what = {"queries": "the query stream (--domains/--limit/--seed/--data-dir)",

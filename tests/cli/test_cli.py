@@ -53,7 +53,7 @@ def test_every_subcommand_parses():
 def test_replay_on_eval_output(study_dir, capsys):
     assert main(["replay", "--records", str(study_dir / "queries.jsonl"), "--gammas", "1,3"]) == 0
     out = capsys.readouterr().out
-    assert "replay of drafter/hedgespec (bsz 2): 4 queries, 4 arms" in out
+    assert "replay of fullinfo/drafter/hedgespec (bsz 2): 4 queries, 4 arms" in out
     for learner in ("best_fixed", "oracle", "ucbspec", "exp3spec", "hedgespec", "round_robin"):
         assert learner in out
 
@@ -105,7 +105,7 @@ def inexact_study_dir(tmp_path_factory):
 
 def test_replay_of_a_drafter_without_exact_replay_is_labelled_estimated(inexact_study_dir, study_dir, capsys):
     lines = read_records(inexact_study_dir / "queries.jsonl")
-    source = [l for l in lines if l["run"] == "drafter/hedgespec"]
+    source = [l for l in lines if l["run"] == "fullinfo/drafter/hedgespec"]
     assert all(l["replay_exact"] == {"noisy": True, "lookup": False} for l in source)   # in the records file
     assert main(["replay", "--records", str(inexact_study_dir / "queries.jsonl")]) == 0
     out = capsys.readouterr().out
@@ -120,7 +120,8 @@ def test_replay_rows_say_estimated(inexact_study_dir):
     from evaluators.fullinfo import FullInfo
     from specsel.study.offline import replay_rows
 
-    lines = [l for l in read_records(inexact_study_dir / "queries.jsonl") if l["run"] == "drafter/hedgespec"]
+    lines = [l for l in read_records(inexact_study_dir / "queries.jsonl")
+             if l["run"] == "fullinfo/drafter/hedgespec"]
     rows = replay_rows(FullInfo(lines, ["noisy", "lookup"], 1), ["noisy@3", "lookup@3"], ["hedgespec"], 1)
     assert all(r["exact"] is False and r["regret_unit"] == "rounds (estimated)" for r in rows)
     rows = replay_rows(FullInfo(lines, ["noisy", "lookup"], 1), ["noisy@3"], ["hedgespec"], 1)

@@ -3,6 +3,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -55,7 +56,7 @@ def test_outputs_summary_csv_lossless_and_plots(full):
         rows = [dict(zip(header, r)) for r in reader]
     assert tuple(header[:len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS
     assert {r["setting"] for r in rows} == {"drafter", "joint"}
-    assert {r["learner"] for r in rows} == {"autoregressive", "best_fixed", "oracle", *LEARNERS}
+    assert {r["learner"] for r in rows} == {"autoregressive", "best_fixed", "oracle", "dynamic_gamma", *LEARNERS}
     assert {r["domain"] for r in rows} == {"mixed", "code", "math", "med"}
     assert {r["bsz"] for r in rows} == {"1", "2"}
     mixed = [r for r in rows if r["domain"] == "mixed" and r["learner"] != "oracle"]
@@ -274,3 +275,52 @@ def test_the_joint_setting_offers_the_autoregressive_arm(full):
     for qid in fi.qids:
         assert fi.fixed_rounds(qid, None, 0) == fi.tokens[qid]
     assert fi.exact_for(["autoregressive"])
+
+
+def test_every_timed_row_is_decoded_side_by_side_with_the_baseline(full):
+    """HedgeSpec's full-information pass (phase 1) is decoded again in phase 2, interleaved with the
+    baseline: the same tokens and rounds; dynamic_gamma runs in the joint setting on one drafter."""
+    out, summary = full
+    config = json.loads((out / "config.json").read_text())
+    assert config["fullinfo_run"] == "fullinfo/drafter/hedgespec"
+    runs = index_runs(read_records(out / "queries.jsonl"))
+    timing = ("draft_s", "verify_s")
+    for bsz in (1, 2):
+        source, timed = runs["fullinfo/drafter/hedgespec", bsz], runs["drafter/hedgespec", bsz]
+        assert source.keys() == timed.keys()
+        for qid, line in timed.items():
+            assert line["tokens"] == source[qid]["tokens"]
+            strip = lambda recs: [{k: v for k, v in r.items() if k not in timing} for r in recs]  # noqa: E731
+            assert strip(line["records"]) == strip(source[qid]["records"])
+        dynamic = runs["joint/dynamic_gamma", bsz]
+        assert len({r["drafter"] for l in dynamic.values() for r in l["records"]}) == 1
+    rows = [r for r in summary["rows"] if r["learner"] == "dynamic_gamma"]
+    assert rows and {r["setting"] for r in rows} == {"joint"}
+    assert all(r["speedup"] for r in rows if r["domain"] == "mixed")
+
+
+def test_resume_of_another_study_format_is_refused(full, tmp_path):
+    out, _ = full
+    old = tmp_path / "old"
+    old.mkdir()
+    config = json.loads((out / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, "version": 1}))
+    with pytest.raises(StudyError, match="another specsel version"):
+        study(old, resume=True)
+
+
+def test_repeats_give_each_timed_row_a_median_and_spread(tmp_path):
+    cfg = config(settings=("drafter",), learners=("hedgespec", "ucbspec"), bsz=(2,), repeats=2)
+    summary = study(tmp_path / "s", cfg)
+    runs = index_runs(read_records(tmp_path / "s" / "queries.jsonl"))
+    for name in ("autoregressive", "drafter/hedgespec", "drafter/ucbspec"):
+        assert (name, 2) in runs and (f"{name}#2", 2) in runs                     # both repeats decoded
+        assert [l["tokens"] for l in runs[name, 2].values()] == [l["tokens"] for l in runs[f"{name}#2", 2].values()]
+    mixed = [r for r in summary["rows"] if r["domain"] == "mixed" and r["learner"] != "oracle"]
+    for row in mixed:
+        assert row["repeats"] == 2 and row["speedup_min"] <= row["speedup"] <= row["speedup_max"]
+    assert next(r for r in mixed if r["learner"] == "autoregressive")["speedup"] == pytest.approx(1.0)
+    assert json.loads((tmp_path / "s" / "lossless.json").read_text())["lossless"] is True
+    assert re.search(r"\d\.\d\dx \(\d\.\d\d-\d\.\d\d\)", summary["table"])
+    with pytest.raises(StudyError, match="--repeats"):
+        study(tmp_path / "t", config(repeats=0))
