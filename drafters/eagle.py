@@ -41,6 +41,9 @@ from .eagle_head import EagleHead, eagle3_layers, load_eagle_head, resolve_proje
 
 # ---------------------------------------------------------------------- drafter
 
+GROUPED_FEED_MIN = 32     # a first feed this wide (a prompt) runs in length groups (RaggedKVCache.prefill)
+
+
 class EagleDrafter(Drafter, Scorer):
     """Chain drafting with an EAGLE head over features from the target's verify forwards.
 
@@ -127,11 +130,10 @@ class EagleDrafter(Drafter, Scorer):
         feats[rows] = self.features[rows[:, None], cols]
         all_widths = torch.zeros(B, dtype=torch.long, device=dev)
         all_widths[rows] = widths
-        out = self.kv.forward(tokens, all_widths, features=feats, compute_logits=False)
-        self.kv.keep(all_widths)
+        out_hidden = self._forward_pairs(tokens, feats, all_widths)
         last = (widths - 1).clamp_min(0)
         fed = widths > 0
-        hidden = out.hidden[rows, last]
+        hidden = out_hidden[rows, last]
         self.last_hidden[rows[fed]] = hidden[fed]
         # the head's output projection is most of a feed's cost: run it only for the pairs whose
         # top-1 may be asked for (position j's prediction is pair j-2's top-1) and the last one
@@ -141,13 +143,36 @@ class EagleDrafter(Drafter, Scorer):
             self.last_logits[rows[fed]] = logits[fed]
             self.pair_top[rows[fed], (starts + last)[fed]] = logits[fed].argmax(-1)
             return None, widths, starts
+        if not all_logits:          # only the pairs asked for: rows' first scored pairs differ (ragged prompts)
+            c = torch.arange(U, device=dev)[None, :]
+            r_idx, c_idx = ((c < widths[:, None]) & (c >= (first - starts)[:, None])).nonzero(as_tuple=True)
+            logits = self.head.logits(out_hidden[rows[r_idx], c_idx])                     # [pairs, Vd]
+            self.pair_top[rows[r_idx], starts[r_idx] + c_idx] = logits.argmax(-1)
+            at_last = (c_idx == last[r_idx]).nonzero(as_tuple=True)[0]                # one per fed row
+            self.last_logits[rows[r_idx[at_last]]] = logits[at_last]
+            return None, widths, starts
         c0 = int((first - starts)[fed].min()) if bool(fed.any()) else 0
-        logits = self.head.logits(out.hidden[rows, c0:])
+        logits = self.head.logits(out_hidden[rows, c0:])
         self.last_logits[rows[fed]] = logits[torch.arange(len(rows), device=dev), (last - c0).clamp_min(0)][fed]
         c = torch.arange(c0, U, device=dev)[None, :]
         r_idx, c_idx = ((c < widths[:, None]) & (c >= (first - starts)[:, None])).nonzero(as_tuple=True)
         self.pair_top[rows[r_idx], starts[r_idx] + c0 + c_idx] = logits[r_idx, c_idx].argmax(-1)
         return (logits if all_logits else None), widths, starts
+
+    def _forward_pairs(self, tokens: torch.Tensor, feats: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+        """The head over pending pairs (tokens, features) [B, U] of widths [B], cached; returns its
+        output hidden states [B, U, H]. The first feed (a whole prompt: the head's cache is still
+        empty) runs in length groups, so short prompts do not compute a long one's padding."""
+        if self.kv.width or int(widths.max()) < GROUPED_FEED_MIN:
+            out = self.kv.forward(tokens, widths, features=feats, compute_logits=False)
+            self.kv.keep(widths)
+            return out.hidden
+        hidden = feats.new_zeros(*tokens.shape, self.head.hidden_size)
+
+        def collect(rows, out):
+            hidden[rows, : out.hidden.shape[1]] = out.hidden
+        self.kv.prefill(tokens, widths, row_kwargs={"features": feats}, on_group=collect, compute_logits=False)
+        return hidden
 
     def _first_scored_pair(self, ctx: DraftContext, rows: torch.Tensor, starts: torch.Tensor,
                            widths: torch.Tensor) -> torch.Tensor:

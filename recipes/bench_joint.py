@@ -21,8 +21,10 @@ Cells, each a stream at one batch size:
 HedgeSpec variants: per_query (the study's: one learner per query, lazy scoring, batch-aware
 cost), row_cost (each row costed alone, as before batch-aware costs), no_ar (without the
 autoregressive arm), weighted (scores every drafter a row's learner weighs), full_scoring (lazy
-scoring off), shared (one learner per batch, kept over the stream).
+scoring off), shared (one learner per batch, kept over the stream), factored (HedgeSpec over the
+drafters on acceptance loss, gamma from its expected batch throughput: specsel.learners.factored).
 
+The --json ratios are those of the first --variants entry (and of each under "by_variant").
 Every run is repeated --repeats times (default 3), the repeats interleaved batch by batch, the
 order of runs rotated per batch, so machine drift spreads evenly. Ratios are taken within each
 repeat and reported as the median with min and max. Every output must equal the autoregressive
@@ -42,7 +44,7 @@ from evaluators.timing import best_run, ratio, run_totals, spread, tokens_per_s
 from specsel.study import ResultStore, load_items, load_pool, warm_cost_model
 
 VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "weighted": {"lazy_drafters": None},
-            "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}}
+            "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}, "factored": {}}
 AR = "autoregressive"
 DRAFTER_RUN = "drafter/hedgespec"
 
@@ -138,6 +140,11 @@ def make_policy(run: str, args, drafters, store):
         return DynamicGamma(name, **({} if args.dynamic_start is None else {"start": args.dynamic_start}))
     if run == DRAFTER_RUN:
         return LearnerPolicy("hedgespec", [Arm(d, args.gamma) for d in drafters], drafters, seed=args.seed)
+    if run == "hedgespec/factored":
+        from specsel.learners.factored import FactoredHedge
+        policy = FactoredHedge(drafters, [int(g) for g in args.gammas.split(",")], seed=args.seed)
+        warm_cost_model(policy, [line for line in store.lines if line["run"] == run])
+        return policy
     if kind == "hedgespec":
         gammas = sorted({int(g) for g in args.gammas.split(",")}, reverse=True)
         arms = [Arm(d, g) for d in drafters for g in gammas] + ([] if name == "no_ar" else [Arm.autoregressive()])
@@ -149,7 +156,9 @@ def make_policy(run: str, args, drafters, store):
 
 def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[dict]]:
     """Decode every run of one cell, repeats interleaved batch by batch; the lines of each repeat."""
+    from specsel.engine import PrefillCache
     from specsel.learners.policy import LearnerPolicy
+    prefills = PrefillCache()       # the runs of a batch share its target prefill (its time is still charged)
     stores = [ResultStore(out / cell["name"] / f"repeat{k + 1}" / "batches.jsonl", resume=True)
               for k in range(args.repeats)]
     runs, bsz = cell["runs"], cell["bsz"]
@@ -167,7 +176,8 @@ def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[d
                 if learner:
                     policy.seek(batch[0])
                 res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
-                                      feedback="full" if learner else "bandit", score_every=args.score_every)
+                                      feedback="full" if learner else "bandit", score_every=args.score_every,
+                                      prefill_cache=prefills)
                 store.append([{"run": run, "bsz": bsz, "batch": b, "batch_qids": [items[i].qid for i in batch],
                                "row": r, "index": i, "qid": items[i].qid, "tokens": res.tokens[r],
                                "batch_wall_s": res.wall_s, "batch_prefill_s": res.prefill_s,
@@ -216,8 +226,16 @@ def report(cell, per_repeat) -> list[dict]:
 
 
 def targets(results: dict, args) -> dict:
-    """The throughput issue's ratios (medians; spreads alongside) from the cells' results."""
-    hedge = "hedgespec/per_query" if "per_query" in args.variants else f"hedgespec/{args.variants[0]}"
+    """The throughput issue's ratios (medians) for the first --variants entry, and under
+    "by_variant" for every variant; the lossless verdict and every cell's rows."""
+    by_variant = {v: variant_targets(results, args, f"hedgespec/{v}") for v in args.variants}
+    out = {**by_variant[args.variants[0]], "by_variant": by_variant}
+    out["lossless"] = all(c["lossless"] for c in results.values())
+    out["cells"] = {name: c["rows"] for name, c in results.items()}
+    return out
+
+
+def variant_targets(results: dict, args, hedge: str) -> dict:
     out: dict = {"hedgespec_run": hedge}
     mixed = results.get(f"mixed_bsz{args.bsz}")
     if mixed:
@@ -235,8 +253,6 @@ def targets(results: dict, args) -> dict:
     if general:
         out["joint_hedge_over_ar_general"] = {b: next(r for r in c["rows"] if r["run"] == hedge)["over_ar"]["median"]
                                               for b, c in general.items()}
-    out["lossless"] = all(c["lossless"] for c in results.values())
-    out["cells"] = {name: c["rows"] for name, c in results.items()}
     return out
 
 
@@ -280,7 +296,10 @@ def main(argv=None) -> int:
                   f"{ds['hedge_mat']:.3f}; best fixed {ds['best_fixed']} {ds['best_fixed_mat']:.3f}; oracle "
                   f"{ds['oracle_mat']:.3f} ({'exact' if ds['exact'] else 'replay estimates'})")
     summary = targets(results, args)
-    print("\n" + json.dumps({k: v for k, v in summary.items() if k not in ("cells", "drafter_setting")}, indent=1))
+    shown = ("cells", "drafter_setting", "by_variant")
+    print("\n" + json.dumps({k: v for k, v in summary.items() if k not in shown}, indent=1))
+    for variant, keys in summary["by_variant"].items():
+        print(f"{variant}: " + ", ".join(f"{k} {v}" for k, v in keys.items() if k not in shown + ("hedgespec_run",)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({**summary, "args": vars(args)}, indent=1) + "\n")
     if args.json:

@@ -9,6 +9,7 @@ _EXPORTS = {
     "ArmPolicy": "specsel.core.policy", "FixedArms": "specsel.core.policy",
     "RoundRecord": "specsel.core.records", "Sampling": "specsel.core.sampling",
     "GenerationResult": "specsel.engine.loop", "SpecEngine": "specsel.engine.loop",
+    "PrefillCache": "specsel.engine.prefill",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

@@ -26,6 +26,7 @@ from specsel.core.drafting import DraftContext, Drafter, DrafterError
 from specsel.core.policy import ArmPolicy, FixedArms
 from specsel.core.records import RoundInfo, RoundRecord
 from specsel.core.sampling import Sampling
+from specsel.engine.prefill import PrefillCache
 from specsel.engine.scoring import BanditFeedback, FullInformation
 from specsel.engine.verify import verify_greedy, verify_sampling
 from specsel.modeling.kvcache import RaggedKVCache
@@ -43,6 +44,7 @@ class _Batch:
     outputs: list
     by_eos: list
     records: list = field(default_factory=list)
+    reused_s: float = 0.0           # seconds of a reused target prefill, charged to prefill_s and wall_s
 
     def remaining(self) -> torch.Tensor:
         """[A] tokens each active row may still commit."""
@@ -128,7 +130,8 @@ class SpecEngine:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], arms: Arm | Sequence[Arm] | ArmPolicy,
                  max_new_tokens: int = 64, sampling: Sampling | None = None, seed: int = 0,
-                 feedback: str = "bandit", progress: bool = False, score_every: int = 1) -> GenerationResult:
+                 feedback: str = "bandit", progress: bool = False, score_every: int = 1,
+                 prefill_cache: PrefillCache | None = None) -> GenerationResult:
         """Generate for every prompt (lists of token ids).
 
         arms: one Arm for all rows, one per row, or an ArmPolicy choosing every round.
@@ -139,6 +142,8 @@ class SpecEngine:
         heads) score the committed positions of up to this many rounds in one forward, and
         the policy learns of those rounds then (delayed feedback, as a learner gets anyway).
         Fewer, wider drafter forwards; the output is the same.
+        prefill_cache: a PrefillCache shared by calls that decode the same prompts: the target's
+        prefill is computed once and copied, and its measured seconds are still charged.
         """
         prompts = [list(p) for p in prompts]
         policy = self._check(prompts, arms, max_new_tokens, feedback, score_every)
@@ -150,8 +155,8 @@ class SpecEngine:
         draft_layers = {k for d in self.drafters.values() for k in d.capabilities.feature_layers}
         layers = sorted(draft_layers | fb.capture_layers())
         t_start = _clock(self.device)
-        batch = self._prefill(prompts, max_new_tokens, sampling, generator, fb, sorted(draft_layers))
-        prefill_s = _clock(self.device) - t_start
+        batch = self._prefill(prompts, max_new_tokens, sampling, generator, fb, sorted(draft_layers), prefill_cache)
+        prefill_s = _clock(self.device) - t_start + batch.reused_s
         bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not progress, leave=False)
         while len(batch.row_ids):
             arms_now = self._select(policy, batch)                                  # 1
@@ -171,7 +176,7 @@ class SpecEngine:
             if done.any():
                 self._retire(batch, policy, done, hit_eos)                          # 7
         bar.close()
-        wall_s = _clock(self.device) - t_start
+        wall_s = _clock(self.device) - t_start + batch.reused_s
         return GenerationResult(batch.outputs, batch.records, wall_s, prefill_s, batch.by_eos)
 
     def _check(self, prompts, arms, max_new_tokens: int, feedback: str, score_every: int) -> ArmPolicy:
@@ -189,8 +194,9 @@ class SpecEngine:
                              "pass feedback='full'")
         return policy
 
-    def _prefill(self, prompts, max_new_tokens, sampling, generator, fb, draft_layers) -> _Batch:
-        """Cache every prompt token but the last; drafters start on the prompts' features."""
+    def _prefill(self, prompts, max_new_tokens, sampling, generator, fb, draft_layers, reuse) -> _Batch:
+        """Cache every prompt token but the last (or copy a reused prefill: specsel.engine.prefill);
+        drafters start on the prompts' features."""
         dev, B = self.device, len(prompts)
         lens = torch.tensor([len(p) for p in prompts], device=dev)
         seqs = torch.zeros(B, int(lens.max()) + max_new_tokens, dtype=torch.long, device=dev)
@@ -199,14 +205,25 @@ class SpecEngine:
         ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator, scoring=fb.initial_window())
         kv = RaggedKVCache(self.target, B)
         widths = lens - 1              # the cache holds every committed token but the last
-        if int(widths.max()) > 0:
+        key = PrefillCache.key(prompts, draft_layers, self.target.dtype)
+        entry = reuse.get(key) if reuse is not None else None
+        reused_s = 0.0
+        if entry is not None:
+            t0 = _clock(dev)
+            kv.restore(entry.snapshot)
+            ctx.target_hidden = {k: v.clone() for k, v in entry.hidden.items()} or None
+            reused_s = entry.seconds - (_clock(dev) - t0)       # charge the prefill, not the copy
+        elif int(widths.max()) > 0:
+            t0 = _clock(dev)
             # in length groups: a long prompt does not make the short ones pay for its padding
             ctx.target_hidden = kv.prefill(seqs, widths, capture=draft_layers) or None   # features f_0..f_{P-2}
+            if reuse is not None:
+                reuse.put(key, kv.snapshot(), ctx.target_hidden, _clock(dev) - t0)
         for d in self.drafters.values():
             d.start(ctx)
         ctx.target_hidden = None
         return _Batch(ctx, kv, lens, max_new_tokens, torch.arange(B, device=dev),
-                      torch.zeros(B, dtype=torch.long, device=dev), [None] * B, [False] * B)
+                      torch.zeros(B, dtype=torch.long, device=dev), [None] * B, [False] * B, reused_s=reused_s)
 
     def _select(self, policy: ArmPolicy, batch: _Batch) -> list[Arm]:
         """Step 1: an arm for every active row."""

@@ -18,7 +18,8 @@ favourite; None: every drafter with an arm of positive weight), plus the drafter
 A HedgeSpec arm whose regret is <= 0 has weight 0 and would not be played anyway. The others
 sleep: their arms get no loss for those positions, so their regret only decays (sleeping
 experts, Freund et al. 1997). The played drafter's arms at every gamma are scored, so the
-speculation length is always learned with full information. Every `refresh_every`-th window
+speculation length is always learned with full information. A row playing the autoregressive
+arm asks for no scores (speculation does not pay there; scoring would). Every `refresh_every`-th window
 of a batch, the first included, scores every drafter, so a sleeping drafter that turns good
 can still win weight back (counting per batch keeps a resumed study identical to an
 uninterrupted one). With the length objective the scores cost no accepted tokens, and every
@@ -129,9 +130,11 @@ class LearnerPolicy(ArmPolicy):
         if not self.lazy_scoring:
             return mine
         self.windows += 1
-        active = [r for r in self.routers if r not in self.finished]
-        if self.windows % self.refresh_every == 1 or self.refresh_every == 1 or not active:
+        live = [r for r in self.routers if r not in self.finished]
+        if self.windows % self.refresh_every == 1 or self.refresh_every == 1 or not live:
             return mine
+        # a row decoding autoregressively wants no scores until the next refresh window
+        active = [r for r in live if r in self.played and not self.playing(r).is_autoregressive]
         learners = {id(self.routers[r].learner): self.routers[r].learner for r in active}
         wanted = set()
         for learner in learners.values():
@@ -143,8 +146,12 @@ class LearnerPolicy(ArmPolicy):
                     per_drafter[d] = per_drafter.get(d, 0.0) + w[i]
             ranked = sorted(per_drafter, key=per_drafter.get, reverse=True)
             wanted.update(ranked if self.lazy_drafters is None else ranked[:self.lazy_drafters])
-        wanted |= {self.arms[self.played[r]].drafter for r in active if r in self.played}
+        wanted |= {self.playing(r).drafter for r in active}
         return [d for d in self.drafters if d in wanted]
+
+    def playing(self, row: int) -> Arm:
+        """The arm `row` played last."""
+        return self.arms[self.played[row]]
 
     def observe(self, info: RoundInfo) -> None:
         if self.cost is not None and info.records:
@@ -152,11 +159,16 @@ class LearnerPolicy(ArmPolicy):
         in_batch = self.batch_cost and len(info.records) > 1
         for r in info.records:
             gammas = None
-            if r.position_acceptance is not None:     # a drafter that was not scored: nan (asleep)
+            acceptance = self.acceptance_of(r)
+            if acceptance is not None:                # a drafter that was not scored: nan (asleep)
                 missing = [float("nan")] * r.committed
-                gammas = np.array([r.position_acceptance.get(d, missing) for d in self.drafters], dtype=float)
+                gammas = np.array([acceptance.get(d, missing) for d in self.drafters], dtype=float)
             batch = BatchRound.of(r.row, info.records, self.drafters) if in_batch else None
             self.routers[r.row].on_round(self.played[r.row], r.committed, gammas, batch)
+
+    def acceptance_of(self, record) -> dict | None:
+        """Each drafter's acceptance at the record's committed positions, as the learner hears it."""
+        return record.position_acceptance
 
     def finish(self, row: int) -> None:
         self.routers[row].flush()

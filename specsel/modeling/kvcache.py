@@ -15,12 +15,21 @@ ever recomputed. Only tail columns are copied, never the prefix.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from transformers import DynamicCache
 
 from specsel.modeling.compat import cache_kwargs, capture_hidden_states, grouped_query_attention
+
+
+@dataclass(frozen=True)
+class CacheSnapshot:
+    """The committed keys and values of every layer, each row's length and the committed width."""
+    layers: list
+    lengths: torch.Tensor
+    width: int
 
 
 class RaggedKVCache:
@@ -78,19 +87,29 @@ class RaggedKVCache:
         return out
 
     def prefill(self, tokens: torch.Tensor, widths: torch.Tensor, capture: Sequence[int] = (),
-                max_padding: float = 0.25) -> dict[int, torch.Tensor]:
+                max_padding: float = 0.25, row_kwargs: dict[str, torch.Tensor] | None = None,
+                on_group: Callable | None = None, **model_kwargs) -> dict[int, torch.Tensor]:
         """Fill an empty cache with tokens[r, :widths[r]] of every row, without computing most of
         the padding: rows are prefilled in length groups (`length_groups`) in which no row is
         padded by more than `max_padding` of the group's longest row, then laid side by side in
         this cache's layout. Returns the captured hidden states [B, max width, H] (zeros past a
-        row's width). One group (similar lengths) is one forward, as before."""
+        row's width). One group (similar lengths) is one forward, as before.
+
+        row_kwargs: model inputs laid out like `tokens` ([B, W, ...], e.g. an EAGLE head's
+        features), cut to each group's rows and width; model_kwargs go to every forward as they
+        are. on_group(rows, out) sees each group's model output (rows: indices into the batch)."""
         if self.width:
             raise RuntimeError("RaggedKVCache.prefill needs an empty cache")
         widths = widths.to(self.device)
+        row_kwargs = row_kwargs or {}
         groups = length_groups(widths, max_padding)
         if len(groups) == 1:
-            out = self.forward(tokens[:, : int(widths.max())], widths, logits=False, capture=capture)
+            W = int(widths.max())
+            out = self.forward(tokens[:, :W], widths, logits=False, capture=capture,
+                               **{k: v[:, :W] for k, v in row_kwargs.items()}, **model_kwargs)
             self.keep(widths)
+            if on_group is not None:
+                on_group(torch.arange(len(widths), device=self.device), out)
             return out.captured
         B, W = len(widths), int(widths.max())
         keys: list = []
@@ -99,8 +118,11 @@ class RaggedKVCache:
         for rows in groups:
             part = RaggedKVCache(self.model, len(rows))
             w = int(widths[rows].max())
-            out = part.forward(tokens[rows, :w], widths[rows], logits=False, capture=capture)
+            out = part.forward(tokens[rows, :w], widths[rows], logits=False, capture=capture,
+                               **{k: v[rows, :w] for k, v in row_kwargs.items()}, **model_kwargs)
             part.keep(widths[rows])
+            if on_group is not None:
+                on_group(rows, out)
             for i, layer in enumerate(part.cache.layers):
                 if i == len(keys):
                     H, D = layer.keys.shape[1], layer.keys.shape[3]
@@ -118,6 +140,26 @@ class RaggedKVCache:
         self.committed_width = W
         self.tail_valid = self.tail_valid[:, :0]
         return captured
+
+    def snapshot(self) -> "CacheSnapshot":
+        """A copy of the committed cache, from which another cache can start (`restore`)."""
+        if self.tail_valid.shape[1]:
+            raise RuntimeError("RaggedKVCache.snapshot needs a cache without tentative tokens (call keep first)")
+        layers = [(layer.keys.clone(), layer.values.clone()) for layer in self.cache.layers
+                  if getattr(layer, "keys", None) is not None and layer.keys.numel()]
+        return CacheSnapshot(layers, self.lengths.clone(), self.committed_width)
+
+    def restore(self, snap: "CacheSnapshot") -> None:
+        """Fill an empty cache with a copy of `snap` (the snapshot stays unchanged)."""
+        if self.width:
+            raise RuntimeError("RaggedKVCache.restore needs an empty cache")
+        if len(snap.lengths) != self.batch_size:
+            raise RuntimeError(f"snapshot of {len(snap.lengths)} rows restored into a cache of {self.batch_size}")
+        for i, (k, v) in enumerate(snap.layers):
+            self.cache.update(k.clone(), v.clone(), i)
+        self.lengths = snap.lengths.clone()
+        self.committed_width = snap.width
+        self.tail_valid = self.tail_valid[:, :0]
 
     def _attention_mask(self, past_valid: torch.Tensor, window_visible: torch.Tensor, W: int):
         if self.attn_impl == "flash_attention_2":

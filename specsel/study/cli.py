@@ -27,7 +27,8 @@ def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--pool", default=None, help="Python file defining build_pool(target) (default: drafters.pool)")
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
     add_config_arguments(ap, ["settings", "learners", "gamma", "gammas", "bsz", "max_new_tokens", "temperature",
-                              "top_p", "seed", "fixed_candidates", "score_every", "repeats"])
+                              "top_p", "seed", "fixed_candidates", "score_every", "repeats",
+                              "joint_hedgespec"])
     ap.add_argument("--out", default="results", help="output folder")
     ap.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished batches")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -18,6 +18,11 @@ class StudyError(ValueError):
     """Bad study options or output folder; the message is one line that names the fix."""
 
 
+# the joint setting's HedgeSpec: "factored" learns the drafter and picks gamma (0 included) by cost
+# (specsel.learners.factored); "arms" learns over every drafter x gamma arm (specsel.learners.policy)
+JOINT_HEDGESPEC = ("factored", "arms")
+
+
 @dataclass
 class StudyConfig:
     settings: Sequence[str] = SETTINGS
@@ -32,6 +37,7 @@ class StudyConfig:
     fixed_candidates: int = 2                   # joint: fixed arms run live (best by estimate); 0 = all
     score_every: int = 3                        # full information: EAGLE heads score this many rounds at once
     repeats: int = 1                            # phase 2 decoded this many times, interleaved (timing spread)
+    joint_hedgespec: str = "factored"           # joint HedgeSpec: factored (drafter x cost-chosen gamma) or arms
     target: str = ""                            # recorded in config.json only
 
     def validate(self) -> None:
@@ -55,6 +61,9 @@ class StudyConfig:
             raise StudyError(f"--top-p must be in (0, 1] (got {self.top_p})")
         if not isinstance(self.score_every, int) or self.score_every < 1:
             raise StudyError(f"--score-every must be an integer >= 1 (got {self.score_every}); 1 scores every round")
+        if self.joint_hedgespec not in JOINT_HEDGESPEC:
+            raise StudyError(f"--joint-hedgespec must be one of {', '.join(JOINT_HEDGESPEC)} "
+                             f"(got {self.joint_hedgespec!r})")
         if not isinstance(self.repeats, int) or self.repeats < 1:
             raise StudyError(f"--repeats must be an integer >= 1 (got {self.repeats}); 3 gives a median and spread")
         if self.fixed_candidates < 0:
@@ -138,6 +147,9 @@ CONFIG_FLAGS = (
                                        "estimate (0 = every arm, both settings)"),
     Flag("score_every", "number", "full information, greedy: EAGLE heads score the committed tokens of this many "
                                   "rounds in one forward (the learner hears of them then)"),
+    Flag("joint_hedgespec", "text", "the joint setting's HedgeSpec: factored (HedgeSpec over drafters, gamma "
+                                    "and the autoregressive arm by expected batch throughput) or arms (one learner "
+                                    "over every drafter x gamma arm)"),
     Flag("repeats", "number", "decode every timed run this many times, interleaved batch by batch; tokens/s and "
                               "speedup are the median over repeats, with the speedup's min and max"),
 )

@@ -48,11 +48,12 @@ class _Decoder:
     def __init__(self, target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, store: ResultStore,
                  config: dict, source: RunSpec, eos_token_id, progress: bool, hook):
         from specsel.core.sampling import Sampling
-        from specsel.engine import SpecEngine
+        from specsel.engine import PrefillCache, SpecEngine
 
         self.items, self.cfg, self.store, self.config, self.source = items, cfg, store, config, source
         self.drafters = list(pool)
         self.engine = SpecEngine(target, pool, eos_token_id=eos_token_id)
+        self.prefills = PrefillCache()      # every run of a batch starts from one target prefill
         self.sampling = None if cfg.temperature == 0 else Sampling(cfg.temperature, cfg.top_p)
         self.progress, self.hook = progress, hook
         self.warmed = False
@@ -67,6 +68,12 @@ class _Decoder:
             return DynamicGamma(spec.arm)
         if spec.kind in ("fixed", "fullinfo"):
             return Arm.parse(spec.arm)
+        if spec.learner == "hedgespec" and spec.setting == "joint" and self.cfg.joint_hedgespec == "factored" \
+                and spec != self.source:
+            from specsel.learners.factored import FactoredHedge
+            policy = FactoredHedge(self.drafters, self.cfg.gammas, seed=self.cfg.seed)
+            warm_cost_model(policy, self.store.run_lines(spec.name, bsz))
+            return policy
         # the full-information source scores every drafter (the oracle is computed from it)
         policy = LearnerPolicy(spec.learner, [Arm.parse(a) for a in self.cfg.arms(spec.setting, self.drafters)],
                                self.drafters, objective=OBJECTIVE[spec.setting], seed=self.cfg.seed,
@@ -129,7 +136,7 @@ class _Decoder:
                 res = self.engine.generate([items[i].prompt for i in batch], policy,
                                            max_new_tokens=cfg.max_new_tokens, sampling=self.sampling,
                                            seed=batch_seed(cfg.seed, bsz, b), feedback=spec.feedback,
-                                           score_every=cfg.score_every)
+                                           score_every=cfg.score_every, prefill_cache=self.prefills)
                 store.append(self.query_lines(spec, bsz, b, batch, res))
                 bar.update(len(batch))
                 if self.hook is not None:

@@ -296,3 +296,20 @@ def test_bandit_feeds_project_only_the_last_pair():
     out = engine.generate(prompts, Arm("v1", 3), max_new_tokens=MAX_NEW)
     assert out.tokens == [hf_greedy(target, p, MAX_NEW) for p in prompts]
     assert shapes and all(s[1:] in ((), (1,)) for s in shapes)    # [rows] or [rows, 1]: one column per row
+
+
+def test_a_first_feed_of_long_ragged_prompts_runs_in_length_groups_and_changes_nothing(monkeypatch):
+    """The head's first feed (whole prompts) in length groups: same tokens and same scores as one padded forward."""
+    import drafters.eagle as eagle_module
+    target = target_of("llama")
+    head = heads(target)["v1"]
+    prompts = [p[:n] for p, n in zip(random_prompts(3, min_len=90, max_len=90, seed=7), (4, 45, 90))]
+    expected = [hf_greedy(target, p, MAX_NEW) for p in prompts]
+    outputs = {}
+    for grouped in (True, False):
+        monkeypatch.setattr(eagle_module, "GROUPED_FEED_MIN", 32 if grouped else 10**9)
+        engine = SpecEngine(target, {"v1": EagleDrafter(target, head)}, eos_token_id=1)
+        result = engine.generate(prompts, Arm("v1", 3), max_new_tokens=MAX_NEW, feedback="full")
+        assert result.tokens == expected
+        outputs[grouped] = [r.position_acceptance for r in result.records]
+    assert outputs[True] == outputs[False]

@@ -117,14 +117,17 @@ def test_lazy_scoring_asks_for_each_rows_favourite_drafters(lazy_drafters, expec
     weights[0][:] = [0.0] * 6                           # no weight anywhere but row 1's
     weights[1][:] = [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     assert policy.scored_drafters() == ["ngram"]
-    # the autoregressive arm is nobody's favourite drafter: it has nothing to score
+    # the autoregressive arm is nobody's favourite drafter: it has nothing to score; a row playing it
+    # asks for no scores until the next refresh window; playing a drafter, it asks for its favourite
     policy = LearnerPolicy("hedgespec", [Arm.autoregressive(), *arms], POOL, objective="throughput")
     policy.start(1)
     policy.select([0])
     policy.routers[0].learner.weights = lambda: [0.9, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0]
     policy.played[0] = 0
     policy.scored_drafters()                            # refresh
-    assert policy.scored_drafters() == ["other"]
+    assert policy.scored_drafters() == []
+    policy.played[0] = 6                                # ngram@1
+    assert policy.scored_drafters() == ["other", "ngram"]
     with pytest.raises(ValueError, match="lazy_drafters"):
         LearnerPolicy("hedgespec", arms, POOL, objective="throughput", lazy_drafters=0)
 

@@ -179,6 +179,7 @@ def test_without_hedgespec_a_fixed_arm_gives_the_full_information(tmp_path):
     (dict(gammas=(0, 2)), "--gammas must be integers >= 1"),
     (dict(bsz=(0,)), "--bsz"),
     (dict(max_new_tokens=0), "--max-new-tokens"),
+    (dict(joint_hedgespec="bandit"), "--joint-hedgespec must be one of factored, arms"),
 ])
 def test_bad_options_are_one_line_errors(kw, match, tmp_path):
     with pytest.raises(StudyError, match=match) as err:
@@ -324,3 +325,15 @@ def test_repeats_give_each_timed_row_a_median_and_spread(tmp_path):
     assert re.search(r"\d\.\d\dx \(\d\.\d\d-\d\.\d\d\)", summary["table"])
     with pytest.raises(StudyError, match="--repeats"):
         study(tmp_path / "t", config(repeats=0))
+
+
+def test_the_joint_hedgespec_is_factored_by_default_or_over_every_arm(tmp_path):
+    """factored: arms of one drafter per row, gamma 0 included; arms: the learner over drafter x gamma."""
+    for kind in ("factored", "arms"):
+        cfg = config(settings=("joint",), learners=("hedgespec",), bsz=(2,), joint_hedgespec=kind)
+        summary = study(tmp_path / kind, cfg)
+        assert json.loads((tmp_path / kind / "lossless.json").read_text())["lossless"] is True
+        lines = [l for l in read_records(tmp_path / kind / "queries.jsonl") if l["run"] == "joint/hedgespec"]
+        arms = {(r["drafter"], r["gamma"]) for l in lines for r in l["records"]}
+        assert arms <= {(d, g) for d in ("noisy", "ngram") for g in (1, 3)} | {(None, 0)}
+        assert any(r["learner"] == "hedgespec" and r["setting"] == "joint" for r in summary["rows"])

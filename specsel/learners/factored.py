@@ -1,0 +1,174 @@
+"""The joint setting, factored: HedgeSpec picks the drafter, its expected throughput picks gamma.
+
+    policy = FactoredHedge(drafters=["ngram", "eagle"], gammas=[1, 2, 4])
+    engine.generate(prompts, policy, feedback="full")
+
+Per query, a HedgeSpec learner over the drafters learns from every drafter's acceptance at every
+committed position (loss ``1 - gamma_s(j)``, docs/design.md eq. 11: the drafter setting's
+learner, fed without delay). Each round, the row plays the drafter ``j`` of largest weight, at
+the speculation length -- 0, the autoregressive arm, included -- of highest batch throughput
+(eq. 18) for its expected length under the row's recent acceptance ``alpha_j`` (eq. 19)::
+
+    alpha_j = sum_s m^(n-1-s) gamma_s(j) / sum_s m^(n-1-s)      (the row's last positions weigh most)
+    E[A(g)] = 1 + alpha + ... + alpha^g
+    g* = argmax_{g in gammas + {0}} (E[A(g)] + S) / (B * T((j, g) | the others' last round))
+
+In a batch, the rows' choices are then weighed together (eq. 20): when the batch's expected
+tokens per second with them is below B / t_verify(0), every row decodes autoregressively that
+round -- a row alone cannot see this, since its own autoregressive arm saves nothing while others
+speculate -- and, playing the autoregressive arm, asks for no scores until the next refresh.
+
+A learner over drafter x gamma arms gets each arm's throughput only ``g`` positions late and must
+tell apart arms that differ in cost alone; here the drafter is learned from immediate feedback
+and the length follows from the cost model, so one learner serves every gamma. Before a row's
+first feedback it plays the longest gamma. Lazy scoring works as for LearnerPolicy.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from specsel.core.arms import Arm
+from specsel.core.costs import BatchRound
+from specsel.core.records import RoundInfo
+from specsel.learners.feedback import FeedbackRouter
+from specsel.learners.policy import LearnerPolicy
+
+DEFAULT_MEMORY = 0.8    # per position; about the last five positions count
+DEFAULT_IDLE_BACKOFF = 4    # refresh windows 4x rarer while every row decodes autoregressively
+DEFAULT_REFRESH = 16        # every drafter scored every 16th window (the runner-up is scored in every window)
+# these three defaults were set by reasoning, not tuned: no held-out or tuning query chose them
+
+
+class FactoredHedge(LearnerPolicy):
+    def __init__(self, drafters: Sequence[str], gammas: Sequence[int], seed: int = 0, memory: float = DEFAULT_MEMORY,
+                 autoregressive: bool = True, self_scoring: bool = True, idle_backoff: int = DEFAULT_IDLE_BACKOFF,
+                 **policy_kw):
+        if not drafters:
+            raise ValueError("FactoredHedge needs at least one drafter")
+        if not 0.0 < memory <= 1.0:
+            raise ValueError(f"memory must lie in (0, 1] (got {memory}); 1 weighs every position alike")
+        if policy_kw.get("shared"):
+            raise ValueError("FactoredHedge learns per query; use LearnerPolicy(shared=True) for one learner per batch")
+        self.gammas = sorted({int(g) for g in gammas} | ({0} if autoregressive else set()))
+        if not self.gammas or self.gammas[-1] < 1:
+            raise ValueError(f"gammas must hold a length >= 1 (got {list(gammas)})")
+        policy_kw.setdefault("refresh_every", DEFAULT_REFRESH)
+        super().__init__("hedgespec", [Arm(d, self.gammas[-1]) for d in drafters], drafters, objective="throughput",
+                         seed=seed, loss="acceptance", **policy_kw)
+        self.memory = float(memory)
+        self.self_scoring = bool(self_scoring)
+        if not isinstance(idle_backoff, int) or idle_backoff < 1:
+            raise ValueError(f"idle_backoff must be an integer >= 1 (got {idle_backoff!r}); 1 refreshes as often "
+                             "while the batch decodes autoregressively")
+        self.idle_backoff = idle_backoff
+        self._gamma_arr = np.array(self.gammas)
+
+    def start(self, n_rows: int) -> None:
+        super().start(n_rows)
+        self.accepted: dict[int, np.ndarray] = {}    # row -> discounted acceptance sum per drafter
+        self.weight: dict[int, np.ndarray] = {}      # row -> discounted position count per drafter
+        self.last_round: dict[int, BatchRound | None] = {}
+        self.chosen: dict[int, Arm] = {}             # row -> the arm it played last
+        self.last_refresh = 0
+
+    def _router(self, row: int) -> FeedbackRouter:
+        if row not in self.routers:        # acceptance loss: no cost in the learner (the cost picks gamma)
+            self.routers[row] = FeedbackRouter(self._new_learner(self.query_base + row), self.pairs)
+        return self.routers[row]
+
+    def select(self, rows: list[int]) -> list[Arm]:
+        expected = {}
+        for r in rows:
+            j = self.played[r] = int(self._router(r).learner.select())
+            self.chosen[r], expected[r] = self._length(r, j)
+        if len(rows) > 1 and self._batch_prefers_autoregressive(rows, expected):
+            self.chosen.update({r: Arm.autoregressive() for r in rows})
+        return [self.chosen[r] for r in rows]
+
+    def _batch_prefers_autoregressive(self, rows: list[int], expected: dict[int, float]) -> bool:
+        """eq. 20: the batch's expected tokens per second with every row's choice, against every
+        row decoding autoregressively (one token each for one plain forward). Each row alone
+        cannot see this: inside a batch that speculates, its own autoregressive arm saves nothing."""
+        if any(r not in self.last_round for r in rows):       # before the first feedback: speculate
+            return False
+        widths = [a.gamma for a in (self.chosen[r] for r in rows)]
+        longest: dict[int, int] = {}
+        for r in rows:
+            a = self.chosen[r]
+            if a.drafter is not None:
+                j = self.drafters.index(a.drafter)
+                longest[j] = max(longest.get(j, 0), a.gamma)
+        t_v, t_d = self.cost.t_verify(), self.cost.t_draft()
+        plan = t_v[max(widths)] + sum(g * t_d[j] for j, g in longest.items())
+        return sum(expected.values()) / plan < len(rows) / t_v[0]
+
+    def playing(self, row: int) -> Arm:
+        return self.chosen[row]
+
+    def _length(self, row: int, j: int) -> tuple[Arm, float]:
+        """eq. 19: the length of best expected batch throughput for drafter j on this row, and
+        that arm's expected length."""
+        weight = self.weight.get(row)
+        if weight is None or weight[j] == 0:
+            return Arm(self.drafters[j], self.gammas[-1]), float(self.gammas[-1] + 1)   # no feedback yet
+        alpha = min(self.accepted[row][j] / weight[j], 1.0 - 1e-9)
+        g = self._gamma_arr
+        expected = (1.0 - alpha ** (g + 1)) / (1.0 - alpha)      # 1 + alpha + ... + alpha^g
+        batch = self.last_round.get(row)
+        rewards = self.cost.throughput(expected, np.full(len(g), j), g, batch)
+        k = int(np.argmax(rewards))
+        return (Arm.autoregressive() if g[k] == 0 else Arm(self.drafters[j], int(g[k]))), float(expected[k])
+
+    def acceptance_of(self, record) -> dict | None:
+        """The scored drafters' acceptance, and the played drafter's from its own draft (eq. 21):
+        1 at each accepted draft position, 0 where its draft was rejected, unknown (nan) at the
+        bonus position after a fully accepted draft. Exact for greedy drafters whose chain equals
+        their teacher-forced predictions; an EAGLE head's chain is its own (what it really does)."""
+        scored = record.position_acceptance
+        if scored is None or not self.self_scoring or record.drafter is None or record.drafter in scored:
+            return scored
+        a = record.accepted
+        own = [1.0] * a + [0.0 if a < record.drafted else float("nan")]
+        own += [float("nan")] * max(record.committed - len(own), 0)
+        return {**scored, record.drafter: own[:record.committed]}
+
+    def scored_drafters(self):
+        """With self-scoring, the played drafter scores itself: between refresh windows each row
+        asks for its runner-up drafter (the one of most weight after the played one), so HedgeSpec
+        compares two drafters every round for the price of scoring one."""
+        if not self.self_scoring:
+            return super().scored_drafters()
+        self.windows += 1
+        live = [r for r in self.routers if r not in self.finished]
+        idle = bool(live) and all(r in self.chosen and self.chosen[r].is_autoregressive for r in live)
+        # a batch decoding autoregressively refreshes idle_backoff times less often: its scores buy nothing now
+        interval = self.refresh_every * (self.idle_backoff if idle else 1)
+        if self.windows == 1 or not live or self.windows - self.last_refresh >= interval:
+            self.last_refresh = self.windows
+            return list(self.drafters)
+        wanted = set()
+        for r in live:
+            if r in self.chosen and not self.chosen[r].is_autoregressive:
+                w = np.array(self.routers[r].learner.weights(), dtype=float)
+                w[self.played[r]] = -1.0
+                wanted.add(self.drafters[int(np.argmax(w))])
+        return [d for d in self.drafters if d in wanted]
+
+    def observe(self, info: RoundInfo) -> None:
+        super().observe(info)
+        n = len(self.drafters)
+        for rec in info.records:
+            self.last_round[rec.row] = BatchRound.of(rec.row, info.records, self.drafters) \
+                if len(info.records) > 1 else None
+            acceptance = self.acceptance_of(rec)
+            if acceptance is None:
+                continue
+            acc = self.accepted.setdefault(rec.row, np.zeros(n))
+            wt = self.weight.setdefault(rec.row, np.zeros(n))
+            for j, d in enumerate(self.drafters):
+                for gamma in acceptance.get(d, ()):   # asleep drafters keep their estimate
+                    if gamma == gamma:                # nan: not known there
+                        acc[j] = self.memory * acc[j] + gamma
+                        wt[j] = self.memory * wt[j] + 1.0

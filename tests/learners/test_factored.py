@@ -1,0 +1,124 @@
+"""FactoredHedge: HedgeSpec picks the drafter from acceptance, the expected batch throughput picks gamma."""
+import numpy as np
+import pytest
+
+from drafters import ModelDrafter, NgramDrafter
+from specsel import Arm, SpecEngine
+from specsel.core.records import RoundInfo, RoundRecord
+from specsel.learners.factored import FactoredHedge
+from specsel.testing import random_prompts
+
+from conftest import drafter_models, hf_greedy, target_model
+
+POOL = ["noisy", "ngram"]
+
+
+def feed(policy, row_acceptance, rows=(0,), rounds=1, verify=(1.0, 1.3, 1.4, 1.5, 1.6)):
+    """Rounds of the policy's own choices, each drafter's acceptance given (drafter scores, not outcomes)."""
+    for w, t in enumerate(verify):
+        policy.cost.observe_verify(w, t)
+    for _ in range(rounds):
+        arms = policy.select(list(rows))
+        seconds = verify[max(a.gamma for a in arms)]              # the verify time the cost model was given
+        recs = [RoundRecord(row=r, round=0, drafter=a.drafter, gamma=a.gamma, drafted=a.gamma,
+                            accepted=min(a.gamma, 1), committed=1 + min(a.gamma, 1), draft_s=0.0, verify_s=seconds,
+                            batch=len(rows), position_acceptance={d: [row_acceptance[d]] * (1 + min(a.gamma, 1))
+                                                                  for d in POOL})
+                for r, a in zip(rows, arms)]
+        policy.observe(RoundInfo(list(rows), arms, recs))
+
+
+def test_the_longest_draft_before_any_feedback():
+    policy = FactoredHedge(POOL, [1, 2, 4])
+    policy.start(2)
+    assert policy.select([0, 1]) == [Arm("noisy", 4), Arm("noisy", 4)]
+
+
+def test_the_length_follows_the_drafters_acceptance():
+    good = FactoredHedge(POOL, [1, 2, 4])
+    good.start(1)
+    feed(good, {"noisy": 1.0, "ngram": 0.2}, rounds=3)
+    assert good.select([0]) == [Arm("noisy", 4)]                  # always accepted: the longest draft
+    poor = FactoredHedge(POOL, [1, 2, 4])
+    poor.start(1)
+    feed(poor, {"noisy": 0.1, "ngram": 0.05}, rounds=3)
+    assert poor.select([0]) == [Arm.autoregressive()]            # nothing accepted: speculation does not pay
+    mid = FactoredHedge(POOL, [1, 2, 4])
+    mid.start(1)
+    feed(mid, {"noisy": 0.1, "ngram": 0.7}, rounds=3)
+    assert mid.select([0])[0].drafter == "ngram"                  # the drafter HedgeSpec learned
+    without_ar = FactoredHedge(POOL, [1, 2, 4], autoregressive=False)
+    without_ar.start(1)
+    feed(without_ar, {"noisy": 0.1, "ngram": 0.05}, rounds=3)
+    assert without_ar.select([0]) == [Arm("noisy", 1)]
+
+
+def test_bad_arguments_are_one_line_errors():
+    for kw, match in (({"memory": 0}, "memory"), ({"shared": True}, "per query")):
+        with pytest.raises(ValueError, match=match):
+            FactoredHedge(POOL, [1, 2], **kw)
+    with pytest.raises(ValueError, match="gammas"):
+        FactoredHedge(POOL, [])
+
+
+def test_decodes_losslessly_and_learns_online():
+    models = drafter_models("llama")
+    engine = SpecEngine(target_model("llama"), {"noisy": ModelDrafter(models["noisy"]), "ngram": NgramDrafter()},
+                        eos_token_id=1)
+    prompts = [p + p[:5] for p in random_prompts(3, min_len=3, max_len=12, seed=21)]
+    policy = FactoredHedge(POOL, [1, 3])
+    result = engine.generate(prompts, policy, max_new_tokens=32, feedback="full")
+    assert result.tokens == [hf_greedy(target_model("llama"), p, 32) for p in prompts]
+    assert policy.cost.verify_n.sum() > 0 and all(r.learner.t > 0 for r in policy.routers.values())
+    assert {r.gamma for r in result.records} <= {0, 1, 3}
+    assert np.all([w.max() > 0 for w in policy.weight.values()])
+
+
+def record(drafter, drafted, accepted, committed, scored):
+    return RoundRecord(row=0, round=0, drafter=drafter, gamma=max(drafted, 1), drafted=drafted, accepted=accepted,
+                       committed=committed, draft_s=0.0, verify_s=1.0, batch=1, position_acceptance=scored)
+
+
+def test_the_played_drafter_scores_itself_from_its_draft():
+    policy = FactoredHedge(POOL, [1, 4])
+    nan = float("nan")
+    rejected = policy.acceptance_of(record("noisy", 4, 2, 3, {"ngram": [0.0, 1.0, 1.0]}))
+    assert rejected == {"ngram": [0.0, 1.0, 1.0], "noisy": [1.0, 1.0, 0.0]}
+    full = policy.acceptance_of(record("noisy", 2, 2, 3, {}))["noisy"]       # bonus position: unknown
+    assert full[:2] == [1.0, 1.0] and full[2] != full[2]
+    cut = policy.acceptance_of(record("noisy", 4, 3, 2, {}))["noisy"]        # cut by EOS or the budget
+    assert cut == [1.0, 1.0]
+    scored = {"noisy": [0.5, nan]}
+    assert policy.acceptance_of(record("noisy", 1, 1, 2, scored)) is scored     # scored: as scored
+    assert FactoredHedge(POOL, [1, 4], self_scoring=False).acceptance_of(record("noisy", 4, 2, 3, {})) == {}
+
+
+def test_between_refreshes_a_row_asks_for_its_runner_up_only():
+    policy = FactoredHedge(["a", "b", "c"], [1, 4], refresh_every=4, idle_backoff=2)
+    policy.start(1)
+    policy.select([0])
+    assert policy.scored_drafters() == ["a", "b", "c"]                           # first window: all
+    policy.routers[0].learner.weights = lambda: np.array([0.6, 0.1, 0.3])
+    policy.played[0], policy.chosen[0] = 0, Arm("a", 4)
+    assert [policy.scored_drafters() for _ in range(3)] == [["c"]] * 3
+    assert policy.scored_drafters() == ["a", "b", "c"]                           # refresh
+    policy.chosen[0] = Arm.autoregressive()                                      # idle: rarer refreshes, no scores
+    assert [policy.scored_drafters() for _ in range(7)] == [[]] * 7
+    assert policy.scored_drafters() == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="idle_backoff"):
+        FactoredHedge(POOL, [1], idle_backoff=0)
+
+
+def test_a_batch_that_would_gain_nothing_decodes_autoregressively():
+    policy = FactoredHedge(POOL, [1, 2, 4])
+    policy.start(4)
+    rows = [0, 1, 2, 3]
+    feed(policy, {"noisy": 0.45, "ngram": 0.1}, rows=rows, rounds=1, verify=(1.0, 1.6, 1.8, 1.9, 2.0))
+    # every row played noisy@4: inside that window each row alone would draft 4 (it pays nothing more) ...
+    assert all(policy._length(r, 0)[0] == Arm("noisy", 4) for r in rows)
+    # ... but 4 x 1.78 expected tokens for 1.9 forwards is less than 4 tokens for one: the batch goes autoregressive
+    assert policy.select(rows) == [Arm.autoregressive()] * 4
+    cheap = FactoredHedge(POOL, [1, 2, 4])
+    cheap.start(4)
+    feed(cheap, {"noisy": 0.9, "ngram": 0.1}, rows=rows, rounds=3, verify=(1.0, 1.05, 1.1, 1.15, 1.2))
+    assert all(not a.is_autoregressive for a in cheap.select(rows))
