@@ -18,11 +18,11 @@ Cells, each a stream at one batch size:
                             whose records give that setting's best fixed drafter and per-query oracle
     (general, b)            autoregressive and the HedgeSpec variants, for b in --general-bsz
 
-HedgeSpec variants: per_query (the study's: one learner per query, lazy scoring, batch-aware
-cost), row_cost (each row costed alone, as before batch-aware costs), no_ar (without the
-autoregressive arm), weighted (scores every drafter a row's learner weighs), full_scoring (lazy
-scoring off), shared (one learner per batch, kept over the stream), factored (HedgeSpec over the
-drafters on acceptance loss, gamma from its expected batch throughput: specsel.learners.factored).
+HedgeSpec variants: factored (the study's joint HedgeSpec: specsel.learners.factored), per_query
+(one learner per query over every drafter x gamma arm, lazy scoring, batch-aware cost), row_cost
+(per_query with each row costed alone), no_ar (per_query without the autoregressive arm),
+weighted (scores every drafter a row's learner weighs), full_scoring (lazy scoring off), shared
+(one learner per batch, kept over the stream).
 
 The --json ratios are those of the first --variants entry (and of each under "by_variant").
 Every run is repeated --repeats times (default 3), the repeats interleaved batch by batch, the
@@ -64,7 +64,8 @@ def parse_args(argv=None):
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
     ap.add_argument("--fixed", default="ngram@4,eagle@2", help="fixed arms of the mixed cell (the best on the "
                     "tuning queries); the autoregressive baseline always runs")
-    ap.add_argument("--variants", default="per_query", help=f"HedgeSpec variants: {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", default="factored,per_query", help=f"HedgeSpec variants: {', '.join(VARIANTS)}; "
+                    "the first is the one the --json ratios are for (factored: the study's joint HedgeSpec)")
     ap.add_argument("--dynamic-gamma", default="ngram,eagle", help="drafters to run with dynamic_gamma in the "
                     "mixed cell ('' for none); ratios are over the fastest of them")
     ap.add_argument("--dynamic-start", type=int, default=None, help="dynamic_gamma's first length "

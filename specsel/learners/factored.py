@@ -71,7 +71,6 @@ class FactoredHedge(LearnerPolicy):
         self.weight: dict[int, np.ndarray] = {}      # row -> discounted position count per drafter
         self.last_round: dict[int, BatchRound | None] = {}
         self.chosen: dict[int, Arm] = {}             # row -> the arm it played last
-        self.last_refresh = 0
 
     def _router(self, row: int) -> FeedbackRouter:
         if row not in self.routers:        # acceptance loss: no cost in the learner (the cost picks gamma)
@@ -93,16 +92,16 @@ class FactoredHedge(LearnerPolicy):
         cannot see this: inside a batch that speculates, its own autoregressive arm saves nothing."""
         if any(r not in self.last_round for r in rows):       # before the first feedback: speculate
             return False
-        widths = [a.gamma for a in (self.chosen[r] for r in rows)]
         longest: dict[int, int] = {}
-        for r in rows:
-            a = self.chosen[r]
+        for a in (self.chosen[r] for r in rows):
             if a.drafter is not None:
                 j = self.drafters.index(a.drafter)
                 longest[j] = max(longest.get(j, 0), a.gamma)
-        t_v, t_d = self.cost.t_verify(), self.cost.t_draft()
-        plan = t_v[max(widths)] + sum(g * t_d[j] for j, g in longest.items())
-        return sum(expected.values()) / plan < len(rows) / t_v[0]
+        # the round as chosen = the autoregressive arm's cost beside every row's choice (eq. 18's T)
+        chosen = BatchRound(len(rows), 0, max(self.chosen[r].gamma for r in rows), tuple(sorted(longest.items())))
+        plan = float(self.cost.seconds(np.array([0]), np.array([0]), chosen)[0])
+        plain = float(self.cost.seconds(np.array([0]), np.array([0]))[0])
+        return sum(expected.values()) / plan < len(rows) / plain
 
     def playing(self, row: int) -> Arm:
         return self.chosen[row]
@@ -134,27 +133,23 @@ class FactoredHedge(LearnerPolicy):
         own += [float("nan")] * max(record.committed - len(own), 0)
         return {**scored, record.drafter: own[:record.committed]}
 
-    def scored_drafters(self):
-        """With self-scoring, the played drafter scores itself: between refresh windows each row
-        asks for its runner-up drafter (the one of most weight after the played one), so HedgeSpec
-        compares two drafters every round for the price of scoring one."""
+    def refresh_interval(self, live: list[int]) -> int:
+        """A batch decoding autoregressively refreshes idle_backoff times less often: its scores buy nothing now."""
+        idle = all(r in self.chosen and self.chosen[r].is_autoregressive for r in live)
+        return self.refresh_every * (self.idle_backoff if idle else 1)
+
+    def wanted_between_refreshes(self, active: list[int]) -> set[str]:
+        """With self-scoring, the played drafter scores itself: each row asks for its runner-up
+        drafter (the one of most weight after the played one), so HedgeSpec compares two
+        drafters every round for the price of scoring one."""
         if not self.self_scoring:
-            return super().scored_drafters()
-        self.windows += 1
-        live = [r for r in self.routers if r not in self.finished]
-        idle = bool(live) and all(r in self.chosen and self.chosen[r].is_autoregressive for r in live)
-        # a batch decoding autoregressively refreshes idle_backoff times less often: its scores buy nothing now
-        interval = self.refresh_every * (self.idle_backoff if idle else 1)
-        if self.windows == 1 or not live or self.windows - self.last_refresh >= interval:
-            self.last_refresh = self.windows
-            return list(self.drafters)
+            return super().wanted_between_refreshes(active)
         wanted = set()
-        for r in live:
-            if r in self.chosen and not self.chosen[r].is_autoregressive:
-                w = np.array(self.routers[r].learner.weights(), dtype=float)
-                w[self.played[r]] = -1.0
-                wanted.add(self.drafters[int(np.argmax(w))])
-        return [d for d in self.drafters if d in wanted]
+        for r in active:
+            w = np.array(self.routers[r].learner.weights(), dtype=float)
+            w[self.played[r]] = -1.0
+            wanted.add(self.drafters[int(np.argmax(w))])
+        return wanted
 
     def observe(self, info: RoundInfo) -> None:
         super().observe(info)

@@ -82,7 +82,7 @@ class LearnerPolicy(ArmPolicy):
         self.needs_full_information = probe.full_information
         self.lazy_scoring = (objective == "throughput") if lazy_scoring is None else bool(lazy_scoring)
         self.lazy_scoring = self.lazy_scoring and probe.full_information and probe.has_weights
-        self.refresh_every, self.windows = refresh_every, 0
+        self.refresh_every, self.windows, self.last_refresh = refresh_every, 0, 0
         self.lazy_drafters = lazy_drafters
         self.finished: set[int] = set()
         self.routers: dict[int, FeedbackRouter] = {}
@@ -100,7 +100,7 @@ class LearnerPolicy(ArmPolicy):
     def start(self, n_rows: int) -> None:
         """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""
         self.query_base, self.queries_seen = self.queries_seen, self.queries_seen + n_rows
-        self.routers, self.played, self.finished, self.windows = {}, {}, set(), 0
+        self.routers, self.played, self.finished, self.windows, self.last_refresh = {}, {}, set(), 0, 0
 
     def _new_learner(self, row: int):
         return make_learner(self.name, len(self.arms), reward_range=self.reward_range,
@@ -129,12 +129,30 @@ class LearnerPolicy(ArmPolicy):
         mine = [d for d in self.drafters if any(a.drafter == d for a in self.arms)]
         if not self.lazy_scoring:
             return mine
-        self.windows += 1
         live = [r for r in self.routers if r not in self.finished]
-        if self.windows % self.refresh_every == 1 or self.refresh_every == 1 or not live:
+        if self._refresh_due(live):
             return mine
         # a row decoding autoregressively wants no scores until the next refresh window
         active = [r for r in live if r in self.played and not self.playing(r).is_autoregressive]
+        wanted = self.wanted_between_refreshes(active)
+        return [d for d in self.drafters if d in wanted]
+
+    def _refresh_due(self, live: list[int]) -> bool:
+        """Count a scoring window; True for a refresh window: the first of the batch, then every
+        refresh_interval(live)-th."""
+        self.windows += 1
+        if not live:
+            return True
+        if self.windows == 1 or self.windows - self.last_refresh >= self.refresh_interval(live):
+            self.last_refresh = self.windows
+            return True
+        return False
+
+    def refresh_interval(self, live: list[int]) -> int:
+        return self.refresh_every
+
+    def wanted_between_refreshes(self, active: list[int]) -> set[str]:
+        """Each active row's `lazy_drafters` most weighted drafters, and the drafters played."""
         learners = {id(self.routers[r].learner): self.routers[r].learner for r in active}
         wanted = set()
         for learner in learners.values():
@@ -146,8 +164,7 @@ class LearnerPolicy(ArmPolicy):
                     per_drafter[d] = per_drafter.get(d, 0.0) + w[i]
             ranked = sorted(per_drafter, key=per_drafter.get, reverse=True)
             wanted.update(ranked if self.lazy_drafters is None else ranked[:self.lazy_drafters])
-        wanted |= {self.playing(r).drafter for r in active}
-        return [d for d in self.drafters if d in wanted]
+        return wanted | {self.playing(r).drafter for r in active}
 
     def playing(self, row: int) -> Arm:
         """The arm `row` played last."""

@@ -43,7 +43,9 @@ def test_bench_joint_runs_checks_lossless_writes_targets_and_resumes(tmp_path, c
     assert set(targets["joint_hedge_over_ar_general"]) == {"1", "2"}
     assert targets["drafter_hedge_mat_over_oracle"] <= 1.0 + 1e-9      # exact drafters: nothing beats the oracle
     rows = targets["cells"]["mixed_bsz2"]
-    assert [r["run"] for r in rows] == ["autoregressive", "ngram@1", "hedgespec/per_query", "dynamic_gamma/ngram"]
+    assert [r["run"] for r in rows] == ["autoregressive", "ngram@1", "hedgespec/factored", "hedgespec/per_query",
+                                        "dynamic_gamma/ngram"]
+    assert targets["hedgespec_run"] == "hedgespec/factored" and set(targets["by_variant"]) == {"factored", "per_query"}
     for row in rows:
         assert row["over_ar"]["n"] == 2 and row["over_ar"]["min"] <= row["over_ar"]["median"] <= row["over_ar"]["max"]
     assert rows[0]["over_ar"]["median"] == pytest.approx(1.0) and rows[0]["mat"] == pytest.approx(1.0)
