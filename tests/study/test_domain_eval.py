@@ -236,7 +236,7 @@ def test_recipe_on_the_embedded_target(tmp_path, capsys):
     with (tmp_path / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["learner"] for r in rows if r["domain"] == "mixed"} == {"autoregressive", "best_fixed", "oracle",
-                                                                      *LEARNERS}
+                                                                      "dynamic_gamma", *LEARNERS}
 
 
 def test_resumed_throughput_policy_gets_the_same_step_costs():
