@@ -51,3 +51,14 @@ def hf_greedy(model, prompt, max_new_tokens, eos_token_id=1):
 @pytest.fixture(params=["llama", "qwen2"])
 def arch(request):
     return request.param
+
+
+@pytest.fixture
+def tmp_data(tmp_path, monkeypatch):
+    """A fixture data dir under tmp_path, with the datasets cache kept there too."""
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    root = tmp_path / "data"
+    root.mkdir()
+    return root

@@ -36,17 +36,6 @@ needs_shared = pytest.mark.skipif(
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tmp_data(tmp_path, monkeypatch):
-    """A fixture data dir under tmp_path, with the datasets cache kept there too."""
-    import datasets.config
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
-    root = tmp_path / "data"
-    root.mkdir()
-    return root
-
-
 def write_jsonl(path: Path, records) -> Path:
     """Write records (dicts, or raw strings for malformed lines) as JSON lines."""
     path.parent.mkdir(parents=True, exist_ok=True)

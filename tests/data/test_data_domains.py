@@ -33,17 +33,6 @@ def needs(*files: str):
     return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not found under {SHARED_DATA}")
 
 
-@pytest.fixture
-def tmp_data(tmp_path, monkeypatch):
-    """A fixture data dir under tmp_path, with the datasets cache kept there too."""
-    import datasets.config
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
-    root = tmp_path / "data"
-    root.mkdir()
-    return root
-
-
 def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
