@@ -157,7 +157,7 @@ class EagleDrafter(Drafter, Scorer):
         c = torch.arange(c0, U, device=dev)[None, :]
         r_idx, c_idx = ((c < widths[:, None]) & (c >= (first - starts)[:, None])).nonzero(as_tuple=True)
         self.pair_top[rows[r_idx], starts[r_idx] + c0 + c_idx] = logits[r_idx, c_idx].argmax(-1)
-        return (logits if all_logits else None), widths, starts
+        return logits, widths, starts
 
     def _forward_pairs(self, tokens: torch.Tensor, feats: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
         """The head over pending pairs (tokens, features) [B, U] of widths [B], cached; returns its

@@ -31,7 +31,6 @@ import numpy as np
 
 from specsel.core.arms import Arm
 from specsel.core.costs import BatchRound
-from specsel.core.records import RoundInfo
 from specsel.learners.feedback import FeedbackRouter
 from specsel.learners.policy import LearnerPolicy
 
@@ -151,19 +150,15 @@ class FactoredHedge(LearnerPolicy):
             wanted.add(self.drafters[int(np.argmax(w))])
         return wanted
 
-    def observe(self, info: RoundInfo) -> None:
-        super().observe(info)
+    def heard(self, row: int, gammas: np.ndarray | None, batch: BatchRound | None) -> None:
+        """Keep the row's round (eq. 19's others) and fold its acceptance into alpha (eq. 19)."""
+        self.last_round[row] = batch
+        if gammas is None:
+            return
         n = len(self.drafters)
-        for rec in info.records:
-            self.last_round[rec.row] = BatchRound.of(rec.row, info.records, self.drafters) \
-                if len(info.records) > 1 else None
-            acceptance = self.acceptance_of(rec)
-            if acceptance is None:
-                continue
-            acc = self.accepted.setdefault(rec.row, np.zeros(n))
-            wt = self.weight.setdefault(rec.row, np.zeros(n))
-            for j, d in enumerate(self.drafters):
-                for gamma in acceptance.get(d, ()):   # asleep drafters keep their estimate
-                    if gamma == gamma:                # nan: not known there
-                        acc[j] = self.memory * acc[j] + gamma
-                        wt[j] = self.memory * wt[j] + 1.0
+        acc = self.accepted.setdefault(row, np.zeros(n))
+        wt = self.weight.setdefault(row, np.zeros(n))
+        for column in gammas.T:                   # position by position
+            known = ~np.isnan(column)             # asleep drafters keep their estimate
+            acc[known] = self.memory * acc[known] + column[known]
+            wt[known] = self.memory * wt[known] + 1.0

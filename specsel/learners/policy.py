@@ -182,6 +182,11 @@ class LearnerPolicy(ArmPolicy):
                 gammas = np.array([acceptance.get(d, missing) for d in self.drafters], dtype=float)
             batch = BatchRound.of(r.row, info.records, self.drafters) if in_batch else None
             self.routers[r.row].on_round(self.played[r.row], r.committed, gammas, batch)
+            self.heard(r.row, gammas, batch)
+
+    def heard(self, row: int, gammas: np.ndarray | None, batch: BatchRound | None) -> None:
+        """A row's round reached its learner: `gammas` [n_drafters, committed] (nan: not scored;
+        None: bandit feedback) and `batch`, its round's other rows (None: costed alone)."""
 
     def acceptance_of(self, record) -> dict | None:
         """Each drafter's acceptance at the record's committed positions, as the learner hears it."""
