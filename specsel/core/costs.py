@@ -29,6 +29,11 @@ from typing import Iterable, Sequence
 import numpy as np
 
 
+def _field_getter(records: Sequence):
+    """get(record, name) for RoundRecords or their stored dicts (live and resumed runs feed the same)."""
+    return (lambda r, k: r[k]) if records and isinstance(records[0], dict) else getattr
+
+
 @dataclass(frozen=True)
 class BatchRound:
     """The other rows of one round, in which a row's arm is costed (design eq. 18).
@@ -45,7 +50,7 @@ class BatchRound:
     @classmethod
     def of(cls, row: int, records: Sequence, drafters: Sequence[str]) -> "BatchRound":
         """The context of `row` in a round given by its RoundRecords (or their dicts)."""
-        get = (lambda r, k: r[k]) if records and isinstance(records[0], dict) else getattr
+        get = _field_getter(records)
         others = [r for r in records if get(r, "row") != row]
         longest: dict[int, int] = {}
         for r in others:
@@ -91,7 +96,7 @@ class CostModel:
         """Feed one round: its verify time at the widest draft, and each drafting row's seconds
         per draft token (drafter index in `drafters`). `records` are the round's RoundRecords
         (or their dicts), in row order: the live policy and a resumed study feed the same."""
-        get = (lambda r, k: r[k]) if records and isinstance(records[0], dict) else getattr
+        get = _field_getter(records)
         self.observe_verify(max(get(r, "drafted") for r in records), get(records[0], "verify_s"))
         for r in records:
             if get(r, "drafter") is not None and get(r, "drafted"):
