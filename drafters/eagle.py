@@ -52,11 +52,18 @@ class EagleDrafter(Drafter, Scorer):
     name = "eagle"
 
     def __init__(self, target, head: EagleHead | str | Path, name: str | None = None, min_confidence: float = 0.0,
-                 projection_dtype: torch.dtype | str | None = "auto", activate: Callable[[], None] | None = None):
+                 projection_dtype: torch.dtype | str | None = "auto", activate: Callable[[], None] | None = None,
+                 prompt_window: int | None = None):
         if not isinstance(head, nn.Module):
             head = load_eagle_head(head, target)
         if not 0.0 <= min_confidence < 1.0:
             raise DrafterError(f"min_confidence must be in [0, 1) (got {min_confidence})")
+        if prompt_window is not None and (not isinstance(prompt_window, int) or prompt_window < 1):
+            raise DrafterError(f"prompt_window must be a positive number of tokens or None (got {prompt_window!r})")
+        # the head is fed at most the prompt's last `prompt_window` pairs (None: all of them): a
+        # head trained on rows of N tokens has never attended further back, and feeding a long
+        # prompt is most of what a head costs on it. Drafts are verified: output stays lossless.
+        self.prompt_window = prompt_window
         self.min_confidence = min_confidence   # stop a draft at the first token the head is less sure of
         self.head = head.eval()
         # a setting of the head: drafters sharing one head (LoRA experts) share it too
@@ -84,7 +91,11 @@ class EagleDrafter(Drafter, Scorer):
         self.last_hidden = torch.zeros(B, self.head.hidden_size, dtype=self.head.dtype, device=dev)
         self.last_logits = torch.zeros(B, self.head.draft_vocab_size, dtype=self.head.dtype, device=dev)
         self.pair_top = torch.full((B, cap), -1, dtype=torch.long, device=dev)   # top-1 draft id of each fed pair
-        self._store(ctx, torch.zeros(B, dtype=torch.long, device=dev), ctx.seq_lens - 1)
+        # pair i = (f_i, t_{i+1}); a row's head cache holds pairs first_pair .. first_pair + kv.lengths - 1
+        pairs = ctx.seq_lens - 1
+        self.first_pair = torch.zeros_like(pairs) if self.prompt_window is None else \
+            (pairs - self.prompt_window).clamp_min(0)
+        self._store(ctx, torch.zeros(B, dtype=torch.long, device=dev), pairs)
 
     def _window_features(self, ctx: DraftContext) -> torch.Tensor | None:
         if ctx.target_hidden is None or any(k not in ctx.target_hidden for k in self.capabilities.feature_layers):
@@ -111,6 +122,11 @@ class EagleDrafter(Drafter, Scorer):
         self.features, self.n_features = self.features[keep], self.n_features[keep]
         self.last_hidden, self.last_logits = self.last_hidden[keep], self.last_logits[keep]
         self.pair_top = self.pair_top[keep]
+        self.first_pair = self.first_pair[keep]
+
+    def fed_pairs(self, rows: torch.Tensor) -> torch.Tensor:
+        """[n] the index after the last pair fed to the head, per row."""
+        return self.first_pair[rows] + self.kv.lengths[rows]
 
     # ------------------------------------------------------------------ feeding
     def _feed(self, ctx: DraftContext, rows: torch.Tensor, all_logits: bool):
@@ -118,7 +134,7 @@ class EagleDrafter(Drafter, Scorer):
         output and every fed pair's top-1 (pair_top). Returns (logits [n, U, Vd] of the fed
         columns or None, widths [n], first pair [n])."""
         B, dev = self.kv.batch_size, ctx.seqs.device
-        starts = self.kv.lengths[rows].clone()
+        starts = self.fed_pairs(rows)
         widths = (torch.minimum(self.n_features[rows], ctx.seq_lens[rows] - 1) - starts).clamp_min(0)
         if len(rows) == 0 or int(widths.max()) == 0:
             return None, widths, starts
@@ -274,7 +290,7 @@ class EagleDrafter(Drafter, Scorer):
         M = int((ends - since).max()) if len(rows) else 0
         j = since[:, None] + torch.arange(M, device=ctx.seqs.device)[None, :]
         pair = j - 2
-        known = (j < ends[:, None]) & (pair >= 0) & (pair < self.kv.lengths[rows][:, None])
+        known = (j < ends[:, None]) & (pair >= 0) & (pair < self.fed_pairs(rows)[:, None])
         top = self.pair_top[rows[:, None], pair.clamp(0, self.pair_top.shape[1] - 1)]
         known &= top >= 0
         return Predictions(self._to_target(top.clamp_min(0)).masked_fill(~known, -1))
@@ -285,7 +301,7 @@ class EagleDrafter(Drafter, Scorer):
         if ctx.sampling is None:
             return self.score_since(ctx, rows, ctx.prev_lens[rows])
         dev = ctx.seqs.device
-        had = self.kv.lengths[rows].clone()                    # pairs 0..had-1 were fed before
+        had = self.fed_pairs(rows)                              # pairs before `had` were fed before
         previous_logits = self.last_logits[rows].clone()
         logits, widths, _ = self._feed(ctx, rows, all_logits=True)
         prev, ends = ctx.prev_lens[rows], ctx.seq_lens[rows]
@@ -295,7 +311,7 @@ class EagleDrafter(Drafter, Scorer):
         pair = prev[:, None] + j - 2
         c = pair - had[:, None]
         known = (j < (ends - prev)[:, None]) & (pair >= 0) & (c < widths[:, None]) & \
-            ((c >= 0) | ((c == -1) & (had[:, None] > 0)))
+            ((c >= 0) | ((c == -1) & (self.kv.lengths[rows][:, None] > 0)))
         columns = previous_logits[:, None] if logits is None else torch.cat([previous_logits[:, None], logits], 1)
         index = (c + 1).clamp(0, columns.shape[1] - 1)
         out = columns.gather(1, index[:, :, None].expand(-1, -1, columns.shape[2]))

@@ -59,10 +59,22 @@ def _trained(target, names: list[str]) -> dict[str, Drafter]:
         raise DrafterError(f"the trained EAGLE head is missing ({EAGLE_DIR}); train it with recipes/train_eagle.py "
                            "or leave eagle/lora_* out of the pool")
     head = load_eagle_head(EAGLE_DIR, target)
+    window = trained_length(EAGLE_DIR)
     adapters = {n: ADAPTER_DIRS[n] for n in names if n in ADAPTER_DIRS}
     if not adapters:
-        return {"eagle": EagleDrafter(target, head, name="eagle")}
-    return lora_experts(target, head, adapters, base_name="eagle")
+        return {"eagle": EagleDrafter(target, head, name="eagle", prompt_window=window)}
+    return lora_experts(target, head, adapters, base_name="eagle", prompt_window=window)
+
+
+def trained_length(head_dir: Path) -> int | None:
+    """The row length (tokens) a shipped head was trained on, from its training.json (None if
+    not recorded): the head is fed no more of a prompt than that (EagleDrafter.prompt_window)."""
+    import json
+    info = head_dir / "training.json"
+    if not info.exists():
+        return None
+    length = json.loads(info.read_text()).get("seq_len")
+    return int(length) if length else None
 
 
 def default_pool(target, names: Sequence[str] | None = None) -> dict[str, Drafter]:

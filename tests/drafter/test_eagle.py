@@ -313,3 +313,46 @@ def test_a_first_feed_of_long_ragged_prompts_runs_in_length_groups_and_changes_n
         assert result.tokens == expected
         outputs[grouped] = [r.position_acceptance for r in result.records]
     assert outputs[True] == outputs[False]
+
+
+@pytest.mark.parametrize("version", ["v1_reduced", "v3_reduced"])
+def test_a_prompt_window_feeds_the_last_pairs_only_and_stays_lossless(version, monkeypatch):
+    """prompt_window=W: the head is fed only a prompt's last W pairs. Its predictions are then
+    those of the head run over those pairs alone (positions from 0; features from the whole
+    sequence), the output is still the target's, and a window no prompt reaches changes nothing."""
+    target = target_of("llama")
+    head = heads(target)[version]
+    prompts = [p[:n] for p, n in zip(random_prompts(2, min_len=30, max_len=30, seed=5), (30, 3))]
+    expected = [hf_greedy(target, p, MAX_NEW, eos_token_id=None) for p in prompts]
+    records = {}
+    for window in (None, 40, 6):
+        engine = SpecEngine(target, {"e": EagleDrafter(target, head, prompt_window=window)}, eos_token_id=[])
+        for arms in (Arm("e", 3), Arm.autoregressive()):
+            result = engine.generate(prompts, arms, max_new_tokens=MAX_NEW, feedback="full")
+            assert result.tokens == expected, (window, arms)
+            records[window, str(arms)] = [(r.accepted, r.position_acceptance) for r in result.records]
+    assert records[None, "e@3"] == records[40, "e@3"]            # no prompt is longer than 40 tokens
+    # teacher-forced predictions with the window: the head over pairs s .. of the long prompt's sequence
+    drafter = EagleDrafter(target, head, prompt_window=6)
+    seen = []
+    original = EagleDrafter.score_since
+
+    def spy(self, ctx, rows, since):
+        pred = original(self, ctx, rows, since)
+        seen.extend((j, int(t)) for j, t in zip(range(int(since[0]), int(ctx.seq_lens[0])), pred.tokens[0].tolist()))
+        return pred
+
+    monkeypatch.setattr(EagleDrafter, "score_since", spy)
+    engine = SpecEngine(target, {"e": drafter}, eos_token_id=[])
+    out = engine.generate(prompts[:1], Arm.autoregressive(), max_new_tokens=MAX_NEW, feedback="full")
+    seq = prompts[0] + out.tokens[0]
+    s = len(prompts[0]) - 1 - 6                                 # the first pair fed
+    with torch.no_grad():
+        x = torch.tensor([seq])
+        hs = target(x, output_hidden_states=True).hidden_states
+        feats = torch.cat([hs[k] for k in drafter.capabilities.feature_layers], dim=-1)
+        logits = head(input_ids=x[:, s + 1:], features=feats[:, s:-1]).logits[0]
+    offline = head.draft_to_target[logits.argmax(-1)].tolist()     # offline[c] predicts position s + c + 2
+    assert seen and all(tok == offline[j - 2 - s] for j, tok in seen)
+    with pytest.raises(DrafterError, match="prompt_window"):
+        EagleDrafter(target, head, prompt_window=0)
