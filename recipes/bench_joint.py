@@ -15,7 +15,11 @@ Cells, each a stream at one batch size:
                             dynamic_gamma/D for each --dynamic-gamma drafter D (Hugging Face's
                             dynamic draft length), and drafter/hedgespec: HedgeSpec of the drafter
                             setting (the drafters at --gamma, full information; first repeat only),
-                            whose records give that setting's best fixed drafter and per-query oracle
+                            whose records give that setting's best fixed drafter and per-query oracle;
+                            and oracle@G for G in --oracle-gammas: every row plays, at length G, the
+                            drafter its query needs the fewest rounds with, known in hindsight from
+                            drafter/hedgespec's records -- the speed of per-query selection with no
+                            learning cost, a bound no per-query learner is expected to beat
     (general, b)            autoregressive and the HedgeSpec variants, for b in --general-bsz
 
 HedgeSpec variants: factored (the study's joint HedgeSpec: specsel.learners.factored), per_query
@@ -47,6 +51,7 @@ VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "we
             "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}, "factored": {}}
 AR = "autoregressive"
 DRAFTER_RUN = "drafter/hedgespec"
+ORACLE = "oracle"
 
 
 def parse_args(argv=None):
@@ -70,6 +75,8 @@ def parse_args(argv=None):
                     "mixed cell ('' for none); ratios are over the fastest of them")
     ap.add_argument("--dynamic-start", type=int, default=None, help="dynamic_gamma's first length "
                     "(default: transformers' 20)")
+    ap.add_argument("--oracle-gammas", default="2,4", help="lengths of the oracle@G runs of the mixed cell "
+                    "(hindsight per-query drafter; '' runs none)")
     ap.add_argument("--gammas", default="1,2,4", help="speculation lengths of the joint arms")
     ap.add_argument("--gamma", type=int, default=4, help="the drafter setting's speculation length")
     ap.add_argument("--bsz", type=int, default=4, help="batch size of the mixed cell")
@@ -99,6 +106,12 @@ def parse_args(argv=None):
         ap.error(f"--general-bsz must be integers, e.g. 1,4,8 (got {args.general_bsz})")
     if args.bsz < 1 or any(b < 1 for b in args.general_bsz):
         ap.error("batch sizes must be >= 1")
+    try:
+        args.oracle_gammas = [int(g) for g in args.oracle_gammas.split(",") if g]
+    except ValueError:
+        ap.error(f"--oracle-gammas must be integers, e.g. 2,4 (got {args.oracle_gammas})")
+    if any(g < 1 for g in args.oracle_gammas):
+        ap.error("--oracle-gammas must be >= 1")
     return args
 
 
@@ -110,7 +123,8 @@ def cells(args, drafters) -> list[dict]:
         fixed = [f for f in args.fixed.split(",") if f and f != AR]
         dynamic = [f"dynamic_gamma/{d}" for d in args.dynamic_gamma.split(",") if d]
         out.append({"name": f"mixed_bsz{args.bsz}", "stream": "mixed", "bsz": args.bsz, "fixed": fixed,
-                    "runs": [AR, *fixed, *hedge, *dynamic, DRAFTER_RUN]})
+                    "runs": [AR, *fixed, *hedge, *dynamic, *(f"{ORACLE}@{g}" for g in args.oracle_gammas),
+                             DRAFTER_RUN]})
     if "general" in args.streams:
         out += [{"name": f"general_bsz{b}", "stream": "general", "bsz": b, "fixed": [], "runs": [AR, *hedge]}
                 for b in args.general_bsz]
@@ -163,16 +177,21 @@ def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[d
     stores = [ResultStore(out / cell["name"] / f"repeat{k + 1}" / "batches.jsonl", resume=True)
               for k in range(args.repeats)]
     runs, bsz = cell["runs"], cell["bsz"]
-    policies = [{run: make_policy(run, args, drafters, store) for run in runs} for store in stores]
+    policies = [{run: None if run.startswith(f"{ORACLE}@") else make_policy(run, args, drafters, store) for run in runs}
+                for store in stores]
     batches = [list(range(i, min(i + bsz, len(items)))) for i in range(0, len(items), bsz)]
+    timed = [r for r in runs if r != DRAFTER_RUN]
     for b, batch in enumerate(batches):
         for k, store in enumerate(stores):      # repeats interleaved batch by batch, each its own order
-            turn = (b + k) % len(runs)
-            for run in runs[turn:] + runs[:turn]:
+            turn = (b + k) % len(timed)
+            # the drafter-setting run first (repeat 1 only): the oracle runs play from its records
+            for run in ([DRAFTER_RUN] if DRAFTER_RUN in runs and k == 0 else []) + timed[turn:] + timed[:turn]:
                 bar.update(1)
-                if (run, bsz, b) in store.done or (run == DRAFTER_RUN and k > 0):
+                if (run, bsz, b) in store.done:
                     continue
                 policy = policies[k][run]
+                if run.startswith(f"{ORACLE}@"):
+                    policy = oracle_arms(stores[0].lines, [items[i].qid for i in batch], drafters, int(run[7:]))
                 learner = isinstance(policy, LearnerPolicy)
                 if learner:
                     policy.seek(batch[0])
@@ -185,6 +204,19 @@ def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[d
                                "records": [to_dict(rec) for rec in res.records if rec.row == r]}
                               for r, i in enumerate(batch)])
     return [complete_lines(store.lines) for store in stores]
+
+
+def oracle_arms(lines: list[dict], qids: list[str], drafters, gamma: int) -> list:
+    """Per query, the drafter that needs the fewest rounds at length `gamma`, replayed from the
+    drafter-setting run's full-information records of these queries (estimates for EAGLE heads)."""
+    from evaluators.fullinfo import FullInfo, SettingEval
+    from specsel import Arm
+    from specsel.core.costs import RoundCost
+    run = [line for line in complete_lines(lines) if line["run"] == DRAFTER_RUN and line["qid"] in qids]
+    if len(run) != len(qids):
+        raise RuntimeError("bench_joint: the oracle runs need drafter/hedgespec's records of the same batch first")
+    ev = SettingEval(FullInfo(run, drafters), [f"{d}@{gamma}" for d in drafters], RoundCost())
+    return [Arm.parse(ev.oracle_arm[q]) for q in qids]
 
 
 def drafter_setting(lines: list[dict], drafters, gamma: int, exact: dict) -> dict:
@@ -246,6 +278,11 @@ def variant_targets(results: dict, args, hedge: str) -> dict:
         dynamic = [r for r in mixed["runs"] if r.startswith("dynamic_gamma/")]
         if dynamic:
             out["joint_hedge_over_dynamic_gamma"] = ratio(timed, hedge, dynamic)["median"]
+        oracles = [r for r in mixed["runs"] if r.startswith(f"{ORACLE}@")]
+        if oracles:     # the bound of per-query selection, and how close HedgeSpec comes to it
+            best = mixed["rows"][0]["best_fixed"]
+            out["oracle_over_best_fixed"] = {r: ratio(timed, r, best)["median"] for r in oracles}
+            out["joint_hedge_over_oracle"] = {r: ratio(timed, hedge, r)["median"] for r in oracles}
         ds = mixed["drafter_setting"]
         out["drafter_hedge_mat_over_best_fixed"] = ds["hedge_mat"] / ds["best_fixed_mat"]
         out["drafter_hedge_mat_over_oracle"] = ds["hedge_mat"] / ds["oracle_mat"]
@@ -280,7 +317,9 @@ def main(argv=None) -> int:
     engine.generate([first], Arm(drafters[0], 4), max_new_tokens=4)    # warm up
     todo = cells(args, drafters)
     out = Path(args.out)
-    bar = tqdm(total=sum(len(c["runs"]) * args.repeats * -(-len(items[c["stream"]]) // c["bsz"]) for c in todo),
+    per_batch = {c["name"]: len(c["runs"]) * args.repeats - (args.repeats - 1) * (DRAFTER_RUN in c["runs"])
+                 for c in todo}       # the drafter-setting run decodes in the first repeat only
+    bar = tqdm(total=sum(per_batch[c["name"]] * -(-len(items[c["stream"]]) // c["bsz"]) for c in todo),
                desc="bench_joint", unit="run", disable=args.no_progress)
     per_cell = {c["name"]: run_cell(engine, c, items[c["stream"]], args, drafters, out, bar) for c in todo}
     bar.close()

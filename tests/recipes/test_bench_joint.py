@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from specsel import Arm
+
 from conftest import REPO, load_recipe
 
 DATA = REPO.parent / "shared" / "data"
@@ -14,15 +16,35 @@ TARGET_KEYS = {"joint_hedge_over_best_fixed", "joint_hedge_over_ar_general", "jo
 def test_bad_arguments_are_one_line_errors():
     bench = load_recipe("bench_joint")
     for argv in (["--variants", "nope"], ["--repeats", "0"], ["--streams", "chat"], ["--general-bsz", "1,x"],
-                 ["--bsz", "0"]):
+                 ["--bsz", "0"], ["--oracle-gammas", "x"], ["--oracle-gammas", "0"]):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)
     args = bench.parse_args(["--variants", "per_query,no_ar", "--general-bsz", "1,2", "--dynamic-gamma", "ngram"])
     cells = bench.cells(args, ["ngram", "eagle"])
     assert [c["name"] for c in cells] == ["mixed_bsz4", "general_bsz1", "general_bsz2"]
     assert cells[0]["runs"] == ["autoregressive", "ngram@4", "eagle@2", "hedgespec/per_query", "hedgespec/no_ar",
-                                "dynamic_gamma/ngram", "drafter/hedgespec"]
+                                "dynamic_gamma/ngram", "oracle@2", "oracle@4", "drafter/hedgespec"]
     assert cells[1]["runs"] == ["autoregressive", "hedgespec/per_query", "hedgespec/no_ar"]
+
+
+
+def test_oracle_arms_play_each_query_s_fewest_rounds_drafter():
+    """oracle@G: per query, the drafter of fewest replayed rounds at length G, from the
+    drafter-setting run's records of that batch; without them, a clear error."""
+    bench = load_recipe("bench_joint")
+
+    def line(qid, index, acc_a, acc_b):
+        rounds = [{"row": index, "round": k, "drafter": "a", "gamma": 2, "drafted": 2, "accepted": 0, "committed": 2,
+                   "draft_s": 0.0, "verify_s": 1.0, "batch": 2,
+                   "position_acceptance": {"a": acc_a[2 * k: 2 * k + 2], "b": acc_b[2 * k: 2 * k + 2]}}
+                  for k in range(3)]
+        return {"run": "drafter/hedgespec", "bsz": 2, "batch": 0, "batch_qids": ["q0", "q1"], "index": index,
+                "qid": qid, "tokens": [5] * 6, "records": rounds}
+    lines = [line("q0", 0, [1.0] * 6, [0.0] * 6), line("q1", 1, [0.0] * 6, [1.0] * 6)]
+    assert bench.oracle_arms(lines, ["q0", "q1"], ["a", "b"], 2) == [Arm("a", 2), Arm("b", 2)]
+    assert bench.oracle_arms(lines, ["q1", "q0"], ["a", "b"], 4) == [Arm("b", 4), Arm("a", 4)]
+    with pytest.raises(RuntimeError, match="drafter/hedgespec's records"):
+        bench.oracle_arms(lines[:1], ["q0", "q1"], ["a", "b"], 2)
 
 
 @pytest.mark.slow
@@ -35,7 +57,8 @@ def test_bench_joint_runs_checks_lossless_writes_targets_and_resumes(tmp_path, c
     argv = ["--data-dir", str(DATA), "--domains", "math,medqa", "--general-domains", "alpaca", "--skip", "30",
             "--limit", "1", "--drafters", "ngram,early_exit_8", "--fixed", "ngram@1", "--bsz", "2",
             "--general-bsz", "1,2", "--max-new-tokens", "8", "--dynamic-gamma", "ngram", "--dynamic-start", "2",
-            "--gamma", "2", "--repeats", "2", "--out", str(tmp_path / "out"), "--json", str(tmp_path / "t.json"),
+            "--gamma", "2", "--oracle-gammas", "1,2", "--repeats", "2", "--out", str(tmp_path / "out"),
+            "--json", str(tmp_path / "t.json"),
             "--no-progress"]
     assert bench.main(argv) == 0
     targets = json.loads((tmp_path / "t.json").read_text())
@@ -44,7 +67,8 @@ def test_bench_joint_runs_checks_lossless_writes_targets_and_resumes(tmp_path, c
     assert targets["drafter_hedge_mat_over_oracle"] <= 1.0 + 1e-9      # exact drafters: nothing beats the oracle
     rows = targets["cells"]["mixed_bsz2"]
     assert [r["run"] for r in rows] == ["autoregressive", "ngram@1", "hedgespec/factored", "hedgespec/per_query",
-                                        "dynamic_gamma/ngram"]
+                                        "dynamic_gamma/ngram", "oracle@1", "oracle@2"]
+    assert set(targets["oracle_over_best_fixed"]) == set(targets["joint_hedge_over_oracle"]) == {"oracle@1", "oracle@2"}
     assert targets["hedgespec_run"] == "hedgespec/factored" and set(targets["by_variant"]) == {"factored", "per_query"}
     for row in rows:
         assert row["over_ar"]["n"] == 2 and row["over_ar"]["min"] <= row["over_ar"]["median"] <= row["over_ar"]["max"]
