@@ -1,6 +1,7 @@
 """Batched KV cache with ragged rows and per-row rollback, over any transformers causal LM.
 
-Layout (per layer, shape [B, heads, T, head_dim], one HF `DynamicCache`):
+Layout (per layer, shape [B, heads, T, head_dim], one HF `DynamicCache` whose layers append in
+place: specsel.modeling.growing):
 
     columns [0, lengths[r])   row r's committed tokens, left-aligned, contiguous
     columns [lengths[r], T0)  dead space for row r (other rows are longer)
@@ -22,6 +23,9 @@ import torch
 from transformers import DynamicCache
 
 from specsel.modeling.compat import cache_kwargs, capture_hidden_states, grouped_query_attention
+from specsel.modeling.growing import growing_cache
+
+APPEND_IN_PLACE = True      # False: transformers' DynamicCache, copying the cache each forward (bench_cache.py)
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class RaggedKVCache:
     def __init__(self, model, batch_size: int):
         self.model = model
         self.device = model.device
-        self.cache = DynamicCache(config=model.config)
+        self.cache = growing_cache(model.config) if APPEND_IN_PLACE else DynamicCache(config=model.config)
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         self.tail_valid = torch.zeros(batch_size, 0, dtype=torch.bool, device=self.device)
         self.committed_width = 0  # T0
@@ -174,6 +178,7 @@ class RaggedKVCache:
             return torch.zeros(mask.shape, dtype=self.model.dtype, device=self.device).masked_fill(~mask, neg)
         return mask
 
+    @torch.no_grad()        # a cache is never differentiated; its layers' tensors are views of buffers
     def keep(self, n_keep: torch.Tensor) -> None:
         """Commit the first n_keep[r] valid tail tokens of each row; drop every other tail column."""
         n_keep = n_keep.to(self.device)
