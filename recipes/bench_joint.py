@@ -22,7 +22,8 @@ Cells, each a stream at one batch size:
                             learning cost, a bound no per-query learner is expected to beat
     (general, b)            autoregressive and the HedgeSpec variants, for b in --general-bsz
 
-HedgeSpec variants: factored (the study's joint HedgeSpec: specsel.learners.factored), per_query
+HedgeSpec variants: factored (the study's joint HedgeSpec: specsel.learners.factored),
+factored_no_prior (factored without the stream prior: each query starts from nothing), per_query
 (one learner per query over every drafter x gamma arm, lazy scoring, batch-aware cost), row_cost
 (per_query with each row costed alone), no_ar (per_query without the autoregressive arm),
 weighted (scores every drafter a row's learner weighs), full_scoring (lazy scoring off), shared
@@ -45,10 +46,11 @@ from pathlib import Path
 from evaluators.lines import complete_lines
 from evaluators.records import to_dict
 from evaluators.timing import best_run, ratio, run_totals, spread, tokens_per_s
-from specsel.study import ResultStore, load_items, load_pool, warm_cost_model
+from specsel.study import ResultStore, load_items, load_pool, warm_cost_model, warm_stream_prior
 
 VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "weighted": {"lazy_drafters": None},
-            "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}, "factored": {}}
+            "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}, "factored": {},
+            "factored_no_prior": {"stream_prior": False}}
 AR = "autoregressive"
 DRAFTER_RUN = "drafter/hedgespec"
 ORACLE = "oracle"
@@ -155,10 +157,12 @@ def make_policy(run: str, args, drafters, store):
         return DynamicGamma(name, **({} if args.dynamic_start is None else {"start": args.dynamic_start}))
     if run == DRAFTER_RUN:
         return LearnerPolicy("hedgespec", [Arm(d, args.gamma) for d in drafters], drafters, seed=args.seed)
-    if run == "hedgespec/factored":
+    if kind == "hedgespec" and name.startswith("factored"):
         from specsel.learners.factored import FactoredHedge
-        policy = FactoredHedge(drafters, [int(g) for g in args.gammas.split(",")], seed=args.seed)
-        warm_cost_model(policy, [line for line in store.lines if line["run"] == run])
+        policy = FactoredHedge(drafters, [int(g) for g in args.gammas.split(",")], seed=args.seed, **VARIANTS[name])
+        done = complete_lines(line for line in store.lines if line["run"] == run)
+        warm_cost_model(policy, done)
+        warm_stream_prior(policy, done)
         return policy
     if kind == "hedgespec":
         gammas = sorted({int(g) for g in args.gammas.split(",")}, reverse=True)

@@ -18,10 +18,14 @@ tokens per second with them is below B / t_verify(0), every row decodes autoregr
 round -- a row alone cannot see this, since its own autoregressive arm saves nothing while others
 speculate -- and, playing the autoregressive arm, asks for no scores until the next refresh.
 
+Before a row's first feedback on drafter j, alpha_j is the stream's acceptance of j over the
+queries that have finished (eq. 22; none yet: the longest gamma), so on a stream where
+speculation does not pay, later batches start autoregressive.
+
 A learner over drafter x gamma arms gets each arm's throughput only ``g`` positions late and must
 tell apart arms that differ in cost alone; here the drafter is learned from immediate feedback
-and the length follows from the cost model, so one learner serves every gamma. Before a row's
-first feedback it plays the longest gamma. Lazy scoring works as for LearnerPolicy.
+and the length follows from the cost model, so one learner serves every gamma. Lazy scoring
+works as for LearnerPolicy.
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ DEFAULT_REFRESH = 16        # every drafter scored every 16th window (the runner
 class FactoredHedge(LearnerPolicy):
     def __init__(self, drafters: Sequence[str], gammas: Sequence[int], seed: int = 0, memory: float = DEFAULT_MEMORY,
                  autoregressive: bool = True, self_scoring: bool = True, idle_backoff: int = DEFAULT_IDLE_BACKOFF,
-                 **policy_kw):
+                 stream_prior: bool = True, **policy_kw):
         if not drafters:
             raise ValueError("FactoredHedge needs at least one drafter")
         if not 0.0 < memory <= 1.0:
@@ -63,6 +67,9 @@ class FactoredHedge(LearnerPolicy):
                              "while the batch decodes autoregressively")
         self.idle_backoff = idle_backoff
         self._gamma_arr = np.array(self.gammas)
+        self.stream_prior = bool(stream_prior)
+        n = len(self.drafters)
+        self.stream_accepted, self.stream_positions = np.zeros(n), np.zeros(n)   # eq. 22, over finished queries
 
     def start(self, n_rows: int) -> None:
         super().start(n_rows)
@@ -70,11 +77,44 @@ class FactoredHedge(LearnerPolicy):
         self.weight: dict[int, np.ndarray] = {}      # row -> discounted position count per drafter
         self.last_round: dict[int, BatchRound | None] = {}
         self.chosen: dict[int, Arm] = {}             # row -> the arm it played last
+        self.heard_records: dict[int, list] = {}     # row -> its records so far (the stream prior's, at finish)
 
     def _router(self, row: int) -> FeedbackRouter:
         if row not in self.routers:        # acceptance loss: no cost in the learner (the cost picks gamma)
             self.routers[row] = FeedbackRouter(self._new_learner(self.query_base + row), self.pairs)
         return self.routers[row]
+
+    def observe(self, info) -> None:
+        super().observe(info)
+        if self.stream_prior:
+            for r in info.records:
+                self.heard_records.setdefault(r.row, []).append(r)
+
+    def finish(self, row: int) -> None:
+        super().finish(row)
+        self.remember(self.heard_records.pop(row, []))
+
+    def remember(self, records) -> None:
+        """Fold one finished query's acceptance, as its learner heard it, into the stream prior
+        (eq. 22). `records`: the query's round records in order (RoundRecords, or objects with
+        their fields: a resumed run re-feeds its stored queries, so it plays as if never stopped)."""
+        if not self.stream_prior:
+            return
+        for record in records:
+            acceptance = self.acceptance_of(record)
+            if acceptance is None:
+                continue
+            for j, d in enumerate(self.drafters):
+                values = np.array(acceptance.get(d, ()), dtype=float)
+                values = values[~np.isnan(values)]
+                self.stream_accepted[j] += values.sum()
+                self.stream_positions[j] += len(values)
+
+    def _prior(self, j: int) -> float | None:
+        """eq. 22: drafter j's acceptance over the stream's finished queries (None before any)."""
+        if not self.stream_prior or self.stream_positions[j] == 0:
+            return None
+        return float(self.stream_accepted[j] / self.stream_positions[j])
 
     def select(self, rows: list[int]) -> list[Arm]:
         expected = {}
@@ -89,8 +129,8 @@ class FactoredHedge(LearnerPolicy):
         """eq. 20: the batch's expected tokens per second with every row's choice, against every
         row decoding autoregressively (one token each for one plain forward). Each row alone
         cannot see this: inside a batch that speculates, its own autoregressive arm saves nothing."""
-        if any(r not in self.last_round for r in rows):       # before the first feedback: speculate
-            return False
+        if any(r not in self.last_round and self._prior(self.played[r]) is None for r in rows):
+            return False                 # a row knows nothing yet, not even from the stream: speculate
         longest: dict[int, int] = {}
         for a in (self.chosen[r] for r in rows):
             if a.drafter is not None:
@@ -109,9 +149,13 @@ class FactoredHedge(LearnerPolicy):
         """eq. 19: the length of best expected batch throughput for drafter j on this row, and
         that arm's expected length."""
         weight = self.weight.get(row)
-        if weight is None or weight[j] == 0:
-            return Arm(self.drafters[j], self.gammas[-1]), float(self.gammas[-1] + 1)   # no feedback yet
-        alpha = min(self.accepted[row][j] / weight[j], 1.0 - 1e-9)
+        if weight is None or weight[j] == 0:         # no feedback yet: the stream's prior, else the longest
+            alpha = self._prior(j)
+            if alpha is None:
+                return Arm(self.drafters[j], self.gammas[-1]), float(self.gammas[-1] + 1)
+            alpha = min(alpha, 1.0 - 1e-9)
+        else:
+            alpha = min(self.accepted[row][j] / weight[j], 1.0 - 1e-9)
         g = self._gamma_arr
         expected = (1.0 - alpha ** (g + 1)) / (1.0 - alpha)      # 1 + alpha + ... + alpha^g
         batch = self.last_round.get(row)

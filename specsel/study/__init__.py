@@ -40,9 +40,10 @@ from specsel.study.config import CONFIG_FLAGS, StudyConfig, StudyError, config_f
 from specsel.study.items import StudyItem, load_items
 from specsel.study.plan import RunSpec, fullinfo_run
 from specsel.study.pool import known_pool_names, load_pool, pool_weights
-from specsel.study.runner import run_study, warm_cost_model
+from specsel.study.runner import run_study, warm_cost_model, warm_stream_prior
 from specsel.study.store import ResultStore
 
 __all__ = ["CONFIG_FLAGS", "ResultStore", "RunSpec", "StudyConfig", "StudyError", "StudyItem", "add_eval_arguments",
            "config_from_args", "eval_command", "fullinfo_run", "known_pool_names", "load_items", "load_pool", "main",
-           "parse_csv", "parse_ints", "pool_weights", "run_eval", "run_study", "warm_cost_model"]
+           "parse_csv", "parse_ints", "pool_weights", "run_eval", "run_study", "warm_cost_model",
+           "warm_stream_prior"]

@@ -42,6 +42,15 @@ def warm_cost_model(policy, lines: Sequence[dict]) -> None:
             policy.cost.observe_round([r for r in recs if r["round"] == k], policy.drafters)
 
 
+def warm_stream_prior(policy, lines: Sequence[dict]) -> None:
+    """Fold the queries a FactoredHedge run already decoded into its stream prior (eq. 22), so a
+    resumed run starts each new query where an uninterrupted one would (exact for greedy records,
+    whose acceptances are 0 or 1)."""
+    from types import SimpleNamespace
+    for line in sorted(lines, key=lambda line: (line["batch"], line["index"])):
+        policy.remember([SimpleNamespace(**r) for r in line["records"]])
+
+
 class _Decoder:
     """Decodes runs of the plan batch by batch into the store (one study, one engine)."""
 
@@ -73,6 +82,7 @@ class _Decoder:
             from specsel.learners.factored import FactoredHedge
             policy = FactoredHedge(self.drafters, self.cfg.gammas, seed=self.cfg.seed)
             warm_cost_model(policy, self.store.run_lines(spec.name, bsz))
+            warm_stream_prior(policy, self.store.run_lines(spec.name, bsz))
             return policy
         # the full-information source scores every drafter (the oracle is computed from it)
         policy = LearnerPolicy(spec.learner, [Arm.parse(a) for a in self.cfg.arms(spec.setting, self.drafters)],

@@ -16,7 +16,8 @@ from evaluators.records import read_records
 from specsel.core.runs import STUDY_LEARNERS
 from specsel.study.config import StudyError
 
-CONFIG_VERSION = 2      # 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
+CONFIG_VERSION = 3      # 3: EAGLE prompt window, FactoredHedge stream prior, in-place KV appends
+# 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
 # options that must not change between a study and its --resume (they change what a run outputs)
 IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
             "queries", "score_every", "joint_hedgespec")

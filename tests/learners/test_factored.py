@@ -122,3 +122,48 @@ def test_a_batch_that_would_gain_nothing_decodes_autoregressively():
     cheap.start(4)
     feed(cheap, {"noisy": 0.9, "ngram": 0.1}, rows=rows, rounds=3, verify=(1.0, 1.05, 1.1, 1.15, 1.2))
     assert all(not a.is_autoregressive for a in cheap.select(rows))
+
+
+def test_a_new_query_starts_from_the_stream_s_acceptance():
+    """eq. 22: once a query has finished, a new row without feedback takes the stream's acceptance:
+    after a query where nothing was accepted, the next batch decodes autoregressively from its
+    first round; without the prior (or before any query finished) it drafts the longest."""
+    runs = {}
+    for prior in (True, False):
+        policy = FactoredHedge(POOL, [1, 2, 4], stream_prior=prior)
+        assert policy._prior(0) is None
+        policy.start(1)
+        feed(policy, {"noisy": 0.05, "ngram": 0.0}, rounds=3)
+        policy.finish(0)
+        policy.start(4)
+        runs[prior] = (policy.select([0, 1, 2, 3]), policy._prior(0), policy._prior(1))
+    assert runs[True] == ([Arm.autoregressive()] * 4, pytest.approx(0.05), 0.0)
+    assert runs[False] == ([Arm("noisy", 4)] * 4, None, None)
+
+
+def test_a_resumed_stream_plays_as_if_never_stopped():
+    """A fresh policy re-fed the finished batches (warm_cost_model, warm_stream_prior) decodes the
+    next batch exactly as the policy that decoded them all."""
+    from evaluators.records import to_dict
+    from specsel.study import warm_cost_model, warm_stream_prior
+    models = drafter_models("llama")
+    engine = SpecEngine(target_model("llama"), {"noisy": ModelDrafter(models["noisy"]), "ngram": NgramDrafter()},
+                        eos_token_id=1)
+    prompts = [p + p[:5] for p in random_prompts(6, min_len=3, max_len=12, seed=22)]
+    batches = [prompts[:3], prompts[3:]]
+    whole = FactoredHedge(POOL, [1, 3])
+    results = []
+    for b, batch in enumerate(batches):
+        whole.seek(3 * b)
+        results.append(engine.generate(batch, whole, max_new_tokens=24, feedback="full"))
+    assert whole._prior(0) is not None
+    lines = [{"batch": 0, "index": r, "records": [to_dict(x) for x in results[0].records if x.row == r]}
+             for r in range(3)]
+    resumed = FactoredHedge(POOL, [1, 3])
+    warm_cost_model(resumed, lines)
+    warm_stream_prior(resumed, lines)
+    resumed.seek(3)
+    again = engine.generate(batches[1], resumed, max_new_tokens=24, feedback="full")
+    assert again.tokens == results[1].tokens
+    assert [(r.row, r.drafter, r.gamma, r.accepted) for r in again.records] == \
+        [(r.row, r.drafter, r.gamma, r.accepted) for r in results[1].records]
