@@ -69,12 +69,16 @@ def parse_args(argv=None):
     ap.add_argument("--pool", default="early_exit", choices=("early_exit", "default"),
                     help="early_exit: n-gram + early exits; default: the shipped pool (n-gram, EAGLE, LoRA experts)")
     ap.add_argument("--score-every", type=int, default=1, help="K > 1: also measure deferred scoring (see above)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (fit them to the free cores)")
     ap.add_argument("--json", default=None)
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     model, tokenizer = load_target(args.target)
     prompts = encode_prompts(tokenizer, load_domain(args.domain, args.data_dir, limit=args.prompts))
     if args.pool == "default":
