@@ -195,7 +195,8 @@ def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[d
                     continue
                 policy = policies[k][run]
                 if run.startswith(f"{ORACLE}@"):
-                    policy = oracle_arms(stores[0].lines, [items[i].qid for i in batch], drafters, int(run[7:]))
+                    gamma = int(run.partition("@")[2])
+                    policy = oracle_arms(stores[0].lines, [items[i].qid for i in batch], drafters, gamma)
                 learner = isinstance(policy, LearnerPolicy)
                 if learner:
                     policy.seek(batch[0])

@@ -81,8 +81,9 @@ class _Decoder:
                 and spec != self.source:
             from specsel.learners.factored import FactoredHedge
             policy = FactoredHedge(self.drafters, self.cfg.gammas, seed=self.cfg.seed)
-            warm_cost_model(policy, self.store.run_lines(spec.name, bsz))
-            warm_stream_prior(policy, self.store.run_lines(spec.name, bsz))
+            done = self.store.run_lines(spec.name, bsz)
+            warm_cost_model(policy, done)
+            warm_stream_prior(policy, done)
             return policy
         # the full-information source scores every drafter (the oracle is computed from it)
         policy = LearnerPolicy(spec.learner, [Arm.parse(a) for a in self.cfg.arms(spec.setting, self.drafters)],
