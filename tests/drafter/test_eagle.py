@@ -332,6 +332,14 @@ def test_a_prompt_window_feeds_the_last_pairs_only_and_stays_lossless(version, m
             assert result.tokens == expected, (window, arms)
             records[window, str(arms)] = [(r.accepted, r.position_acceptance) for r in result.records]
     assert records[None, "e@3"] == records[40, "e@3"]            # no prompt is longer than 40 tokens
+    # sampling, full information: scores come from the windowed cache too (the _predictions path)
+    from specsel import Sampling
+    engine = SpecEngine(target, {"e": EagleDrafter(target, head, prompt_window=6)}, eos_token_id=[])
+    sampled = engine.generate(prompts, Arm("e", 3), max_new_tokens=MAX_NEW, feedback="full",
+                              sampling=Sampling(1.0, 1.0), seed=1)
+    scores = [a for r in sampled.records for a in r.position_acceptance["e"]]
+    assert len(scores) == sum(len(t) for t in sampled.tokens) and all(0.0 <= a <= 1.0 + 1e-6 for a in scores)
+    assert any(a > 0 for a in scores)                            # positions after the window's pairs are scored
     # teacher-forced predictions with the window: the head over pairs s .. of the long prompt's sequence
     drafter = EagleDrafter(target, head, prompt_window=6)
     seen = []

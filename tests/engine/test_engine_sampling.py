@@ -20,8 +20,10 @@ def draw(arms, sampling, seed=0):
     # an EAGLE-3 head with a reduced draft vocabulary: q is zero on target tokens 1 and 4
     # and a confidence threshold that cuts some drafts short (the draft length is the drafter's choice)
     eagle = EagleDrafter(target, new_eagle_head(target, 3, draft_tokens=[0, 2, 3, 5], seed=2), min_confidence=0.26)
-    engine = SpecEngine(target, {"model": ModelDrafter(drafter), "ngram": NgramDrafter(), "eagle": eagle},
-                        eos_token_id=[])
+    # the same head fed only the prompt's last 2 pairs (of 4): a prompt window that binds
+    windowed = EagleDrafter(target, eagle.head, min_confidence=0.26, prompt_window=2)
+    engine = SpecEngine(target, {"model": ModelDrafter(drafter), "ngram": NgramDrafter(), "eagle": eagle,
+                                 "eagle_window": windowed}, eos_token_id=[])
     result = engine.generate([PROMPT] * N_SAMPLES, arms, max_new_tokens=N_TOKENS, sampling=sampling, seed=seed)
     assert all(len(t) == N_TOKENS for t in result.tokens)
     return result
@@ -31,11 +33,12 @@ SETTINGS = [Sampling(1.0, 1.0), Sampling(0.7, 0.9)]
 
 
 @pytest.mark.parametrize("sampling", SETTINGS, ids=["t1", "t0.7-p0.9"])
-@pytest.mark.parametrize("arm", ["model", "ngram", "eagle", "mixed", "autoregressive"])
+@pytest.mark.parametrize("arm", ["model", "ngram", "eagle", "eagle_window", "mixed", "autoregressive"])
 def test_sampling_matches_target_distribution(sampling, arm):
     target, _ = models()
     joint = exact_joint(target, sampling)
     arms = {"model": Arm("model", 3), "ngram": Arm("ngram", 3), "eagle": Arm("eagle", 3),
+            "eagle_window": Arm("eagle_window", 3),
             "autoregressive": Arm.autoregressive(),
             "mixed": [Arm("model", 3), Arm("ngram", 2), Arm("eagle", 2), Arm.autoregressive()] * (N_SAMPLES // 4)}[arm]
     result = draw(arms, sampling)
