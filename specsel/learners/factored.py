@@ -77,38 +77,40 @@ class FactoredHedge(LearnerPolicy):
         self.weight: dict[int, np.ndarray] = {}      # row -> discounted position count per drafter
         self.last_round: dict[int, BatchRound | None] = {}
         self.chosen: dict[int, Arm] = {}             # row -> the arm it played last
-        self.heard_records: dict[int, list] = {}     # row -> its records so far (the stream prior's, at finish)
+        self.row_heard: dict[int, np.ndarray] = {}   # row -> [known acceptance sum, known positions] per drafter
 
     def _router(self, row: int) -> FeedbackRouter:
         if row not in self.routers:        # acceptance loss: no cost in the learner (the cost picks gamma)
             self.routers[row] = FeedbackRouter(self._new_learner(self.query_base + row), self.pairs)
         return self.routers[row]
 
-    def observe(self, info) -> None:
-        super().observe(info)
-        if self.stream_prior:
-            for r in info.records:
-                self.heard_records.setdefault(r.row, []).append(r)
-
     def finish(self, row: int) -> None:
         super().finish(row)
-        self.remember(self.heard_records.pop(row, []))
+        self._join_stream(self.row_heard.pop(row, None))
 
     def remember(self, records) -> None:
-        """Fold one finished query's acceptance, as its learner heard it, into the stream prior
-        (eq. 22). `records`: the query's round records in order (RoundRecords, or objects with
-        their fields: a resumed run re-feeds its stored queries, so it plays as if never stopped)."""
+        """Fold one finished query into the stream prior (eq. 22) from its round records in order
+        (RoundRecords, or objects with their fields): a resumed run re-feeds its stored queries,
+        so it plays as if never stopped. Online, `heard` and `finish` do the same."""
         if not self.stream_prior:
             return
+        heard = np.zeros((2, len(self.drafters)))
         for record in records:
-            acceptance = self.acceptance_of(record)
-            if acceptance is None:
-                continue
-            for j, d in enumerate(self.drafters):
-                values = np.array(acceptance.get(d, ()), dtype=float)
-                values = values[~np.isnan(values)]
-                self.stream_accepted[j] += values.sum()
-                self.stream_positions[j] += len(values)
+            heard += self._known(self.heard_acceptance(record))
+        self._join_stream(heard)
+
+    def _join_stream(self, heard: np.ndarray | None) -> None:
+        """eq. 22: a finished query's [known acceptance sum, known positions] per drafter join the stream's."""
+        if heard is not None:
+            self.stream_accepted += heard[0]
+            self.stream_positions += heard[1]
+
+    def _known(self, gammas: np.ndarray | None) -> np.ndarray:
+        """[known acceptance sum, known positions] per drafter of one round (gammas: nan = unknown)."""
+        if gammas is None:
+            return np.zeros((2, len(self.drafters)))
+        known = ~np.isnan(gammas)
+        return np.stack([np.where(known, gammas, 0.0).sum(1), known.sum(1)])
 
     def _prior(self, j: int) -> float | None:
         """eq. 22: drafter j's acceptance over the stream's finished queries (None before any)."""
@@ -197,6 +199,8 @@ class FactoredHedge(LearnerPolicy):
     def heard(self, row: int, gammas: np.ndarray | None, batch: BatchRound | None) -> None:
         """Keep the row's round (eq. 19's others) and fold its acceptance into alpha (eq. 19)."""
         self.last_round[row] = batch
+        if self.stream_prior:
+            self.row_heard[row] = self.row_heard.get(row, 0.0) + self._known(gammas)
         if gammas is None:
             return
         n = len(self.drafters)

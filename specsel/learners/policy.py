@@ -175,14 +175,19 @@ class LearnerPolicy(ArmPolicy):
             self.cost.observe_round(info.records, self.drafters)
         in_batch = self.batch_cost and len(info.records) > 1
         for r in info.records:
-            gammas = None
-            acceptance = self.acceptance_of(r)
-            if acceptance is not None:                # a drafter that was not scored: nan (asleep)
-                missing = [float("nan")] * r.committed
-                gammas = np.array([acceptance.get(d, missing) for d in self.drafters], dtype=float)
+            gammas = self.heard_acceptance(r)
             batch = BatchRound.of(r.row, info.records, self.drafters) if in_batch else None
             self.routers[r.row].on_round(self.played[r.row], r.committed, gammas, batch)
             self.heard(r.row, gammas, batch)
+
+    def heard_acceptance(self, record) -> np.ndarray | None:
+        """[n_drafters, committed] acceptance of a record as the learner hears it (acceptance_of);
+        a drafter that was not scored is nan (asleep); None under bandit feedback."""
+        acceptance = self.acceptance_of(record)
+        if acceptance is None:
+            return None
+        missing = [float("nan")] * record.committed
+        return np.array([acceptance.get(d, missing) for d in self.drafters], dtype=float)
 
     def heard(self, row: int, gammas: np.ndarray | None, batch: BatchRound | None) -> None:
         """A row's round reached its learner: `gammas` [n_drafters, committed] (nan: not scored;
