@@ -1,10 +1,15 @@
 """`lora` drafters: domain experts = one base drafter + PEFT LoRA adapters.
 
 One base module stays in memory (an EAGLE head or a small causal LM); PEFT injects every
-adapter into it once (`AdapterSet`), and each expert drafter activates its own adapter before
-its forwards (the drafter's `activate` callback), so switching experts per arm costs nothing
-but the flag. The plain base is available as a drafter too, run with the adapters disabled.
-Each drafter keeps its own KV cache: an adapter changes keys and values.
+adapter into it once (`AdapterSet`). The plain base is available as a drafter too, run
+with the adapters disabled.
+
+* EAGLE head: the experts and the plain head are members of one EagleFamily
+  (drafters.eagle_family): one head KV cache with a slot per expert and row (an adapter
+  changes keys and values), and head forwards that run each slot with its own adapter
+  (PEFT mixed-adapter batches), so rows playing different experts draft and score together.
+* causal LM: each expert drafter activates its own adapter before its forwards (the
+  drafter's `activate` callback) and keeps its own KV cache.
 
     pool = lora_experts(target, load_eagle_head(path, target), {"lora_math": dir_math, ...},
                         base_name="eagle")
@@ -23,6 +28,7 @@ from torch import nn
 from specsel.core.drafting import DrafterError
 
 from .eagle import EagleDrafter
+from .eagle_family import EagleFamily
 from .eagle_head import EagleHead
 from .model import ModelDrafter
 
@@ -63,6 +69,7 @@ class AdapterSet:
         self.peft.eval()
         self.layers = _lora_layers(base)
         self.active = _UNKNOWN
+        self.family: EagleFamily | None = None     # the drafters of an EAGLE head base (built with the first)
 
     def add(self, name: str, path) -> None:
         if name in self.names:
@@ -89,12 +96,28 @@ class AdapterSet:
                 layer._active_adapter = [adapter]
         self.active = adapter
 
-    def drafter(self, target, adapter: str | None, name: str | None = None, **drafter_kw):
-        """The drafter that runs this set's base with `adapter` active (None: the plain base)."""
-        activate = partial(self.activate, adapter)
-        if isinstance(self.module, EagleHead):
-            return EagleDrafter(target, self.module, name=name, activate=activate, **drafter_kw)
-        return ModelDrafter(self.module, name=name, activate=activate)
+    def mixed(self, adapter_names: list[str]):
+        """A context in which the base's forwards run row i with adapter adapter_names[i]
+        ("__base__": none), PEFT's mixed-adapter batches; the rows' adapters may all differ."""
+        for layer in self.layers:
+            layer._disable_adapters = False
+        self.active = _UNKNOWN
+        return self.peft.base_model._enable_peft_forward_hooks(adapter_names=adapter_names)
+
+    def drafter(self, target, adapter: str | None, name: str | None = None, **settings):
+        """The drafter that runs this set's base with `adapter` active (None: the plain base).
+        An EAGLE head's drafters form one family: `settings` (EagleFamily's) go with the first."""
+        if not isinstance(self.module, EagleHead):
+            if settings:
+                raise DrafterError(f"{', '.join(settings)}: settings of EAGLE head drafters; "
+                                   "a causal-LM base takes none")
+            return ModelDrafter(self.module, name=name, activate=partial(self.activate, adapter))
+        if self.family is None:
+            self.family = EagleFamily(target, self.module, adapters=self, **settings)
+        elif settings:
+            raise DrafterError("the drafters of one EAGLE head share the settings of the first one built: build "
+                               "every expert in one lora_experts call, with the settings there")
+        return EagleDrafter(target, self.module, name=name, family=self.family, adapter=adapter)
 
 
 def lora_experts(target, base: nn.Module, adapters: dict[str, str | Path], base_name: str | None = None,
@@ -102,11 +125,10 @@ def lora_experts(target, base: nn.Module, adapters: dict[str, str | Path], base_
     """{name: drafter} for every adapter (and the plain base as `base_name`, if given), all
     sharing one base module. `base`: an EagleHead or a causal LM sharing the target's tokenizer."""
     adapter_set = AdapterSet(base, adapters)
+    members = ([(base_name, None)] if base_name else []) + [(name, name) for name in adapter_set.names]
     pool = {}
-    if base_name:
-        pool[base_name] = adapter_set.drafter(target, None, base_name, **drafter_kw)
-    for name in adapter_set.names:
-        pool[name] = adapter_set.drafter(target, name, name, **drafter_kw)
+    for i, (name, adapter) in enumerate(members):
+        pool[name] = adapter_set.drafter(target, adapter, name, **(drafter_kw if i == 0 else {}))
     return pool
 
 

@@ -18,6 +18,11 @@ whatever private state it needs (a KV cache, an n-gram index) and syncs it in `c
                                            `deferred_scoring` only)
 
 What a drafter needs from the engine is declared once, in its `Capabilities`.
+
+`DrafterFamily`: drafters that share one model and its state (the LoRA experts of one EAGLE
+head) name it as their `family`. The engine then starts and shrinks the family once per
+batch instead of each member, and asks it for every member's drafts of a round in one call,
+so rows playing different members draft in the same forwards.
 """
 from __future__ import annotations
 
@@ -116,11 +121,28 @@ def choose_tokens(ctx: DraftContext, logits: torch.Tensor) -> torch.Tensor:
     return torch.multinomial(ctx.sampling.probs(logits), 1, generator=ctx.generator).squeeze(1)
 
 
+class DrafterFamily:
+    """Members that draft together. The engine calls start and select_rows here, not on the
+    members, and propose_many in place of each member's propose."""
+
+    def start(self, ctx: DraftContext) -> None:
+        """A new batch begins: forget every row of every member."""
+
+    def select_rows(self, keep: torch.Tensor) -> None:
+        """The batch shrank: only local rows `keep` remain, in that order."""
+
+    def propose_many(self, ctx: DraftContext, asks: list[tuple["Drafter", torch.Tensor, torch.Tensor]]
+                     ) -> list[Proposal]:
+        """Each (member, rows, gammas) ask's Proposal, as member.propose would give it."""
+        raise NotImplementedError
+
+
 class Drafter:
     """Base class. Subclasses set `name` and implement propose (and commit, if they keep state)."""
     name: str = "drafter"
     vocab_size: int | None = None         # None: works with any vocabulary (e.g. n-gram lookup)
     capabilities: Capabilities = Capabilities()
+    family: DrafterFamily | None = None   # set: the engine starts, shrinks and asks the family instead
 
     def check_target(self, target) -> None:
         """Refuse a target whose vocabulary differs from this drafter's."""

@@ -219,11 +219,19 @@ class SpecEngine:
             ctx.target_hidden = kv.prefill(seqs, widths, capture=draft_layers) or None   # features f_0..f_{P-2}
             if reuse is not None:
                 reuse.put(key, kv.snapshot(), ctx.target_hidden, _clock(dev) - t0)
-        for d in self.drafters.values():
-            d.start(ctx)
+        for unit in self._units():
+            unit.start(ctx)
         ctx.target_hidden = None
         return _Batch(ctx, kv, lens, max_new_tokens, torch.arange(B, device=dev),
                       torch.zeros(B, dtype=torch.long, device=dev), [None] * B, [False] * B, reused_s=reused_s)
+
+    def _units(self) -> list:
+        """What keeps per-row state: each drafter, or its family once for all its members."""
+        units = {}
+        for d in self.drafters.values():
+            unit = d if d.family is None else d.family
+            units[id(unit)] = unit
+        return list(units.values())
 
     def _select(self, policy: ArmPolicy, batch: _Batch) -> list[Arm]:
         """Step 1: an arm for every active row."""
@@ -245,12 +253,7 @@ class SpecEngine:
         lengths = torch.zeros(n, dtype=torch.long, device=dev)
         q = None
         seconds = torch.zeros(n)
-        for name, rows in groups.items():
-            if name not in self.drafters:
-                raise DrafterError(f"policy chose unknown drafter '{name}'; the pool has: {', '.join(self.drafters)}")
-            t0 = _clock(dev)
-            prop = self.drafters[name].propose(ctx, rows, gammas[rows])
-            seconds[rows.cpu()] = _clock(dev) - t0
+        for name, rows, prop in self._proposals(ctx, groups, gammas, seconds):
             g = prop.tokens.shape[1]
             tokens[rows, :g] = prop.tokens
             lengths[rows] = torch.minimum(prop.lengths, gammas[rows])
@@ -267,6 +270,27 @@ class SpecEngine:
                 q[idx] = q[idx].scatter(2, tokens[idx][:, :, None], 1.0)
         G = int(lengths.max()) if n else 0        # the verify window is as wide as the longest draft
         return _Draft(groups, tokens[:, :G], lengths, None if q is None else q[:, :G], seconds)
+
+    def _proposals(self, ctx: DraftContext, groups: dict[str, torch.Tensor], gammas: torch.Tensor,
+                   seconds: torch.Tensor):
+        """(name, rows, Proposal) of every drafter played: one call per drafter, or per family for
+        its members; each row is charged the seconds of the call that drafted it."""
+        calls: dict[int, list[str]] = {}
+        for name in groups:
+            if name not in self.drafters:
+                raise DrafterError(f"policy chose unknown drafter '{name}'; the pool has: {', '.join(self.drafters)}")
+            family = self.drafters[name].family
+            calls.setdefault(id(self.drafters[name]) if family is None else id(family), []).append(name)
+        out = []
+        for names in calls.values():
+            t0 = _clock(ctx.seqs.device)
+            asks = [(self.drafters[name], groups[name], gammas[groups[name]]) for name in names]
+            drafter, family = asks[0][0], asks[0][0].family
+            props = [drafter.propose(ctx, *asks[0][1:])] if family is None else family.propose_many(ctx, asks)
+            rows = torch.cat([groups[name] for name in names])
+            seconds[rows.cpu()] = _clock(ctx.seqs.device) - t0
+            out.extend((name, groups[name], prop) for name, prop in zip(names, props))
+        return out
 
     def _verify(self, batch: _Batch, draft: _Draft, sampling, generator, layers) -> _Verdict:
         """Step 3: one target forward over [last committed token, drafts...], then verification."""
@@ -328,5 +352,5 @@ class SpecEngine:
         batch.row_ids = batch.row_ids[keep]
         batch.kv.select_rows(keep)
         ctx.select_rows(keep)
-        for d in self.drafters.values():
-            d.select_rows(keep)
+        for unit in self._units():
+            unit.select_rows(keep)

@@ -165,6 +165,41 @@ class RaggedKVCache:
         self.committed_width = snap.width
         self.tail_valid = self.tail_valid[:, :0]
 
+    def take(self, rows: torch.Tensor) -> "RaggedKVCache":
+        """A new cache holding a copy of the committed tokens of `rows` (a forward over a few rows
+        of a wide cache computes only those; `put` writes them back)."""
+        if self.tail_valid.shape[1]:
+            raise RuntimeError("RaggedKVCache.take needs a cache without tentative tokens (call keep first)")
+        rows = rows.to(self.device)
+        part = RaggedKVCache(self.model, len(rows))
+        part.lengths = self.lengths[rows].clone()
+        width = int(part.lengths.max()) if len(rows) else 0
+        if width:
+            for i, layer in enumerate(self.cache.layers):
+                part.cache.update(layer.keys[rows, :, :width], layer.values[rows, :, :width], i)
+        part.committed_width = width
+        return part
+
+    @torch.no_grad()
+    def put(self, rows: torch.Tensor, part: "RaggedKVCache") -> None:
+        """Write `part`'s committed tokens into `rows` of this cache (the inverse of take)."""
+        if self.tail_valid.shape[1] or part.tail_valid.shape[1]:
+            raise RuntimeError("RaggedKVCache.put needs caches without tentative tokens (call keep first)")
+        rows = rows.to(self.device)
+        W, T0 = part.committed_width, self.committed_width
+        for i, layer in enumerate(part.cache.layers):
+            if not (getattr(layer, "keys", None) is not None and layer.keys.numel()):
+                continue
+            if W > T0:      # room for the part's columns: dead columns for every other row
+                B, H, D = self.batch_size, layer.keys.shape[1], layer.keys.shape[3]
+                self.cache.update(layer.keys.new_zeros(B, H, W - T0, D),
+                                  layer.values.new_zeros(B, H, W - T0, layer.values.shape[3]), i)
+            mine = self.cache.layers[i]
+            mine.keys[rows, :, :W] = layer.keys[:, :, :W]
+            mine.values[rows, :, :W] = layer.values[:, :, :W]
+        self.lengths[rows] = part.lengths
+        self.committed_width = max(T0, W)
+
     def _attention_mask(self, past_valid: torch.Tensor, window_visible: torch.Tensor, W: int):
         if self.attn_impl == "flash_attention_2":
             # flash-attn takes a 2D padding mask and unpads by it; queries sit after all valid keys.

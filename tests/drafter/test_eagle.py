@@ -300,7 +300,7 @@ def test_bandit_feeds_project_only_the_last_pair():
 
 def test_a_first_feed_of_long_ragged_prompts_runs_in_length_groups_and_changes_nothing(monkeypatch):
     """The head's first feed (whole prompts) in length groups: same tokens and same scores as one padded forward."""
-    import drafters.eagle as eagle_module
+    import drafters.eagle_family as eagle_module
     target = target_of("llama")
     head = heads(target)["v1"]
     prompts = [p[:n] for p, n in zip(random_prompts(3, min_len=90, max_len=90, seed=7), (4, 45, 90))]
