@@ -145,7 +145,7 @@ def check_pool(args, pool) -> None:
                          "pass --dynamic-gamma '' to run none")
 
 
-def make_policy(run: str, args, drafters, store):
+def make_policy(run: str, args, drafters, store, calls=None):
     """The policy of one run (fresh learners; a HedgeSpec cost model re-fed the stored rounds)."""
     from specsel import Arm
     from specsel.learners.dynamic_gamma import DynamicGamma
@@ -159,7 +159,8 @@ def make_policy(run: str, args, drafters, store):
         return LearnerPolicy("hedgespec", [Arm(d, args.gamma) for d in drafters], drafters, seed=args.seed)
     if kind == "hedgespec" and name.startswith("factored"):
         from specsel.learners.factored import FactoredHedge
-        policy = FactoredHedge(drafters, [int(g) for g in args.gammas.split(",")], seed=args.seed, **VARIANTS[name])
+        policy = FactoredHedge(drafters, [int(g) for g in args.gammas.split(",")], seed=args.seed, draft_calls=calls,
+                               **VARIANTS[name])
         done = complete_lines(line for line in store.lines if line["run"] == run)
         warm_cost_model(policy, done)
         warm_stream_prior(policy, done)
@@ -167,7 +168,8 @@ def make_policy(run: str, args, drafters, store):
     if kind == "hedgespec":
         gammas = sorted({int(g) for g in args.gammas.split(",")}, reverse=True)
         arms = [Arm(d, g) for d in drafters for g in gammas] + ([] if name == "no_ar" else [Arm.autoregressive()])
-        policy = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed, **VARIANTS[name])
+        policy = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed, draft_calls=calls,
+                               **VARIANTS[name])
         warm_cost_model(policy, [line for line in store.lines if line["run"] == run])
         return policy
     return Arm.parse(run)
@@ -175,13 +177,16 @@ def make_policy(run: str, args, drafters, store):
 
 def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[dict]]:
     """Decode every run of one cell, repeats interleaved batch by batch; the lines of each repeat."""
+    from specsel.core.drafting import draft_calls
     from specsel.engine import PrefillCache
     from specsel.learners.policy import LearnerPolicy
     prefills = PrefillCache()       # the runs of a batch share its target prefill (its time is still charged)
     stores = [ResultStore(out / cell["name"] / f"repeat{k + 1}" / "batches.jsonl", resume=True)
               for k in range(args.repeats)]
     runs, bsz = cell["runs"], cell["bsz"]
-    policies = [{run: None if run.startswith(f"{ORACLE}@") else make_policy(run, args, drafters, store) for run in runs}
+    calls = draft_calls(engine.drafters)        # the experts of one head draft in one call
+    policies = [{run: None if run.startswith(f"{ORACLE}@") else make_policy(run, args, drafters, store, calls)
+                 for run in runs}
                 for store in stores]
     batches = [list(range(i, min(i + bsz, len(items)))) for i in range(0, len(items), bsz)]
     timed = [r for r in runs if r != DRAFTER_RUN]

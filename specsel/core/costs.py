@@ -8,9 +8,11 @@ the verify window's draft width; in units of one autoregressive forward it costs
 * :class:`CostModel` (live, ``specsel.learners``): running means per verify width and per
   drafter, updated round by round (``observe_round``), optimistic before any observation;
   :class:`RelativeCostModel` reports it in autoregressive forwards.
-In a batch of B rows one round costs ``t_verify(W) + sum_j t_draft(j) * g_j``: W the widest draft
-of any row, ``g_j`` the longest draft of drafter j's rows (each drafter proposes for its rows in one
-call). A row's arm is therefore costed in its round (:class:`BatchRound`, design eq. 18): the
+In a batch of B rows one round costs ``t_verify(W) + sum_u t_call(u) * g_u``: W the widest draft
+of any row, u a draft call and ``g_u`` the longest draft of its rows. Each drafter proposes for its
+rows in one call, and drafters of one family (the LoRA experts of one EAGLE head) in one call
+together (``calls``), so a row that joins a call already made adds only its extra steps.
+A row's arm is therefore costed in its round (:class:`BatchRound`, design eq. 18): the
 batch's tokens per second had this row played arm a and the others what they played,
 ``(A(a) + S) / (B * T(a | others))``, which is ``A / c(j, g)`` when B = 1.
 
@@ -77,30 +79,42 @@ class CostModel:
     Optimism makes full-information learners try the arms whose cost is unknown.
     """
 
-    def __init__(self, n_drafters: int, max_gamma: int, default_verify: float = 1.0):
+    def __init__(self, n_drafters: int, max_gamma: int, default_verify: float = 1.0,
+                 calls: Sequence[int] | None = None):
         self.default_verify = float(default_verify)
         self.verify_sum = np.zeros(int(max_gamma) + 1)
         self.verify_n = np.zeros(int(max_gamma) + 1)
-        self.draft_sum = np.zeros(int(n_drafters))
-        self.draft_n = np.zeros(int(n_drafters))
+        # the draft call of each drafter: drafters with one call index propose in one call (a family)
+        self.calls = np.arange(int(n_drafters)) if calls is None else np.asarray(calls, dtype=int)
+        if len(self.calls) != int(n_drafters):
+            raise ValueError(f"calls gives {len(self.calls)} drafters' calls for {n_drafters} drafters")
+        self.draft_sum = np.zeros(int(self.calls.max()) + 1 if len(self.calls) else 0)
+        self.draft_n = np.zeros_like(self.draft_sum)
 
     def observe_verify(self, g: int, seconds: float) -> None:
         self.verify_sum[g] += seconds
         self.verify_n[g] += 1
 
     def observe_draft(self, j: int, seconds_per_token: float) -> None:
-        self.draft_sum[j] += seconds_per_token
-        self.draft_n[j] += 1
+        """One call of drafter j's took `seconds_per_token` per draft step."""
+        self.draft_sum[self.calls[j]] += seconds_per_token
+        self.draft_n[self.calls[j]] += 1
 
     def observe_round(self, records: Sequence, drafters: Sequence[str]) -> None:
-        """Feed one round: its verify time at the widest draft, and each drafting row's seconds
-        per draft token (drafter index in `drafters`). `records` are the round's RoundRecords
-        (or their dicts), in row order: the live policy and a resumed study feed the same."""
+        """Feed one round: its verify time at the widest draft, and each draft call's seconds per
+        step (its rows' draft_s over their longest draft; drafter index in `drafters`). `records`
+        are the round's RoundRecords (or their dicts), in row order: the live policy and a
+        resumed study feed the same."""
         get = _field_getter(records)
         self.observe_verify(max(get(r, "drafted") for r in records), get(records[0], "verify_s"))
+        calls: dict[int, tuple[int, float, int]] = {}      # call -> (a drafter of it, its seconds, longest draft)
         for r in records:
             if get(r, "drafter") is not None and get(r, "drafted"):
-                self.observe_draft(drafters.index(get(r, "drafter")), get(r, "draft_s") / get(r, "drafted"))
+                j = drafters.index(get(r, "drafter"))
+                _, seconds, longest = calls.get(self.calls[j], (j, 0.0, 0))
+                calls[self.calls[j]] = (j, max(seconds, get(r, "draft_s")), max(longest, get(r, "drafted")))
+        for j, seconds, longest in calls.values():
+            self.observe_draft(j, seconds / longest)
 
     def t_verify(self, g: int | np.ndarray | None = None) -> np.ndarray | float:
         """Running mean verify time per ``g`` (all ``g`` when ``g`` is None)."""
@@ -111,10 +125,15 @@ class CostModel:
         return t if g is None else t[g]
 
     def t_draft(self, j: int | np.ndarray | None = None) -> np.ndarray | float:
-        """Running mean seconds per draft token per drafter (0 while unobserved)."""
+        """Running mean seconds per draft step of each drafter's call (0 while unobserved)."""
+        t = self._t_call()[self.calls]
+        return t if j is None else t[j]
+
+    def _t_call(self) -> np.ndarray:
+        """Running mean seconds per draft step of each draft call (0 while unobserved)."""
         t = np.zeros(len(self.draft_n))
         np.divide(self.draft_sum, self.draft_n, out=t, where=self.draft_n > 0)
-        return t if j is None else t[j]
+        return t
 
     def unit(self) -> float:
         """Seconds per unit of cost (1: costs in seconds)."""
@@ -122,17 +141,18 @@ class CostModel:
 
     def seconds(self, arm_drafter, arm_gamma, batch: BatchRound | None = None) -> np.ndarray:
         """Expected cost of one round per arm: ``t_verify(g) + g * t_draft(j)`` alone; in a batch,
-        the round's ``t_verify(max(g, W')) + sum_j' t_draft(j') g_j'`` with this row's arm added to
-        the others' (W', g_j': their widest draft and each drafter's longest; design eq. 18)."""
-        t_v, t_d = self.t_verify(), self.t_draft()
+        the round's ``t_verify(max(g, W')) + sum_u t_call(u) g_u`` with this row's arm added to
+        the others' (W', g_u: their widest draft and each draft call's longest; design eq. 18)."""
+        t_v, t_call = self.t_verify(), self._t_call()
         arm_gamma = np.asarray(arm_gamma)
         if batch is None:
-            return (t_v[arm_gamma] + arm_gamma * t_d[arm_drafter]) / self.unit()
-        other_g = np.zeros(len(t_d))
+            return (t_v[arm_gamma] + arm_gamma * t_call[self.calls[arm_drafter]]) / self.unit()
+        other_g = np.zeros(len(t_call))          # per call: the others' longest draft in it
         for j, g in batch.other_drafts:
-            other_g[j] = g
-        others = float(other_g.dot(t_d))
-        extra = (np.maximum(arm_gamma, other_g[arm_drafter]) - other_g[arm_drafter]) * t_d[arm_drafter]
+            other_g[self.calls[j]] = max(other_g[self.calls[j]], g)
+        others = float(other_g.dot(t_call))
+        u = self.calls[arm_drafter]
+        extra = (np.maximum(arm_gamma, other_g[u]) - other_g[u]) * t_call[u]
         return (t_v[np.maximum(arm_gamma, batch.other_width)] + others + extra) / self.unit()
 
     def throughput(self, lengths, arm_drafter, arm_gamma, batch: BatchRound | None = None) -> np.ndarray:

@@ -178,3 +178,11 @@ class Scorer:
         rows[i] (after commit() has seen those rounds): drafters with `deferred_scoring` only."""
         raise NotImplementedError(f"drafter '{getattr(self, 'name', type(self).__name__)}' does not score "
                                   "deferred rounds")
+
+
+def draft_calls(pool: dict[str, Drafter]) -> dict[str, str]:
+    """{drafter: its draft call}: the members of one family share the name of the first member in
+    the pool (the engine asks them in one call); any other drafter is its own call. Learners
+    cost a batch's drafting per call (LearnerPolicy's `draft_calls`)."""
+    first: dict[int, str] = {}
+    return {name: first.setdefault(id(d.family), name) if d.family is not None else name for name, d in pool.items()}

@@ -29,8 +29,10 @@ Batch-aware cost (`batch_cost`, on by default; throughput objective, per-query l
 row's arms are costed in the round its batch played, as the batch's throughput had the row
 played each arm and the other rows what they played (specsel.core.costs.BatchRound, design
 eq. 18). A row that alone widens the verify window, or alone calls a drafter, pays for it; the
-autoregressive arm pays nothing beyond the round the others force. A shared learner plays one
-arm for every row, so its rows are costed alone.
+autoregressive arm pays nothing beyond the round the others force. Drafters that draft in one
+call (a family, `draft_calls`) are one call: a row joining another row's expert of the same
+head pays only the steps its draft adds. A shared learner plays one arm for every row, so its
+rows are costed alone.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ class LearnerPolicy(ArmPolicy):
     def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str], objective: str = "length",
                  shared: bool = False, seed: int = 0, lazy_scoring: bool | None = None,
                  refresh_every: int = DEFAULT_REFRESH, lazy_drafters: int | None = DEFAULT_LAZY_DRAFTERS,
-                 batch_cost: bool = True, **learner_kw):
+                 batch_cost: bool = True, draft_calls: dict[str, str] | None = None, **learner_kw):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
         if lazy_drafters is not None and (not isinstance(lazy_drafters, int) or lazy_drafters < 1):
@@ -76,7 +78,8 @@ class LearnerPolicy(ArmPolicy):
         self.pairs = arm_pairs(self.arms, self.drafters)
         L = max(a.gamma for a in self.arms)
         self.reward_range = (0.0, L + 1.0) if objective == "throughput" else (1.0, L + 1.0)
-        self.cost = RelativeCostModel(max(len(self.drafters), 1), L) if objective == "throughput" else None
+        self.cost = RelativeCostModel(max(len(self.drafters), 1), L, calls=self._call_indices(draft_calls)) \
+            if objective == "throughput" else None
         self.batch_cost = bool(batch_cost) and self.cost is not None and not shared
         probe = self._new_learner(0)
         self.needs_full_information = probe.full_information
@@ -89,6 +92,18 @@ class LearnerPolicy(ArmPolicy):
         self.played: dict[int, int] = {}
         self._shared = probe if shared else None
         self.query_base, self.queries_seen = 0, 0
+
+    def _call_indices(self, draft_calls: dict[str, str] | None) -> list[int] | None:
+        """Each drafter's draft call as an index (specsel.core.drafting.draft_calls: drafters
+        of one family draft in one call, and a batch pays that call once)."""
+        if not self.drafters or draft_calls is None:
+            return None
+        missing = [d for d in self.drafters if d not in draft_calls]
+        if missing:
+            raise ValueError(f"draft_calls has no call for {', '.join(missing)}: build it with "
+                             "specsel.core.drafting.draft_calls(pool) from the engine's pool")
+        labels = [draft_calls[d] for d in self.drafters]
+        return [labels.index(label) for label in labels]
 
     def seek(self, query: int) -> None:
         """Number the next batch's first row as query `query` of the stream (per-query learners

@@ -20,6 +20,7 @@ from evaluators.report import write_report
 from evaluators.summary import summarize_study
 from specsel.core.arms import Arm
 from specsel.core.costs import setting_cost
+from specsel.core.drafting import draft_calls
 from specsel.core.runs import OBJECTIVE, repeat_run
 from specsel.core.seeds import batch_seed
 from specsel.study.config import StudyConfig, StudyError
@@ -61,6 +62,7 @@ class _Decoder:
 
         self.items, self.cfg, self.store, self.config, self.source = items, cfg, store, config, source
         self.drafters = list(pool)
+        self.calls = draft_calls(pool)      # drafters of one family draft in one call: learners cost it once
         self.engine = SpecEngine(target, pool, eos_token_id=eos_token_id)
         self.prefills = PrefillCache()      # every run of a batch starts from one target prefill
         self.sampling = None if cfg.temperature == 0 else Sampling(cfg.temperature, cfg.top_p)
@@ -80,7 +82,7 @@ class _Decoder:
         if spec.learner == "hedgespec" and spec.setting == "joint" and self.cfg.joint_hedgespec == "factored" \
                 and spec != self.source:
             from specsel.learners.factored import FactoredHedge
-            policy = FactoredHedge(self.drafters, self.cfg.gammas, seed=self.cfg.seed)
+            policy = FactoredHedge(self.drafters, self.cfg.gammas, seed=self.cfg.seed, draft_calls=self.calls)
             done = self.store.run_lines(spec.name, bsz)
             warm_cost_model(policy, done)
             warm_stream_prior(policy, done)
@@ -88,7 +90,7 @@ class _Decoder:
         # the full-information source scores every drafter (the oracle is computed from it)
         policy = LearnerPolicy(spec.learner, [Arm.parse(a) for a in self.cfg.arms(spec.setting, self.drafters)],
                                self.drafters, objective=OBJECTIVE[spec.setting], seed=self.cfg.seed,
-                               lazy_scoring=False if spec == self.source else None)
+                               lazy_scoring=False if spec == self.source else None, draft_calls=self.calls)
         if policy.cost is not None:
             warm_cost_model(policy, self.store.run_lines(spec.name, bsz))
         return policy

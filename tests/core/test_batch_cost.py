@@ -71,3 +71,54 @@ def test_the_round_of_a_row_is_read_from_its_records_or_their_dicts():
     from dataclasses import asdict
     assert BatchRound.of(0, [asdict(r) for r in recs], ["a", "b"]) == ctx
     assert BatchRound.of(2, recs, ["a", "b"]).other_tokens == 8
+
+
+def test_drafters_of_one_call_are_paid_once_per_round():
+    """Drafters 1 and 2 draft in one call (a family: the experts of one head). A row joining the
+    others' call pays only the steps its draft adds; a row alone in a call pays all of it."""
+    cost = CostModel(n_drafters=3, max_gamma=4, calls=[0, 1, 1])
+    for w in range(5):
+        cost.observe_verify(w, 1.0 + 0.1 * w)
+    cost.observe_draft(0, 0.05)
+    cost.observe_draft(2, 0.2)              # an observation of the call, through either member
+    assert cost.t_draft(1) == cost.t_draft(2) == pytest.approx(0.2)
+    batch = BatchRound(rows=3, other_tokens=5, other_width=2, other_drafts=((1, 2),))
+    base = 1.2 + 2 * 0.2                    # the others' round: window 2, the family's call drafting 2 steps
+    np.testing.assert_allclose(cost.seconds(np.array([2, 2, 0]), np.array([2, 4, 2]), batch),
+                               [base,                          # the other expert at 2: no extra step
+                                1.4 + 4 * 0.2,                 # at 4: the call drafts 2 steps more, the window widens
+                                base + 2 * 0.05])              # drafter 0: a call of its own
+    separate = CostModel(n_drafters=3, max_gamma=4)             # no family: every drafter its own call
+    for w in range(5):
+        separate.observe_verify(w, 1.0 + 0.1 * w)
+    separate.observe_draft(1, 0.2)
+    separate.observe_draft(2, 0.2)
+    assert separate.seconds(np.array([2]), np.array([2]), batch)[0] == pytest.approx(base + 2 * 0.2)
+    with pytest.raises(ValueError, match="calls"):
+        CostModel(n_drafters=3, max_gamma=4, calls=[0, 1])
+
+
+def test_a_round_feeds_one_observation_per_call():
+    """The rows of one call share its seconds; the call drafted its longest row's steps."""
+    cost = CostModel(n_drafters=3, max_gamma=4, calls=[0, 1, 1])
+    recs = [record(0, "a", 2, 3), record(1, "b", 4, 1), record(2, "c", 2, 1)]
+    for r, s in zip(recs, (0.1, 0.8, 0.8)):
+        r.draft_s = s
+    cost.observe_round(recs, ["a", "b", "c"])
+    assert cost.draft_n.tolist() == [1, 1]
+    assert cost.t_draft(0) == pytest.approx(0.05) and cost.t_draft(2) == pytest.approx(0.2)   # 0.8 s / 4 steps
+
+
+def test_draft_calls_name_a_familys_first_member():
+    from specsel.core.drafting import Drafter, DrafterFamily, draft_calls
+    family = DrafterFamily()
+    pool = {n: Drafter() for n in ("ngram", "eagle", "lora_math")}
+    pool["eagle"].family = pool["lora_math"].family = family
+    assert draft_calls(pool) == {"ngram": "ngram", "eagle": "eagle", "lora_math": "eagle"}
+    from specsel.learners.policy import LearnerPolicy
+    from specsel import Arm
+    policy = LearnerPolicy("hedgespec", [Arm(d, 2) for d in pool], list(pool), objective="throughput",
+                           draft_calls=draft_calls(pool))
+    assert policy.cost.calls.tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match="draft_calls"):
+        LearnerPolicy("hedgespec", [Arm("ngram", 2)], ["ngram"], objective="throughput", draft_calls={})
