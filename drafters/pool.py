@@ -50,19 +50,26 @@ def pool_names(include_optional: bool = False) -> list[str]:
     return [*DEFAULT_NAMES, *(EARLY_EXITS if include_optional else ())]
 
 
-def _trained(target, names: list[str]) -> dict[str, Drafter]:
-    """The shipped EAGLE head and its LoRA experts (one base head in memory)."""
+def _trained(target, names: list[str], one_family: bool = True) -> dict[str, Drafter]:
+    """The shipped EAGLE head and its LoRA experts: one base head in memory, and one family
+    (drafters.eagle_family) drafting every expert's rows together; one_family=False gives each
+    expert a head copy and a family of its own (recipes/bench_family.py compares the two)."""
+    import copy
+
     from drafters.eagle import EagleDrafter
     from drafters.eagle_head import load_eagle_head
-    from drafters.lora import lora_experts
+    from drafters.lora import AdapterSet, lora_experts
     if not (EAGLE_DIR / "config.json").exists():
         raise DrafterError(f"the trained EAGLE head is missing ({EAGLE_DIR}); train it with recipes/train_eagle.py "
                            "or leave eagle/lora_* out of the pool")
     head = load_eagle_head(EAGLE_DIR, target)
     window = trained_length(EAGLE_DIR)
     adapters = {n: ADAPTER_DIRS[n] for n in names if n in ADAPTER_DIRS}
-    if not adapters:
-        return {"eagle": EagleDrafter(target, head, name="eagle", prompt_window=window)}
+    if not adapters or not one_family:
+        pool = {"eagle": EagleDrafter(target, head, name="eagle", prompt_window=window)}
+        for n, path in adapters.items():
+            pool[n] = AdapterSet(copy.deepcopy(head), {n: path}).drafter(target, n, n, prompt_window=window)
+        return pool
     return lora_experts(target, head, adapters, base_name="eagle", prompt_window=window)
 
 
@@ -77,8 +84,9 @@ def trained_length(head_dir: Path) -> int | None:
     return int(length) if length else None
 
 
-def default_pool(target, names: Sequence[str] | None = None) -> dict[str, Drafter]:
-    """Build the named members of the default pool (DEFAULT_NAMES if `names` is None), in order."""
+def default_pool(target, names: Sequence[str] | None = None, one_family: bool = True) -> dict[str, Drafter]:
+    """Build the named members of the default pool (DEFAULT_NAMES if `names` is None), in order.
+    one_family=False: the EAGLE head's experts on separate head copies (for comparisons only)."""
     names = list(DEFAULT_NAMES) if names is None else list(names)
     known = [*DEFAULT_NAMES, *EARLY_EXITS]
     unknown = [n for n in names if n not in known]
@@ -86,7 +94,7 @@ def default_pool(target, names: Sequence[str] | None = None) -> dict[str, Drafte
         raise DrafterError(f"unknown pool drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")
     built: dict[str, Drafter] = {}
     if any(n in TRAINED for n in names):
-        built.update(_trained(target, names))
+        built.update(_trained(target, names, one_family))
     pool = {}
     exits = ExitGroup(target) if any(n in EARLY_EXITS for n in names) else None   # they score together
     for name in names:

@@ -115,8 +115,8 @@ def test_draft_calls_name_a_familys_first_member():
     pool = {n: Drafter() for n in ("ngram", "eagle", "lora_math")}
     pool["eagle"].family = pool["lora_math"].family = family
     assert draft_calls(pool) == {"ngram": "ngram", "eagle": "eagle", "lora_math": "eagle"}
-    from specsel.learners.policy import LearnerPolicy
     from specsel import Arm
+    from specsel.learners.policy import LearnerPolicy
     policy = LearnerPolicy("hedgespec", [Arm(d, 2) for d in pool], list(pool), objective="throughput",
                            draft_calls=draft_calls(pool))
     assert policy.cost.calls.tolist() == [0, 1, 1]
