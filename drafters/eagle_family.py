@@ -164,24 +164,26 @@ class EagleFamily(DrafterFamily):
     def _forward_pairs(self, slots: torch.Tensor, tokens: torch.Tensor, feats: torch.Tensor,
                        widths: torch.Tensor) -> torch.Tensor:
         """The head over pending pairs (tokens, features) [n, U] of `slots`, widths [n], cached;
-        returns its output hidden states [n, U, H]. A narrow feed is one forward over every
-        slot; a wide one (a prompt, a long catch-up) runs on its live slots only, in length
-        groups, so neither other slots nor a long row's padding are computed."""
+        returns its output hidden states [n, U, H]. When every slot feeds, one forward on the
+        cache; else only the feeding slots run, on a copy of their rows (`take`, written back by
+        `put`: a masked slot costs a forward almost as much as a live one, the copy far less),
+        and a wide feed (a prompt, a long catch-up) in length groups, so no row computes a
+        longer one's padding."""
         n, U = tokens.shape
         V, dev = self.kv.batch_size, tokens.device
-        if U < GROUPED_FEED_MIN:
+        live = (widths > 0).nonzero().flatten()
+        if len(live) == V and U < GROUPED_FEED_MIN:
             all_tokens = torch.zeros(V, U, dtype=torch.long, device=dev)
             all_feats = feats.new_zeros(V, U, feats.shape[-1])
             all_widths = torch.zeros(V, dtype=torch.long, device=dev)
             all_tokens[slots], all_feats[slots], all_widths[slots] = tokens, feats, widths
-            every = torch.arange(V, device=dev)
-            with self._adapted(every, all_widths > 0):
+            with self._adapted(torch.arange(V, device=dev)):
                 out = self.kv.forward(all_tokens, all_widths, features=all_feats, compute_logits=False)
             self.kv.keep(all_widths)
             return out.hidden[slots]
         hidden = feats.new_zeros(n, U, self.head.hidden_size)
-        live = (widths > 0).nonzero().flatten()
-        for group in length_groups(widths[live]):
+        groups = [torch.arange(len(live), device=dev)] if U < GROUPED_FEED_MIN else length_groups(widths[live])
+        for group in groups:
             i = live[group]
             w = int(widths[i].max())
             part = self.kv.take(slots[i])
@@ -264,23 +266,29 @@ class EagleFamily(DrafterFamily):
         hidden = self.last_hidden[slots]
         drafts = [choose_tokens(ctx, step_logits[0])]
         lengths = self._stop_unsure(ctx, lengths, 0, step_logits[0])
-        every = torch.arange(V, device=dev)
+        # the chain runs on the drafting slots only: on the cache when every slot drafts, else on
+        # a copy of their rows, dropped afterwards (draft steps used predicted features: never kept)
+        chain = self.kv if len(slots) == V else self.kv.take(slots)
+        at = slots if chain is self.kv else torch.arange(len(slots), device=dev)
+        chain_slots = torch.arange(V, device=dev) if chain is self.kv else slots
+        W = chain.batch_size
         for k in range(1, int(gammas.max())):
             if not bool((lengths > k).any()):     # every slot stopped: no more head forwards
                 break
-            tokens = torch.zeros(V, 1, dtype=torch.long, device=dev)
-            tokens[slots, 0] = self.head.draft_to_target[drafts[-1]]
-            feats = torch.zeros(V, 1, self.head.hidden_size, dtype=self.head.dtype, device=dev)
-            feats[slots, 0] = hidden
-            widths = torch.zeros(V, dtype=torch.long, device=dev)
-            widths[slots] = (lengths > k).long()
-            with self._adapted(every, widths > 0):
-                out = self.kv.forward(tokens, widths, features=feats, compute_logits=False)
-            hidden = out.hidden[slots, 0]
+            tokens = torch.zeros(W, 1, dtype=torch.long, device=dev)
+            tokens[at, 0] = self.head.draft_to_target[drafts[-1]]
+            feats = torch.zeros(W, 1, self.head.hidden_size, dtype=self.head.dtype, device=dev)
+            feats[at, 0] = hidden
+            widths = torch.zeros(W, dtype=torch.long, device=dev)
+            widths[at] = (lengths > k).long()
+            with self._adapted(chain_slots, widths > 0):
+                out = chain.forward(tokens, widths, features=feats, compute_logits=False)
+            hidden = out.hidden[at, 0]
             step_logits.append(self._logits(hidden))
             drafts.append(choose_tokens(ctx, step_logits[-1]))
             lengths = self._stop_unsure(ctx, lengths, k, step_logits[-1])
-        self.kv.keep(torch.zeros(V, dtype=torch.long, device=dev))   # draft steps used predicted features
+        if chain is self.kv:
+            self.kv.keep(torch.zeros(V, dtype=torch.long, device=dev))
         tokens = self.head.draft_to_target[torch.stack(drafts, 1)]
         probs = None if ctx.sampling is None else self.target_probs(ctx, torch.stack(step_logits, 1))
         out, start = [], 0
