@@ -15,7 +15,11 @@ Cells, each a stream at one batch size:
                             dynamic_gamma/D for each --dynamic-gamma drafter D (Hugging Face's
                             dynamic draft length), and drafter/hedgespec: HedgeSpec of the drafter
                             setting (the drafters at --gamma, full information; first repeat only),
-                            whose records give that setting's best fixed drafter and per-query oracle;
+                            beside drafter/fixed:D, every drafter D at --gamma (first repeat only):
+                            their rounds per query give that setting's best fixed drafter and
+                            per-query oracle exactly (greedy rounds are deterministic); the replay of
+                            drafter/hedgespec's records gives them too, as estimates for EAGLE heads
+                            (teacher-forced: optimistic), under drafter_setting's *_replay keys;
                             and oracle@G for G in --oracle-gammas: every row plays, at length G, the
                             drafter its query needs the fewest rounds with, known in hindsight from
                             drafter/hedgespec's records -- the speed of per-query selection with no
@@ -53,6 +57,7 @@ VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "we
             "factored_no_prior": {"stream_prior": False}}
 AR = "autoregressive"
 DRAFTER_RUN = "drafter/hedgespec"
+DRAFTER_FIXED = "drafter/fixed:"      # + a drafter: the drafter setting's fixed arms, decoded live
 ORACLE = "oracle"
 
 
@@ -126,7 +131,7 @@ def cells(args, drafters) -> list[dict]:
         dynamic = [f"dynamic_gamma/{d}" for d in args.dynamic_gamma.split(",") if d]
         out.append({"name": f"mixed_bsz{args.bsz}", "stream": "mixed", "bsz": args.bsz, "fixed": fixed,
                     "runs": [AR, *fixed, *hedge, *dynamic, *(f"{ORACLE}@{g}" for g in args.oracle_gammas),
-                             DRAFTER_RUN]})
+                             DRAFTER_RUN, *(f"{DRAFTER_FIXED}{d}" for d in drafters)]})
     if "general" in args.streams:
         out += [{"name": f"general_bsz{b}", "stream": "general", "bsz": b, "fixed": [], "runs": [AR, *hedge]}
                 for b in args.general_bsz]
@@ -157,6 +162,8 @@ def make_policy(run: str, args, drafters, store, calls=None):
         return DynamicGamma(name, **({} if args.dynamic_start is None else {"start": args.dynamic_start}))
     if run == DRAFTER_RUN:
         return LearnerPolicy("hedgespec", [Arm(d, args.gamma) for d in drafters], drafters, seed=args.seed)
+    if run.startswith(DRAFTER_FIXED):
+        return Arm(run[len(DRAFTER_FIXED):], args.gamma)
     if kind == "hedgespec" and name.startswith("factored"):
         from specsel.learners.factored import FactoredHedge
         policy = FactoredHedge(drafters, [int(g) for g in args.gammas.split(",")], seed=args.seed, draft_calls=calls,
@@ -189,12 +196,13 @@ def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[d
                  for run in runs}
                 for store in stores]
     batches = [list(range(i, min(i + bsz, len(items)))) for i in range(0, len(items), bsz)]
-    timed = [r for r in runs if r != DRAFTER_RUN]
+    first_only = [r for r in runs if untimed(r)]
+    timed = [r for r in runs if not untimed(r)]
     for b, batch in enumerate(batches):
         for k, store in enumerate(stores):      # repeats interleaved batch by batch, each its own order
             turn = (b + k) % len(timed)
-            # the drafter-setting run first (repeat 1 only): the oracle runs play from its records
-            for run in ([DRAFTER_RUN] if DRAFTER_RUN in runs and k == 0 else []) + timed[turn:] + timed[:turn]:
+            # the drafter-setting runs first (repeat 1 only): the oracle runs play from its records
+            for run in (first_only if k == 0 else []) + timed[turn:] + timed[:turn]:
                 bar.update(1)
                 if (run, bsz, b) in store.done:
                     continue
@@ -216,6 +224,11 @@ def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[d
     return [complete_lines(store.lines) for store in stores]
 
 
+def untimed(run: str) -> bool:
+    """The drafter setting's runs: accepted lengths only, decoded in the first repeat."""
+    return run == DRAFTER_RUN or run.startswith(DRAFTER_FIXED)
+
+
 def oracle_arms(lines: list[dict], qids: list[str], drafters, gamma: int) -> list:
     """Per query, the drafter that needs the fewest rounds at length `gamma`, replayed from the
     drafter-setting run's full-information records of these queries (estimates for EAGLE heads)."""
@@ -230,9 +243,10 @@ def oracle_arms(lines: list[dict], qids: list[str], drafters, gamma: int) -> lis
 
 
 def drafter_setting(lines: list[dict], drafters, gamma: int, exact: dict) -> dict:
-    """MAT of drafter-setting HedgeSpec, of the best fixed drafter and of the per-query oracle,
-    the last two replayed from HedgeSpec's full-information records (estimates for drafters
-    whose replays are not exact: EAGLE heads, LoRA experts)."""
+    """MAT of drafter-setting HedgeSpec, of the best fixed drafter and of the per-query oracle.
+    The last two come from the drafter/fixed:D runs (every drafter decoded at `gamma`: exact)
+    when they ran, and from the replay of HedgeSpec's full-information records too (*_replay:
+    estimates for drafters whose replays are not exact, EAGLE heads and LoRA experts)."""
     from evaluators.fullinfo import FullInfo, SettingEval
     from specsel.core.costs import RoundCost
     run = [line for line in lines if line["run"] == DRAFTER_RUN]
@@ -241,19 +255,31 @@ def drafter_setting(lines: list[dict], drafters, gamma: int, exact: dict) -> dic
     tokens = sum(len(line["tokens"]) for line in run)
     hedge = tokens / sum(len(line["records"]) for line in run)
     best = int(ev.total.argmin())
-    return {"hedge_mat": hedge, "best_fixed": ev.arms[best], "best_fixed_mat": tokens / ev.total[best],
-            "oracle_mat": tokens / sum(ev.oracle_rounds.values()), "exact": ev.exact, "queries": len(run)}
+    out = {"hedge_mat": hedge, "best_fixed_replay": ev.arms[best], "best_fixed_mat_replay": tokens / ev.total[best],
+           "oracle_mat_replay": tokens / sum(ev.oracle_rounds.values()), "replay_exact": ev.exact,
+           "queries": len(run)}
+    rounds = {d: {line["qid"]: len(line["records"]) for line in lines if line["run"] == f"{DRAFTER_FIXED}{d}"}
+              for d in drafters}
+    qids = [line["qid"] for line in run]
+    if all(set(r) == set(qids) for r in rounds.values()):
+        totals = {d: sum(r.values()) for d, r in rounds.items()}
+        fixed = min(totals, key=totals.get)
+        oracle = sum(min(rounds[d][q] for d in drafters) for q in qids)
+        return {**out, "best_fixed": f"{fixed}@{gamma}", "best_fixed_mat": tokens / totals[fixed],
+                "oracle_mat": tokens / oracle, "exact": True}
+    return {**out, "best_fixed": out["best_fixed_replay"], "best_fixed_mat": out["best_fixed_mat_replay"],
+            "oracle_mat": out["oracle_mat_replay"], "exact": ev.exact}
 
 
 def report(cell, per_repeat) -> list[dict]:
     """One row per run (dynamic_gamma and the drafter-setting run aside): median tokens/s, MAT,
     and tokens/s over autoregressive and over the cell's best fixed arm, within each repeat."""
     totals = [run_totals(lines) for lines in per_repeat]
-    timed = [t for t in totals if all(r in t for r in cell["runs"] if r != DRAFTER_RUN)]
+    timed = [t for t in totals if all(r in t for r in cell["runs"] if not untimed(r))]
     best = best_run(timed, [AR, *cell["fixed"]])
     rows = []
     for run in cell["runs"]:
-        if run == DRAFTER_RUN:
+        if untimed(run):
             continue
         rows.append({"run": run, "tokens_per_s": spread([tokens_per_s(t, run) for t in timed])["median"],
                      "mat": spread([t[run]["tokens"] / t[run]["rounds"] for t in timed])["median"],
@@ -327,8 +353,8 @@ def main(argv=None) -> int:
     engine.generate([first], Arm(drafters[0], 4), max_new_tokens=4)    # warm up
     todo = cells(args, drafters)
     out = Path(args.out)
-    per_batch = {c["name"]: len(c["runs"]) * args.repeats - (args.repeats - 1) * (DRAFTER_RUN in c["runs"])
-                 for c in todo}       # the drafter-setting run decodes in the first repeat only
+    per_batch = {c["name"]: len(c["runs"]) * args.repeats - (args.repeats - 1) * sum(map(untimed, c["runs"]))
+                 for c in todo}       # the drafter-setting runs decode in the first repeat only
     bar = tqdm(total=sum(per_batch[c["name"]] * -(-len(items[c["stream"]]) // c["bsz"]) for c in todo),
                desc="bench_joint", unit="run", disable=args.no_progress)
     per_cell = {c["name"]: run_cell(engine, c, items[c["stream"]], args, drafters, out, bar) for c in todo}
@@ -344,7 +370,9 @@ def main(argv=None) -> int:
             results[cell["name"]]["drafter_setting"] = ds
             print(f"drafter setting ({drafters} at gamma {args.gamma}, {ds['queries']} queries): HedgeSpec MAT "
                   f"{ds['hedge_mat']:.3f}; best fixed {ds['best_fixed']} {ds['best_fixed_mat']:.3f}; oracle "
-                  f"{ds['oracle_mat']:.3f} ({'exact' if ds['exact'] else 'replay estimates'})")
+                  f"{ds['oracle_mat']:.3f} ({'exact' if ds['exact'] else 'replay estimates'}); replayed from "
+                  f"HedgeSpec's records: best fixed {ds['best_fixed_replay']} {ds['best_fixed_mat_replay']:.3f}, "
+                  f"oracle {ds['oracle_mat_replay']:.3f}")
     summary = targets(results, args)
     shown = ("cells", "drafter_setting", "by_variant")
     print("\n" + json.dumps({k: v for k, v in summary.items() if k not in shown}, indent=1))

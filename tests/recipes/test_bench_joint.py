@@ -23,7 +23,8 @@ def test_bad_arguments_are_one_line_errors():
     cells = bench.cells(args, ["ngram", "eagle"])
     assert [c["name"] for c in cells] == ["mixed_bsz4", "general_bsz1", "general_bsz2"]
     assert cells[0]["runs"] == ["autoregressive", "ngram@4", "eagle@2", "hedgespec/per_query", "hedgespec/no_ar",
-                                "dynamic_gamma/ngram", "oracle@2", "oracle@4", "drafter/hedgespec"]
+                                "dynamic_gamma/ngram", "oracle@2", "oracle@4", "drafter/hedgespec",
+                                "drafter/fixed:ngram", "drafter/fixed:eagle"]
     assert cells[1]["runs"] == ["autoregressive", "hedgespec/per_query", "hedgespec/no_ar"]
 
 
@@ -45,6 +46,28 @@ def test_oracle_arms_play_each_query_s_fewest_rounds_drafter():
     assert bench.oracle_arms(lines, ["q1", "q0"], ["a", "b"], 4) == [Arm("b", 4), Arm("a", 4)]
     with pytest.raises(RuntimeError, match="drafter/hedgespec's records"):
         bench.oracle_arms(lines[:1], ["q0", "q1"], ["a", "b"], 2)
+
+
+def test_the_drafter_settings_oracle_and_best_fixed_come_from_live_fixed_runs():
+    """With drafter/fixed:D lines, the best fixed drafter and the per-query oracle are counted
+    from their rounds (exact); the replayed estimates stay under *_replay keys."""
+    bench = load_recipe("bench_joint")
+
+    def line(run, qid, index, n_rounds, acc=None):
+        recs = [{"row": index, "round": k, "drafter": "a", "gamma": 2, "drafted": 2, "accepted": 0, "committed": 1,
+                 "draft_s": 0.0, "verify_s": 1.0, "batch": 2,
+                 **({"position_acceptance": {"a": [acc[0]], "b": [acc[1]]}} if acc else {})} for k in range(n_rounds)]
+        return {"run": run, "bsz": 2, "batch": 0, "batch_qids": ["q0", "q1"], "index": index, "qid": qid,
+                "tokens": [5] * 12, "records": recs}
+    hedge = [line("drafter/hedgespec", "q0", 0, 12, (1.0, 0.0)), line("drafter/hedgespec", "q1", 1, 12, (0.0, 1.0))]
+    fixed = [line("drafter/fixed:a", "q0", 0, 4), line("drafter/fixed:a", "q1", 1, 10),
+             line("drafter/fixed:b", "q0", 0, 8), line("drafter/fixed:b", "q1", 1, 5)]
+    ds = bench.drafter_setting(hedge + fixed, ["a", "b"], 2, {"a": True, "b": True})
+    assert ds["exact"] is True and ds["best_fixed"] == "b@2"               # 13 rounds against a's 14
+    assert ds["best_fixed_mat"] == pytest.approx(24 / 13) and ds["oracle_mat"] == pytest.approx(24 / 9)
+    assert ds["hedge_mat"] == pytest.approx(1.0) and "oracle_mat_replay" in ds
+    replayed = bench.drafter_setting(hedge, ["a", "b"], 2, {"a": True, "b": True})    # no fixed runs: the replay
+    assert replayed["oracle_mat"] == replayed["oracle_mat_replay"]
 
 
 @pytest.mark.slow
