@@ -49,7 +49,7 @@ from pathlib import Path
 
 from evaluators.lines import complete_lines
 from evaluators.records import to_dict
-from evaluators.timing import best_run, ratio, run_totals, spread, tokens_per_s
+from evaluators.timing import best_run, ratio, run_totals, spread, time_split, tokens_per_s
 from specsel.study import ResultStore, load_items, load_pool, warm_cost_model, warm_stream_prior
 
 VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "weighted": {"lazy_drafters": None},
@@ -291,6 +291,11 @@ def report(cell, per_repeat) -> list[dict]:
         a, f = row["over_ar"], row["over_best_fixed"]
         print(f"{row['run']:24s} {row['tokens_per_s']:7.2f} {row['mat']:6.3f} {a['median']:7.3f} "
               f"({a['min']:.3f}-{a['max']:.3f}) {f['median']:7.3f} ({f['min']:.3f}-{f['max']:.3f})")
+    split = time_split(line for lines in per_repeat for line in lines)
+    print("where the time went (shares of wall time, all repeats): prefill / verify / drafting / scoring+learner")
+    for row in rows:
+        row["time_split"] = split[row["run"]]
+        print(f"{row['run']:24s} " + " / ".join(f"{v:.0%}" for v in split[row["run"]].values()))
     return rows
 
 
