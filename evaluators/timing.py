@@ -41,27 +41,29 @@ def best_run(per_repeat: Sequence[dict], runs: Sequence[str]) -> str:
     return max(runs, key=lambda r: statistics.median(tokens_per_s(t, r) for t in per_repeat))
 
 
-def time_split(lines: Iterable[dict]) -> dict[str, dict[str, float]]:
-    """Per run, where its wall time went, as shares of it: the target prefill, the verify
-    forwards, the draft calls, and the rest of each round (full-information scoring, the
-    learner, bookkeeping). The rows of a batch step together, so a round's verify seconds are
-    counted once per round index, and a draft call's once per round (its rows share them)."""
-    batches: dict[tuple, list[dict]] = {}
-    for line in lines:
-        batches.setdefault((line["run"], line["bsz"], line["batch"]), []).append(line)
+def time_split(per_repeat: Sequence[Iterable[dict]]) -> dict[str, dict[str, float]]:
+    """Per run, where its wall time went over every repeat, as shares of it: the target
+    prefill, the verify forwards, the draft calls, and the rest of each round (full-information
+    scoring, the learner, bookkeeping). The rows of a batch step together, so a round's verify
+    seconds are counted once per round index, and a draft call's once per round (its rows
+    share them); each repeat's batches apart."""
     sums: dict[str, dict[str, float]] = {}
-    for (run, *_), rows in batches.items():
-        s = sums.setdefault(run, {"wall": 0.0, "prefill": 0.0, "verify": 0.0, "draft": 0.0})
-        s["wall"] += rows[0]["batch_wall_s"]
-        s["prefill"] += rows[0]["batch_prefill_s"]
-        verify: dict[int, float] = {}
-        calls: dict[int, set] = {}
-        for rec in (r for line in rows for r in line["records"]):
-            verify[rec["round"]] = rec["verify_s"]
-            if rec["drafter"] is not None:
-                calls.setdefault(rec["round"], set()).add(rec["draft_s"])
-        s["verify"] += sum(verify.values())
-        s["draft"] += sum(sum(c) for c in calls.values())
+    for lines in per_repeat:
+        batches: dict[tuple, list[dict]] = {}
+        for line in lines:
+            batches.setdefault((line["run"], line["bsz"], line["batch"]), []).append(line)
+        for (run, *_), rows in batches.items():
+            s = sums.setdefault(run, {"wall": 0.0, "prefill": 0.0, "verify": 0.0, "draft": 0.0})
+            s["wall"] += rows[0]["batch_wall_s"]
+            s["prefill"] += rows[0]["batch_prefill_s"]
+            verify: dict[int, float] = {}
+            calls: dict[int, set] = {}
+            for rec in (r for line in rows for r in line["records"]):
+                verify[rec["round"]] = rec["verify_s"]
+                if rec["drafter"] is not None:
+                    calls.setdefault(rec["round"], set()).add(rec["draft_s"])
+            s["verify"] += sum(verify.values())
+            s["draft"] += sum(sum(c) for c in calls.values())
     out = {}
     for run, s in sums.items():
         wall = s["wall"] or 1.0

@@ -291,7 +291,7 @@ def report(cell, per_repeat) -> list[dict]:
         a, f = row["over_ar"], row["over_best_fixed"]
         print(f"{row['run']:24s} {row['tokens_per_s']:7.2f} {row['mat']:6.3f} {a['median']:7.3f} "
               f"({a['min']:.3f}-{a['max']:.3f}) {f['median']:7.3f} ({f['min']:.3f}-{f['max']:.3f})")
-    split = time_split(line for lines in per_repeat for line in lines)
+    split = time_split(per_repeat)
     print("where the time went (shares of wall time, all repeats): prefill / verify / drafting / scoring+learner")
     for row in rows:
         row["time_split"] = split[row["run"]]

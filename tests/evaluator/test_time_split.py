@@ -19,8 +19,9 @@ def test_rounds_and_draft_calls_are_counted_once_per_batch():
         {"run": "r", "bsz": 2, "batch": 1, "batch_wall_s": 10.0, "batch_prefill_s": 1.0,
          "records": [rec(0, 0, None, 0.0, 4.0)]},
     ]
-    split = time_split(lines)["r"]
+    split = time_split([lines])["r"]
     assert split["prefill"] == pytest.approx(3.0 / 20)
     assert split["verify"] == pytest.approx(9.0 / 20)
     assert split["draft"] == pytest.approx(0.6 / 20)
     assert split["scoring_and_learner"] == pytest.approx(1 - (3.0 + 9.0 + 0.6) / 20)
+    assert time_split([lines, lines])["r"] == pytest.approx(split)        # repeats add up, apart
