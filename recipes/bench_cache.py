@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import specsel.modeling.kvcache as kvcache
+from evaluators.timing import spread
 from specsel import Arm, SpecEngine
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 from specsel.study import load_items, load_pool, parse_csv
@@ -86,8 +87,7 @@ def main(argv=None) -> int:
         # same tokens both ways, so the tokens/s ratio is the inverse ratio of the seconds
         ratios = [seconds[k, arm, "concatenate"] / seconds[k, arm, "in_place"] for k in range(args.repeats)]
         rates = [tokens[k, arm, "in_place"] / seconds[k, arm, "in_place"] for k in range(args.repeats)]
-        result["speedup"][arm] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-                                  "in_place_tokens_per_s": statistics.median(rates)}
+        result["speedup"][arm] = {**spread(ratios), "in_place_tokens_per_s": statistics.median(rates)}
         s = result["speedup"][arm]
         print(f"{arm}: tokens/s in place / concatenating {s['median']:.3f}x (min {s['min']:.3f}, max {s['max']:.3f})")
     print(f"lossless: {lossless}")

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from drafters.pool import default_pool
+from evaluators.timing import spread
 from specsel import Arm, SpecEngine
 from specsel.core.drafting import draft_calls
 from specsel.learners.factored import FactoredHedge
@@ -107,8 +108,7 @@ def main(argv=None) -> int:
     for run in args.runs:
         ratios = [ratio(tokens, seconds, k, run) for k in range(args.repeats)]
         rates = [tokens[k, run, "family"] / seconds[k, run, "family"] for k in range(args.repeats)]
-        result["speedup"][run] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-                                  "family_tokens_per_s": statistics.median(rates)}
+        result["speedup"][run] = {**spread(ratios), "family_tokens_per_s": statistics.median(rates)}
         s = result["speedup"][run]
         print(f"{run}: tokens/s family / separate {s['median']:.3f}x (min {s['min']:.3f}, max {s['max']:.3f})")
     print(f"lossless: {lossless}")
