@@ -194,9 +194,6 @@ class EagleFamily(DrafterFamily):
             hidden[i, :w] = out.hidden
         return hidden
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.head.logits(hidden)
-
     def feed(self, ctx: DraftContext, slots: torch.Tensor, all_logits: bool):
         """Feed every pending pair of `slots` and cache it; remember each slot's last output and
         every fed pair's top-1 (pair_top). Returns (logits [n, U', Vd] of the fed columns from
@@ -220,20 +217,20 @@ class EagleFamily(DrafterFamily):
         # may be asked for (position j's prediction is pair j-2's top-1) and the last one
         first = starts if all_logits else self._first_scored_pair(ctx, slots, starts, widths)
         if bool((first == starts + last).all()):            # the last pair of each slot only
-            logits = self._logits(hidden)
+            logits = self.head.logits(hidden)
             self.last_logits[slots[fed]] = logits[fed]
             self.pair_top[slots[fed], (starts + last)[fed]] = logits[fed].argmax(-1)
             return None, widths, starts
         c = torch.arange(U, device=dev)[None, :]
         if not all_logits:          # only the pairs asked for: slots' first scored pairs differ (ragged prompts)
             i_idx, c_idx = ((c < widths[:, None]) & (c >= (first - starts)[:, None])).nonzero(as_tuple=True)
-            logits = self._logits(out_hidden[i_idx, c_idx])                                # [pairs, Vd]
+            logits = self.head.logits(out_hidden[i_idx, c_idx])                                # [pairs, Vd]
             self.pair_top[slots[i_idx], starts[i_idx] + c_idx] = logits.argmax(-1)
             at_last = (c_idx == last[i_idx]).nonzero(as_tuple=True)[0]                 # one per fed slot
             self.last_logits[slots[i_idx[at_last]]] = logits[at_last]
             return None, widths, starts
         c0 = int((first - starts)[fed].min()) if bool(fed.any()) else 0
-        logits = self._logits(out_hidden[:, c0:])
+        logits = self.head.logits(out_hidden[:, c0:])
         self.last_logits[slots[fed]] = logits[n, (last - c0).clamp_min(0)][fed]
         c = torch.arange(c0, U, device=dev)[None, :]
         i_idx, c_idx = ((c < widths[:, None]) & (c >= (first - starts)[:, None])).nonzero(as_tuple=True)
@@ -284,7 +281,7 @@ class EagleFamily(DrafterFamily):
             with self._adapted(chain_slots, widths > 0):
                 out = chain.forward(tokens, widths, features=feats, compute_logits=False)
             hidden = out.hidden[at, 0]
-            step_logits.append(self._logits(hidden))
+            step_logits.append(self.head.logits(hidden))
             drafts.append(choose_tokens(ctx, step_logits[-1]))
             lengths = self._stop_unsure(ctx, lengths, k, step_logits[-1])
         if chain is self.kv:
