@@ -53,6 +53,24 @@ class GrowingLayer(DynamicLayer):
             buf[..., :n, :] = t
             setattr(self, f"_{name[0]}buf", buf)
 
+    def select_rows(self, rows: list[int]) -> bool:
+        """Keep only `rows` (ascending batch indices), moving them down inside the buffers instead
+        of copying the cache: row rows[i] goes to slot i, and the buffers are cut to len(rows)
+        rows. Rows before the first dropped one do not move. False (nothing done) when the keys
+        are not prefix views of the buffers or `rows` is not ascending; the caller then copies."""
+        n = self.keys.shape[-2]
+        if not (self._is_prefix_view(self.keys, self._kbuf, n) and self._is_prefix_view(self.values, self._vbuf, n)
+                and all(a < b for a, b in zip(rows, rows[1:]))):
+            return False
+        for i, k in enumerate(rows):   # k >= i, and slots below i are written already: no source is overwritten
+            if k != i:
+                self._kbuf[i, ..., :n, :] = self._kbuf[k, ..., :n, :]
+                self._vbuf[i, ..., :n, :] = self._vbuf[k, ..., :n, :]
+        m = len(rows)
+        self._kbuf, self._vbuf = self._kbuf[:m], self._vbuf[:m]
+        self.keys, self.values = self._kbuf[..., :n, :], self._vbuf[..., :n, :]
+        return True
+
     def reset(self) -> None:
         self._kbuf = self._vbuf = None
         super().reset()

@@ -23,7 +23,7 @@ import torch
 from transformers import DynamicCache
 
 from specsel.modeling.compat import cache_kwargs, capture_hidden_states, grouped_query_attention
-from specsel.modeling.growing import growing_cache
+from specsel.modeling.growing import GrowingLayer, growing_cache
 
 APPEND_IN_PLACE = True      # False: transformers' DynamicCache, copying the cache each forward (bench_cache.py)
 
@@ -250,8 +250,11 @@ class RaggedKVCache:
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep only `rows` (indices) of the batch, e.g. to drop finished requests."""
         rows = rows.to(self.device)
+        ascending = rows.tolist()
         for layer in self.cache.layers:
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                if isinstance(layer, GrowingLayer) and layer.select_rows(ascending):
+                    continue            # moved down in place: no copy of the whole cache
                 layer.keys = layer.keys.index_select(0, rows)
                 layer.values = layer.values.index_select(0, rows)
         self.lengths = self.lengths.index_select(0, rows)

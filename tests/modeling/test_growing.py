@@ -46,3 +46,25 @@ def test_an_update_within_capacity_writes_in_place():
 def test_growing_cache_swaps_only_plain_layers():
     cache = growing_cache(tiny_model("llama", seed=0).config)
     assert cache.layers and all(type(layer) is GrowingLayer for layer in cache.layers)
+
+
+def test_select_rows_moves_rows_down_in_place_and_matches_index_select():
+    layer = GrowingLayer()
+    layer.update(*kv(5, 7, seed=0))
+    buffer_ptr = layer._kbuf.data_ptr()
+    want_k, want_v = layer.keys.index_select(0, torch.tensor([0, 2, 4])), layer.values.index_select(0, torch.tensor([0, 2, 4]))
+    assert layer.select_rows([0, 2, 4])
+    assert torch.equal(layer.keys, want_k) and torch.equal(layer.values, want_v)
+    assert layer._kbuf.data_ptr() == buffer_ptr              # no new buffer: rows moved inside it
+    k, v = kv(3, 2, seed=1)                                    # and the next update appends in place
+    layer.update(k, v)
+    assert layer._kbuf.data_ptr() == buffer_ptr
+    assert torch.equal(layer.keys[:, :, 7:], k) and torch.equal(layer.keys[:, :, :7], want_k)
+
+
+def test_select_rows_declines_an_order_it_cannot_do_in_place():
+    layer = GrowingLayer()
+    layer.update(*kv(3, 4, seed=0))
+    before = layer.keys.clone()
+    assert not layer.select_rows([2, 0])                      # not ascending: the caller copies
+    assert torch.equal(layer.keys, before)
