@@ -37,7 +37,7 @@ from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
 
 class TimedPolicy(LearnerPolicy):
-    """LearnerPolicy that accounts the time spent in select and observe."""
+    """LearnerPolicy that accounts the time spent in select, timed and observe."""
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
@@ -53,6 +53,11 @@ class TimedPolicy(LearnerPolicy):
     def observe(self, info):
         t0 = time.perf_counter()
         super().observe(info)
+        self.learner_s += time.perf_counter() - t0
+
+    def timed(self, info):
+        t0 = time.perf_counter()
+        super().timed(info)
         self.learner_s += time.perf_counter() - t0
 
 

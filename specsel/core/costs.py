@@ -71,8 +71,9 @@ class CostModel:
     after drafter ``j`` proposed.  Defaults before any observation:
 
     * ``t_draft(j)`` of an unobserved drafter is 0 (optimistic: drafting free);
-    * ``t_verify(g)`` of an unobserved ``g`` is the smallest running mean
-      observed for any other ``g`` (optimistic); if no verify time has been
+    * ``t_verify(g)`` of an unobserved ``g`` is interpolated between the observed
+      widths around it, or the nearest observed width's time beyond them (optimistic:
+      verify time never falls as the window widens); if no verify time has been
       observed at all it is ``default_verify`` (1 s), so before any measurement
       the reward is just the expected length (neutral).
 
@@ -117,11 +118,14 @@ class CostModel:
             self.observe_draft(j, seconds / longest)
 
     def t_verify(self, g: int | np.ndarray | None = None) -> np.ndarray | float:
-        """Running mean verify time per ``g`` (all ``g`` when ``g`` is None)."""
-        seen = self.verify_n > 0
-        fill = (self.verify_sum[seen] / self.verify_n[seen]).min() if seen.any() else self.default_verify
-        t = np.full(len(self.verify_n), fill)
-        np.divide(self.verify_sum, self.verify_n, out=t, where=seen)
+        """Running mean verify time per ``g`` (all ``g`` when ``g`` is None). A width not yet
+        observed lies on the line between the observed widths around it, or, beyond the widest
+        (narrowest) observed, at that width's time: verify time does not fall as the window
+        widens, so this is the most optimistic guess consistent with what was measured."""
+        seen = np.flatnonzero(self.verify_n > 0)
+        if not len(seen):
+            return np.full(len(self.verify_n), self.default_verify) if g is None else self.default_verify
+        t = np.interp(np.arange(len(self.verify_n)), seen, self.verify_sum[seen] / self.verify_n[seen])
         return t if g is None else t[g]
 
     def t_draft(self, j: int | np.ndarray | None = None) -> np.ndarray | float:

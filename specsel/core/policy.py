@@ -18,6 +18,10 @@ class ArmPolicy:
     def select(self, rows: list[int]) -> list[Arm]:
         raise NotImplementedError
 
+    def timed(self, info: RoundInfo) -> None:
+        """A round was verified: its records' timings (draft_s, verify_s) are final. Called every
+        round, before `observe`, which may come later (full information scores in windows)."""
+
     def observe(self, info: RoundInfo) -> None:
         pass
 

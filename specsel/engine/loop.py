@@ -170,6 +170,7 @@ class SpecEngine:
             verify_s = _clock(self.device) - t0
             acceptance = fb.catch_up(batch.ctx, draft.groups, verdict.p, m)          # 5
             info = self._record(batch, arms_now, draft, verdict, m, verify_s, acceptance)   # 6
+            policy.timed(info)                 # timings now; acceptance may reach observe later
             bar.update(int(m.sum()))
             done = hit_eos | (batch.remaining() <= 0)
             fb.deliver(batch.ctx, info, m, finishing=bool(done.any()))

@@ -19,8 +19,10 @@ round -- a row alone cannot see this, since its own autoregressive arm saves not
 speculate -- and, playing the autoregressive arm, asks for no scores until the next refresh.
 
 Before a row's first feedback on drafter j, alpha_j is the stream's acceptance of j over the
-queries that have finished (eq. 22; none yet: the longest gamma), so on a stream where
-speculation does not pay, later batches start autoregressive.
+queries that have finished (eq. 22), so on a stream where speculation does not pay, later
+batches start autoregressive. Before any query has finished, the row decodes autoregressively
+until its first scores arrive (a window later): it measures the plain forward, and the first
+window scores every drafter whatever is played.
 
 A learner over drafter x gamma arms gets each arm's throughput only ``g`` positions late and must
 tell apart arms that differ in cost alone; here the drafter is learned from immediate feedback
@@ -151,10 +153,10 @@ class FactoredHedge(LearnerPolicy):
         """eq. 19: the length of best expected batch throughput for drafter j on this row, and
         that arm's expected length."""
         weight = self.weight.get(row)
-        if weight is None or weight[j] == 0:         # no feedback yet: the stream's prior, else the longest
+        if weight is None or weight[j] == 0:         # no feedback yet: the stream's prior
             alpha = self._prior(j)
             if alpha is None:
-                return Arm(self.drafters[j], self.gammas[-1]), float(self.gammas[-1] + 1)
+                return self._cold_start(j)
             alpha = min(alpha, 1.0 - 1e-9)
         else:
             alpha = min(self.accepted[row][j] / weight[j], 1.0 - 1e-9)
@@ -164,6 +166,15 @@ class FactoredHedge(LearnerPolicy):
         rewards = self.cost.throughput(expected, np.full(len(g), j), g, batch)
         k = int(np.argmax(rewards))
         return (Arm.autoregressive() if g[k] == 0 else Arm(self.drafters[j], int(g[k]))), float(expected[k])
+
+    def _cold_start(self, j: int) -> tuple[Arm, float]:
+        """Nothing known of drafter j, not even from the stream (eq. 22): decode autoregressively
+        until the first scores come in, and measure the plain forward, the unit of every cost;
+        the first window scores every drafter either way. Without the autoregressive arm: the
+        longest draft."""
+        if self.gammas[0] == 0:
+            return Arm.autoregressive(), 1.0
+        return Arm(self.drafters[j], self.gammas[-1]), float(self.gammas[-1] + 1)
 
     def acceptance_of(self, record) -> dict | None:
         """The scored drafters' acceptance, and the played drafter's from its own draft (eq. 21):

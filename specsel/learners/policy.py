@@ -185,9 +185,13 @@ class LearnerPolicy(ArmPolicy):
         """The arm `row` played last."""
         return self.arms[self.played[row]]
 
-    def observe(self, info: RoundInfo) -> None:
+    def timed(self, info: RoundInfo) -> None:
+        """The step-cost model learns a round's timings as soon as it is verified, not a scoring
+        window later: a width tried once is known from the next round on."""
         if self.cost is not None and info.records:
             self.cost.observe_round(info.records, self.drafters)
+
+    def observe(self, info: RoundInfo) -> None:
         in_batch = self.batch_cost and len(info.records) > 1
         for r in info.records:
             gammas = self.heard_acceptance(r)

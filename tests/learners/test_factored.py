@@ -13,25 +13,44 @@ from conftest import drafter_models, hf_greedy, target_model
 POOL = ["noisy", "ngram"]
 
 
-def feed(policy, row_acceptance, rows=(0,), rounds=1, verify=(1.0, 1.3, 1.4, 1.5, 1.6)):
-    """Rounds of the policy's own choices, each drafter's acceptance given (drafter scores, not outcomes)."""
+def feed(policy, row_acceptance, rows=(0,), rounds=1, verify=(1.0, 1.3, 1.4, 1.5, 1.6), play=None):
+    """Rounds of the policy's own choices (or of arm `play` in every row), each drafter's
+    acceptance given (drafter scores, not outcomes)."""
     for w, t in enumerate(verify):
         policy.cost.observe_verify(w, t)
     for _ in range(rounds):
         arms = policy.select(list(rows))
+        arms = arms if play is None else [play] * len(rows)
         seconds = verify[max(a.gamma for a in arms)]              # the verify time the cost model was given
         recs = [RoundRecord(row=r, round=0, drafter=a.drafter, gamma=a.gamma, drafted=a.gamma,
                             accepted=min(a.gamma, 1), committed=1 + min(a.gamma, 1), draft_s=0.0, verify_s=seconds,
                             batch=len(rows), position_acceptance={d: [row_acceptance[d]] * (1 + min(a.gamma, 1))
                                                                   for d in POOL})
                 for r, a in zip(rows, arms)]
+        policy.timed(RoundInfo(list(rows), arms, recs))
         policy.observe(RoundInfo(list(rows), arms, recs))
 
 
-def test_the_longest_draft_before_any_feedback():
+def test_autoregressive_before_any_feedback_and_the_longest_draft_without_that_arm():
     policy = FactoredHedge(POOL, [1, 2, 4])
     policy.start(2)
-    assert policy.select([0, 1]) == [Arm("noisy", 4), Arm("noisy", 4)]
+    assert policy.select([0, 1]) == [Arm.autoregressive(), Arm.autoregressive()]
+    without_ar = FactoredHedge(POOL, [1, 2, 4], autoregressive=False)
+    without_ar.start(2)
+    assert without_ar.select([0, 1]) == [Arm("noisy", 4), Arm("noisy", 4)]
+
+
+def test_the_cost_model_learns_a_round_s_timings_before_its_scores():
+    """LearnerPolicy.timed (every round) feeds the verify time; observe (a window later) does not."""
+    policy = FactoredHedge(POOL, [1, 2, 4])
+    policy.start(1)
+    arms = policy.select([0])
+    rec = RoundRecord(row=0, round=0, drafter=None, gamma=0, drafted=0, accepted=0, committed=1, draft_s=0.0,
+                      verify_s=0.25, batch=1, position_acceptance={d: [1.0] for d in POOL})
+    policy.timed(RoundInfo([0], arms, [rec]))
+    assert policy.cost.t_verify(0) == 0.25 and policy.cost.verify_n[0] == 1
+    policy.observe(RoundInfo([0], arms, [rec]))
+    assert policy.cost.verify_n[0] == 1
 
 
 def test_the_length_follows_the_drafters_acceptance():
@@ -113,7 +132,8 @@ def test_a_batch_that_would_gain_nothing_decodes_autoregressively():
     policy = FactoredHedge(POOL, [1, 2, 4])
     policy.start(4)
     rows = [0, 1, 2, 3]
-    feed(policy, {"noisy": 0.45, "ngram": 0.1}, rows=rows, rounds=1, verify=(1.0, 1.6, 1.8, 1.9, 2.0))
+    feed(policy, {"noisy": 0.45, "ngram": 0.1}, rows=rows, rounds=1, verify=(1.0, 1.6, 1.8, 1.9, 2.0),
+         play=Arm("noisy", 4))
     # every row played noisy@4: inside that window each row alone would draft 4 (it pays nothing more) ...
     assert all(policy._length(r, 0)[0] == Arm("noisy", 4) for r in rows)
     # ... but 4 x 1.78 expected tokens for 1.9 forwards is less than 4 tokens for one: the batch goes autoregressive
@@ -127,18 +147,22 @@ def test_a_batch_that_would_gain_nothing_decodes_autoregressively():
 def test_a_new_query_starts_from_the_stream_s_acceptance():
     """eq. 22: once a query has finished, a new row without feedback takes the stream's acceptance:
     after a query where nothing was accepted, the next batch decodes autoregressively from its
-    first round; without the prior (or before any query finished) it drafts the longest."""
+    first round, and after one where everything was, it drafts the longest from its first round;
+    without the prior (or before any query finished) it decodes autoregressively until its first
+    scores come in."""
     runs = {}
     for prior in (True, False):
-        policy = FactoredHedge(POOL, [1, 2, 4], stream_prior=prior)
-        assert policy._prior(0) is None
-        policy.start(1)
-        feed(policy, {"noisy": 0.05, "ngram": 0.0}, rounds=3)
-        policy.finish(0)
-        policy.start(4)
-        runs[prior] = (policy.select([0, 1, 2, 3]), policy._prior(0), policy._prior(1))
-    assert runs[True] == ([Arm.autoregressive()] * 4, pytest.approx(0.05), 0.0)
-    assert runs[False] == ([Arm("noisy", 4)] * 4, None, None)
+        for stream in ("poor", "good"):
+            policy = FactoredHedge(POOL, [1, 2, 4], stream_prior=prior)
+            assert policy._prior(0) is None
+            policy.start(1)
+            feed(policy, {"noisy": 0.05 if stream == "poor" else 1.0, "ngram": 0.0}, rounds=3)
+            policy.finish(0)
+            policy.start(4)
+            runs[prior, stream] = (policy.select([0, 1, 2, 3]), policy._prior(0), policy._prior(1))
+    assert runs[True, "poor"] == ([Arm.autoregressive()] * 4, pytest.approx(0.05), 0.0)
+    assert runs[True, "good"] == ([Arm("noisy", 4)] * 4, pytest.approx(1.0), 0.0)
+    assert runs[False, "poor"] == runs[False, "good"] == ([Arm.autoregressive()] * 4, None, None)
 
 
 def test_a_resumed_stream_plays_as_if_never_stopped():

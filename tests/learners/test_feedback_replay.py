@@ -97,15 +97,16 @@ def test_cost_model_defaults_and_throughput():
     cost.observe_verify(3, 0.5)
     cost.observe_draft(0, 0.01)
     assert cost.t_verify(1) == pytest.approx(0.3)
-    assert cost.t_verify(2) == pytest.approx(0.3)         # unobserved: smallest observed mean
+    assert cost.t_verify(2) == pytest.approx(0.4)         # unobserved: on the line between widths 1 and 3
+    assert cost.t_verify(0) == pytest.approx(0.3)         # below the narrowest seen: its time
     assert cost.t_draft(1) == 0.0                         # unobserved drafter: free
-    assert np.allclose(cost.seconds(j, g), [0.31, 0.53, 0.3])
-    assert np.allclose(cost.throughput([2.0, 2.0, 3.0], j, g), [2 / 0.31, 2 / 0.53, 10.0])
+    assert np.allclose(cost.seconds(j, g), [0.31, 0.53, 0.4])
+    assert np.allclose(cost.throughput([2.0, 2.0, 3.0], j, g), [2 / 0.31, 2 / 0.53, 7.5])
     learner = Recorder(3, full_information=True)
     router = FeedbackRouter(learner, ARMS, cost=cost)
     router.on_round(1, 4, GAMMAS)
     A0 = expected_lengths(GAMMAS, j, g)[0]
-    assert np.allclose(learner.calls[0][2], A0 / [0.31, 0.53, 0.3])
+    assert np.allclose(learner.calls[0][2], A0 / [0.31, 0.53, 0.4])
     bandit = Recorder(3, full_information=False)
     FeedbackRouter(bandit, ARMS, cost=cost).on_round(1, 2)
     assert bandit.calls[0][1] == pytest.approx(2 / 0.53)
