@@ -13,10 +13,12 @@ the speculation length -- 0, the autoregressive arm, included -- of highest batc
     E[A(g)] = 1 + alpha + ... + alpha^g
     g* = argmax_{g in gammas + {0}} (E[A(g)] + S) / (B * T((j, g) | the others' last round))
 
-In a batch, the rows' choices are then weighed together (eq. 20): when the batch's expected
-tokens per second with them is below B / t_verify(0), every row decodes autoregressively that
-round -- a row alone cannot see this, since its own autoregressive arm saves nothing while others
-speculate -- and, playing the autoregressive arm, asks for no scores until the next refresh.
+In a batch, the rows' choices are then weighed together (eq. 20): the batch caps every row's
+length at the G in gammas + {0} of most expected tokens per second,
+sum_r E[A_r(min(g_r, G))] / T(the round so capped). A row alone cannot see this: inside a batch
+drafting 4, its own 4 costs nothing more, and its autoregressive arm saves nothing. At G = 0 every
+row decodes autoregressively and, playing the autoregressive arm, asks for no scores until the
+next refresh.
 
 Before a row's first feedback on drafter j, alpha_j is the stream's acceptance of j over the
 queries that have finished (eq. 22), so on a stream where speculation does not pay, later
@@ -49,7 +51,7 @@ DEFAULT_REFRESH = 16        # every drafter scored every 16th window (the runner
 class FactoredHedge(LearnerPolicy):
     def __init__(self, drafters: Sequence[str], gammas: Sequence[int], seed: int = 0, memory: float = DEFAULT_MEMORY,
                  autoregressive: bool = True, self_scoring: bool = True, idle_backoff: int = DEFAULT_IDLE_BACKOFF,
-                 stream_prior: bool = True, **policy_kw):
+                 stream_prior: bool = True, batch_caps: bool = True, **policy_kw):
         if not drafters:
             raise ValueError("FactoredHedge needs at least one drafter")
         if not 0.0 < memory <= 1.0:
@@ -70,6 +72,7 @@ class FactoredHedge(LearnerPolicy):
         self.idle_backoff = idle_backoff
         self._gamma_arr = np.array(self.gammas)
         self.stream_prior = bool(stream_prior)
+        self.batch_caps = bool(batch_caps)              # False: eq. 20 weighs only all-autoregressive
         n = len(self.drafters)
         self.stream_accepted, self.stream_positions = np.zeros(n), np.zeros(n)   # eq. 22, over finished queries
 
@@ -121,37 +124,49 @@ class FactoredHedge(LearnerPolicy):
         return float(self.stream_accepted[j] / self.stream_positions[j])
 
     def select(self, rows: list[int]) -> list[Arm]:
-        expected = {}
+        alphas = {}
         for r in rows:
             j = self.played[r] = int(self._router(r).learner.select())
-            self.chosen[r], expected[r] = self._length(r, j)
-        if len(rows) > 1 and self._batch_prefers_autoregressive(rows, expected):
-            self.chosen.update({r: Arm.autoregressive() for r in rows})
+            self.chosen[r], alphas[r] = self._length(r, j)
+        if len(rows) > 1:
+            cap = self._batch_cap(rows, alphas)
+            for r in rows:
+                a = self.chosen[r]
+                if a.gamma > cap:
+                    self.chosen[r] = Arm.autoregressive() if cap == 0 else Arm(a.drafter, cap)
         return [self.chosen[r] for r in rows]
 
-    def _batch_prefers_autoregressive(self, rows: list[int], expected: dict[int, float]) -> bool:
-        """eq. 20: the batch's expected tokens per second with every row's choice, against every
-        row decoding autoregressively (one token each for one plain forward). Each row alone
-        cannot see this: inside a batch that speculates, its own autoregressive arm saves nothing."""
-        if any(r not in self.last_round and self._prior(self.played[r]) is None for r in rows):
-            return False                 # a row knows nothing yet, not even from the stream: speculate
-        longest: dict[int, int] = {}
-        for a in (self.chosen[r] for r in rows):
-            if a.drafter is not None:
-                j = self.drafters.index(a.drafter)
-                longest[j] = max(longest.get(j, 0), a.gamma)
-        # the round as chosen = the autoregressive arm's cost beside every row's choice (eq. 18's T)
-        chosen = BatchRound(len(rows), 0, max(self.chosen[r].gamma for r in rows), tuple(sorted(longest.items())))
-        plan = float(self.cost.seconds(np.array([0]), np.array([0]), chosen)[0])
-        plain = float(self.cost.seconds(np.array([0]), np.array([0]))[0])
-        return sum(expected.values()) / plan < len(rows) / plain
+    def _batch_cap(self, rows: list[int], alphas: dict[int, float | None]) -> int:
+        """eq. 20: the longest draft the batch allows this round. Each row's length is a best
+        response to the others' last round (eq. 19): inside a batch whose window is 4 wide, a
+        row's own 4 costs nothing more, so every row may keep drafting 4 where all drafting 2,
+        or none drafting, gives the batch more tokens per second. Over every cap G (0: all
+        rows autoregressive), each row plays min(g_r, G); the batch takes the cap of most
+        expected tokens per second, the longest among equals."""
+        best, best_rate = self.gammas[-1], -1.0
+        caps = self.gammas if self.batch_caps else [g for g in self.gammas if g in (0, self.gammas[-1])]
+        for cap in reversed(caps):
+            total, longest, width = 0.0, {}, 0
+            for r in rows:
+                a = self.chosen[r]
+                g = min(a.gamma, cap)
+                total += _expected_length(alphas[r], g)
+                if g > 0:
+                    j = self.drafters.index(a.drafter)
+                    longest[j], width = max(longest.get(j, 0), g), max(width, g)
+            # the round with these drafts = the autoregressive arm's cost beside them (eq. 18's T)
+            plan = BatchRound(len(rows), 0, width, tuple(sorted(longest.items())))
+            rate = total / float(self.cost.seconds(np.array([0]), np.array([0]), plan)[0])
+            if rate > best_rate:
+                best, best_rate = cap, rate
+        return best
 
     def playing(self, row: int) -> Arm:
         return self.chosen[row]
 
-    def _length(self, row: int, j: int) -> tuple[Arm, float]:
+    def _length(self, row: int, j: int) -> tuple[Arm, float | None]:
         """eq. 19: the length of best expected batch throughput for drafter j on this row, and
-        that arm's expected length."""
+        the acceptance it assumed (None: nothing known, `_cold_start`)."""
         weight = self.weight.get(row)
         if weight is None or weight[j] == 0:         # no feedback yet: the stream's prior
             alpha = self._prior(j)
@@ -161,20 +176,20 @@ class FactoredHedge(LearnerPolicy):
         else:
             alpha = min(self.accepted[row][j] / weight[j], 1.0 - 1e-9)
         g = self._gamma_arr
-        expected = (1.0 - alpha ** (g + 1)) / (1.0 - alpha)      # 1 + alpha + ... + alpha^g
+        expected = _expected_length(alpha, g)
         batch = self.last_round.get(row)
         rewards = self.cost.throughput(expected, np.full(len(g), j), g, batch)
         k = int(np.argmax(rewards))
-        return (Arm.autoregressive() if g[k] == 0 else Arm(self.drafters[j], int(g[k]))), float(expected[k])
+        return (Arm.autoregressive() if g[k] == 0 else Arm(self.drafters[j], int(g[k]))), alpha
 
-    def _cold_start(self, j: int) -> tuple[Arm, float]:
+    def _cold_start(self, j: int) -> tuple[Arm, None]:
         """Nothing known of drafter j, not even from the stream (eq. 22): decode autoregressively
         until the first scores come in, and measure the plain forward, the unit of every cost;
         the first window scores every drafter either way. Without the autoregressive arm: the
         longest draft."""
         if self.gammas[0] == 0:
-            return Arm.autoregressive(), 1.0
-        return Arm(self.drafters[j], self.gammas[-1]), float(self.gammas[-1] + 1)
+            return Arm.autoregressive(), None
+        return Arm(self.drafters[j], self.gammas[-1]), None
 
     def acceptance_of(self, record) -> dict | None:
         """The scored drafters' acceptance, and the played drafter's from its own draft (eq. 21):
@@ -221,3 +236,10 @@ class FactoredHedge(LearnerPolicy):
             known = ~np.isnan(column)             # asleep drafters keep their estimate
             acc[known] = self.memory * acc[known] + column[known]
             wt[known] = self.memory * wt[known] + 1.0
+
+
+def _expected_length(alpha: float | None, g):
+    """eq. 19's E[A(g)] = 1 + alpha + ... + alpha^g (alpha < 1); None, nothing known: g + 1."""
+    if alpha is None:
+        return g + 1.0
+    return (1.0 - alpha ** (g + 1)) / (1.0 - alpha)

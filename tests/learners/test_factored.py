@@ -191,3 +191,24 @@ def test_a_resumed_stream_plays_as_if_never_stopped():
     assert again.tokens == results[1].tokens
     assert [(r.row, r.drafter, r.gamma, r.accepted) for r in again.records] == \
         [(r.row, r.drafter, r.gamma, r.accepted) for r in results[1].records]
+
+
+def test_the_batch_caps_a_length_every_row_keeps_only_because_the_others_do():
+    """eq. 20: both rows drafted 4, so to each row alone its own 4 is free; with all rows at 2
+    the batch makes more tokens per second (2 x 1.75 / 1.1 > 2 x 1.94 / 1.8), and it caps them."""
+    policy = FactoredHedge(POOL, [1, 2, 4])
+    policy.start(2)
+    feed(policy, {"noisy": 0.5, "ngram": 0.0}, rows=[0, 1], rounds=1, verify=(1.0, 1.05, 1.1, 1.6, 1.8),
+         play=Arm("noisy", 4))
+    assert [policy._length(r, 0)[0] for r in (0, 1)] == [Arm("noisy", 4)] * 2   # each row's best response
+    assert policy.select([0, 1]) == [Arm("noisy", 2)] * 2
+    all_or_nothing = FactoredHedge(POOL, [1, 2, 4], batch_caps=False)    # only the autoregressive cap
+    all_or_nothing.start(2)
+    feed(all_or_nothing, {"noisy": 0.5, "ngram": 0.0}, rows=[0, 1], rounds=1, verify=(1.0, 1.05, 1.1, 1.6, 1.8),
+         play=Arm("noisy", 4))
+    assert all_or_nothing.select([0, 1]) == [Arm("noisy", 4)] * 2          # 2 x 1.94 / 1.8 > 2 x 1 / 1.0
+    alone = FactoredHedge(POOL, [1, 2, 4])                    # a single row is never capped: it costs itself
+    alone.start(1)
+    feed(alone, {"noisy": 0.5, "ngram": 0.0}, rows=[0], rounds=1, verify=(1.0, 1.05, 1.1, 1.6, 1.8),
+         play=Arm("noisy", 4))
+    assert alone.select([0]) == [alone._length(0, 0)[0]]
