@@ -54,7 +54,8 @@ from specsel.study import ResultStore, load_items, load_pool, warm_cost_model, w
 
 VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "weighted": {"lazy_drafters": None},
             "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}, "factored": {},
-            "factored_no_prior": {"stream_prior": False}, "factored_no_caps": {"batch_caps": False}}
+            "factored_no_prior": {"stream_prior": False}, "factored_no_caps": {"batch_caps": False},
+            "factored_no_idle_prior": {"idle_prior": False}}
 AR = "autoregressive"
 DRAFTER_RUN = "drafter/hedgespec"
 DRAFTER_FIXED = "drafter/fixed:"      # + a drafter: the drafter setting's fixed arms, decoded live

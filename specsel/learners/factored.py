@@ -22,7 +22,10 @@ next refresh.
 
 Before a row's first feedback on drafter j, alpha_j is the stream's acceptance of j over the
 queries that have finished (eq. 22), so on a stream where speculation does not pay, later
-batches start autoregressive. Before any query has finished, the row decodes autoregressively
+batches start autoregressive. A position at which nothing was scored (the row decoded
+plainly, between refreshes) counts as a typical position of the stream (eq. 23): alpha
+drifts back to the stream's acceptance, so a row that stopped speculating after a few
+rejections tries again where the stream says drafting pays, and stays plain where it does not. Before any query has finished, the row decodes autoregressively
 until its first scores arrive (a window later): it measures the plain forward, and the first
 window scores every drafter whatever is played.
 
@@ -51,7 +54,7 @@ DEFAULT_REFRESH = 16        # every drafter scored every 16th window (the runner
 class FactoredHedge(LearnerPolicy):
     def __init__(self, drafters: Sequence[str], gammas: Sequence[int], seed: int = 0, memory: float = DEFAULT_MEMORY,
                  autoregressive: bool = True, self_scoring: bool = True, idle_backoff: int = DEFAULT_IDLE_BACKOFF,
-                 stream_prior: bool = True, batch_caps: bool = True, **policy_kw):
+                 stream_prior: bool = True, batch_caps: bool = True, idle_prior: bool = True, **policy_kw):
         if not drafters:
             raise ValueError("FactoredHedge needs at least one drafter")
         if not 0.0 < memory <= 1.0:
@@ -73,6 +76,7 @@ class FactoredHedge(LearnerPolicy):
         self._gamma_arr = np.array(self.gammas)
         self.stream_prior = bool(stream_prior)
         self.batch_caps = bool(batch_caps)              # False: eq. 20 weighs only all-autoregressive
+        self.idle_prior = bool(idle_prior)              # False: unscored positions leave alpha as it is
         n = len(self.drafters)
         self.stream_accepted, self.stream_positions = np.zeros(n), np.zeros(n)   # eq. 22, over finished queries
 
@@ -232,10 +236,21 @@ class FactoredHedge(LearnerPolicy):
         n = len(self.drafters)
         acc = self.accepted.setdefault(row, np.zeros(n))
         wt = self.weight.setdefault(row, np.zeros(n))
+        typical = self._typical_position() if self.idle_prior else None
         for column in gammas.T:                   # position by position
             known = ~np.isnan(column)             # asleep drafters keep their estimate
+            if typical is not None and not known.any():
+                # eq. 23: nobody was scored here (the row decoded plainly): a typical position of the stream
+                column, known = typical, ~np.isnan(typical)
             acc[known] = self.memory * acc[known] + column[known]
             wt[known] = self.memory * wt[known] + 1.0
+
+    def _typical_position(self) -> np.ndarray | None:
+        """eq. 23: each drafter's stream acceptance (eq. 22; nan where none yet), or None before any."""
+        if not self.stream_prior or not self.stream_positions.any():
+            return None
+        known = self.stream_positions > 0
+        return np.where(known, self.stream_accepted / np.where(known, self.stream_positions, 1.0), np.nan)
 
 
 def _expected_length(alpha: float | None, g):

@@ -212,3 +212,29 @@ def test_the_batch_caps_a_length_every_row_keeps_only_because_the_others_do():
     feed(alone, {"noisy": 0.5, "ngram": 0.0}, rows=[0], rounds=1, verify=(1.0, 1.05, 1.1, 1.6, 1.8),
          play=Arm("noisy", 4))
     assert alone.select([0]) == [alone._length(0, 0)[0]]
+
+
+def test_a_row_decoding_plainly_drifts_back_to_the_stream_s_acceptance():
+    """eq. 23: positions where nothing was scored count as typical positions of the stream, so a
+    row that stopped drafting after a bad patch tries again when the stream says drafting pays;
+    with idle_prior=False its estimate stays where the bad patch left it."""
+    def plain_rounds(policy, n):
+        for _ in range(n):
+            arms = policy.select([0])
+            rec = RoundRecord(row=0, round=0, drafter=None, gamma=0, drafted=0, accepted=0, committed=1,
+                              draft_s=0.0, verify_s=1.0, batch=1, position_acceptance={})
+            policy.timed(RoundInfo([0], arms, [rec]))
+            policy.observe(RoundInfo([0], arms, [rec]))
+    chosen = {}
+    for idle_prior in (True, False):
+        policy = FactoredHedge(POOL, [1, 2, 4], idle_prior=idle_prior)
+        policy.start(1)
+        feed(policy, {"noisy": 0.9, "ngram": 0.9}, rounds=4)            # the stream: drafting pays
+        policy.finish(0)
+        policy.start(1)
+        feed(policy, {"noisy": 0.0, "ngram": 0.0}, rounds=3)            # this query: a bad patch
+        assert policy.select([0]) == [Arm.autoregressive()]
+        plain_rounds(policy, 12)
+        chosen[idle_prior] = policy.select([0])[0]
+    assert not chosen[True].is_autoregressive
+    assert chosen[False].is_autoregressive
