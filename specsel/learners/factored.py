@@ -25,9 +25,10 @@ queries that have finished (eq. 22), so on a stream where speculation does not p
 batches start autoregressive. A position at which nothing was scored (the row decoded
 plainly, between refreshes) counts as a typical position of the stream (eq. 23): alpha
 drifts back to the stream's acceptance, so a row that stopped speculating after a few
-rejections tries again where the stream says drafting pays, and stays plain where it does not. Before any query has finished, the row decodes autoregressively
-until its first scores arrive (a window later): it measures the plain forward, and the first
-window scores every drafter whatever is played.
+rejections tries again where the stream says drafting pays, and stays plain where it does
+not. Before any query has finished, the row decodes autoregressively until its first scores
+arrive (a window later): it measures the plain forward, and the first window scores every
+drafter whatever is played.
 
 A learner over drafter x gamma arms gets each arm's throughput only ``g`` positions late and must
 tell apart arms that differ in cost alone; here the drafter is learned from immediate feedback

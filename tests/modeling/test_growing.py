@@ -52,7 +52,8 @@ def test_select_rows_moves_rows_down_in_place_and_matches_index_select():
     layer = GrowingLayer()
     layer.update(*kv(5, 7, seed=0))
     buffer_ptr = layer._kbuf.data_ptr()
-    want_k, want_v = layer.keys.index_select(0, torch.tensor([0, 2, 4])), layer.values.index_select(0, torch.tensor([0, 2, 4]))
+    keep = torch.tensor([0, 2, 4])
+    want_k, want_v = layer.keys.index_select(0, keep), layer.values.index_select(0, keep)
     assert layer.select_rows([0, 2, 4])
     assert torch.equal(layer.keys, want_k) and torch.equal(layer.values, want_v)
     assert layer._kbuf.data_ptr() == buffer_ptr              # no new buffer: rows moved inside it
