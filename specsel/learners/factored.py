@@ -122,11 +122,16 @@ class FactoredHedge(LearnerPolicy):
         known = ~np.isnan(gammas)
         return np.stack([np.where(known, gammas, 0.0).sum(1), known.sum(1)])
 
+    def _stream_acceptance(self) -> np.ndarray:
+        """eq. 22: each drafter's acceptance over the stream's finished queries (nan before any,
+        and always without the stream prior)."""
+        known = self.stream_positions > 0 if self.stream_prior else np.zeros(len(self.drafters), dtype=bool)
+        return np.where(known, self.stream_accepted / np.where(known, self.stream_positions, 1.0), np.nan)
+
     def _prior(self, j: int) -> float | None:
         """eq. 22: drafter j's acceptance over the stream's finished queries (None before any)."""
-        if not self.stream_prior or self.stream_positions[j] == 0:
-            return None
-        return float(self.stream_accepted[j] / self.stream_positions[j])
+        alpha = self._stream_acceptance()[j]
+        return None if np.isnan(alpha) else float(alpha)
 
     def select(self, rows: list[int]) -> list[Arm]:
         alphas = {}
@@ -237,7 +242,7 @@ class FactoredHedge(LearnerPolicy):
         n = len(self.drafters)
         acc = self.accepted.setdefault(row, np.zeros(n))
         wt = self.weight.setdefault(row, np.zeros(n))
-        typical = self._typical_position() if self.idle_prior else None
+        typical = self._stream_acceptance() if self.idle_prior else None
         for column in gammas.T:                   # position by position
             known = ~np.isnan(column)             # asleep drafters keep their estimate
             if typical is not None and not known.any():
@@ -245,13 +250,6 @@ class FactoredHedge(LearnerPolicy):
                 column, known = typical, ~np.isnan(typical)
             acc[known] = self.memory * acc[known] + column[known]
             wt[known] = self.memory * wt[known] + 1.0
-
-    def _typical_position(self) -> np.ndarray | None:
-        """eq. 23: each drafter's stream acceptance (eq. 22; nan where none yet), or None before any."""
-        if not self.stream_prior or not self.stream_positions.any():
-            return None
-        known = self.stream_positions > 0
-        return np.where(known, self.stream_accepted / np.where(known, self.stream_positions, 1.0), np.nan)
 
 
 def _expected_length(alpha: float | None, g):

@@ -250,10 +250,10 @@ class RaggedKVCache:
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep only `rows` (indices) of the batch, e.g. to drop finished requests."""
         rows = rows.to(self.device)
-        ascending = rows.tolist()
+        kept = rows.tolist()
         for layer in self.cache.layers:
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
-                if isinstance(layer, GrowingLayer) and layer.select_rows(ascending):
+                if isinstance(layer, GrowingLayer) and layer.select_rows(kept):
                     continue            # moved down in place: no copy of the whole cache
                 layer.keys = layer.keys.index_select(0, rows)
                 layer.values = layer.values.index_select(0, rows)
