@@ -16,8 +16,9 @@ from evaluators.records import read_records
 from specsel.core.runs import STUDY_LEARNERS
 from specsel.study.config import StudyError
 
-CONFIG_VERSION = 4      # 3: EAGLE prompt window, FactoredHedge stream prior, in-place KV appends; 4: the EAGLE
-                        # family (one forward for a head's experts), per-call batch cost, a 128-pair prompt window
+CONFIG_VERSION = 5      # 3: EAGLE prompt window, FactoredHedge stream prior, in-place KV appends; 4: the EAGLE
+                        # family (one forward for a head's experts), per-call batch cost, a 128-pair prompt window;
+                        # 5: FactoredHedge cold start, batch caps (eq. 20) and eq. 23, interpolated verify widths
 # 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
 # options that must not change between a study and its --resume (they change what a run outputs)
 IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
