@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from specsel.data.query import DataError, Query
-from specsel.data.reader import line_of_record, local_path, read_hub, read_local
+from specsel.data.reader import check_needs, line_of_record, local_path, read_hub, read_local
 from specsel.data.registry import Source, source
 
 
@@ -17,23 +17,40 @@ def records(domain: str, split: str, data_dir, limit: int | None) -> tuple[Sourc
         raise DataError(f"{domain}: limit must be >= 0, got {limit}")
     data_dir = Path(data_dir).expanduser() if data_dir is not None else None
     path = local_path(domain, src, data_dir)
+    check_needs(domain, src, path)
     ds = read_local(path, src, domain) if path is not None else read_hub(src, domain)
     where = str(path) if path is not None else f"hub dataset {src.hub_id}"
 
+    out = []
+    for i, rec in split_records(src, ds, path, limit):
+        missing = next((f for f in src.required if rec.get(f) is None), None)
+        problem = f"is missing field '{missing}'" if missing else (src.check and src.check(rec))
+        if problem:
+            loc = record_location(src, path, i, rec)
+            raise DataError(f"{domain}: {where}: {loc} {problem}; fix or replace the file")
+        out.append((i, rec))
+    return src, out
+
+
+def split_records(src: Source, ds, path: Path | None, limit: int | None) -> list[tuple[int, dict]]:
+    """The split's ``(index in file, record)`` pairs, first ``limit`` only: those ``src.select``
+    picks from the whole file, else the ``start:stop`` slice."""
+    if src.select is not None:
+        pairs = list(src.select(ds, path))
+        return pairs if limit is None else pairs[:limit]
     stop = len(ds) if src.stop is None else min(src.stop, len(ds))
     if limit is not None:
         stop = min(stop, src.start + limit)
     indices = range(src.start, stop)
-    out = []
-    for i, rec in zip(indices, ds.select(indices)):
-        missing = next((f for f in src.required if rec.get(f) is None), None)
-        problem = f"is missing field '{missing}'" if missing else (src.check and src.check(rec))
-        if problem:
-            line = line_of_record(path, i, bool(src.text_field)) if path is not None else None
-            loc = f"record {i}" + (f" (line {line})" if line else "")
-            raise DataError(f"{domain}: {where}: {loc} {problem}; fix or replace the file")
-        out.append((i, rec))
-    return src, out
+    return list(zip(indices, ds.select(indices)))
+
+
+def record_location(src: Source, path: Path | None, i: int, rec: dict) -> str:
+    """``record <i>`` plus its line in a line-per-record file, or its key in a keyed file."""
+    if src.key_field:
+        return f"record {i} ({src.key_field} {rec.get(src.key_field)!r})"
+    line = line_of_record(path, i, bool(src.text_field)) if path is not None else None
+    return f"record {i}" + (f" (line {line})" if line else "")
 
 
 def load_domain(domain: str, data_dir=None, limit: int | None = None,
@@ -47,7 +64,7 @@ def load_domain(domain: str, data_dir=None, limit: int | None = None,
         limit: keep only the first ``limit`` queries of the split.
         split: ``"eval"`` (held-out benchmark) or ``"train"`` (drafter training;
             for ``humaneval`` these are MBPP problems; ``alpaca`` has none and
-            raises :class:`DataError`).
+            raises :class:`DataError`; ``sql`` and ``pubmedqa`` need ``data_dir``).
     """
     src, recs = records(domain, split, data_dir, limit)
     return [src.to_query(rec, i, split) for i, rec in recs]
@@ -58,7 +75,10 @@ def training_texts(domain: str, data_dir=None, limit: int | None = None) -> list
 
     MATH train: problem + solution; humaneval: MBPP text + code; MedQA
     (records after the first 300): question + options + answer; GSM8K train:
-    question + worked answer; summarization: article + ``"Summary: "`` + summary.
+    question + worked answer; summarization: article + ``"Summary: "`` + summary;
+    sql (dev questions on databases the eval part never uses): schema + question +
+    ``"SQL: "`` + query; code_instruct: instruction (+ input) + answer; pubmedqa
+    (the non-test ids): contexts + question + ``"Answer: "`` + decision + long answer.
     An eval-only domain (``alpaca``) raises :class:`DataError`.
     """
     src, recs = records(domain, "train", data_dir, limit)

@@ -18,8 +18,9 @@ class Query:
     ``messages`` is a chat conversation (a single user turn) ready for a chat
     template; ``reference`` is the gold answer as a string (boxed answer for
     MATH, final number for GSM8K, option letter for MedQA, reference code for
-    HumanEval/MBPP, text-davinci-003's answer for AlpacaEval, the summary or ""
-    for summarization); ``meta`` holds everything else a scorer may need.
+    HumanEval/MBPP, text-davinci-003's answer for AlpacaEval and Code Alpaca, the
+    summary or "" for summarization, the gold SQL for Spider, yes/no/maybe for
+    PubMedQA); ``meta`` holds everything else a scorer may need.
     """
 
     domain: str

@@ -1,6 +1,6 @@
 """Reading records: local JSON-lines or JSON-list files (optionally gzipped), plain-text
-files with one record per line, the hub through the ``datasets`` library, or a copy
-shipped in a Python package; and one-line,
+files with one record per line, JSON objects of records keyed by id, the hub through the
+``datasets`` library, or a copy shipped in a Python package; and one-line,
 line-numbered :class:`DataError` messages when something is missing or malformed
 (docs/design.md, "Data")."""
 
@@ -91,8 +91,49 @@ def line_of_record(path: Path, index: int, plain_text: bool = False) -> int | No
 
 
 def read_local(path: Path, src: Source, domain: str):
-    """Load the local file of ``src``: plain text lines when it names a ``text_field``, else JSON."""
-    return read_lines(path, src.text_field, domain) if src.text_field else read_jsonl(path, domain)
+    """Load the local file of ``src``: plain text lines when it names a ``text_field``, a JSON
+    object keyed by id when it names a ``key_field``, else JSON lines or a JSON list."""
+    if src.text_field:
+        return read_lines(path, src.text_field, domain)
+    if src.key_field:
+        return read_keyed(path, src.key_field, domain)
+    return read_jsonl(path, domain)
+
+
+def read_json(path: Path, domain: str):
+    """Parse one whole JSON file; unreadable or invalid JSON raises a one-line :class:`DataError`."""
+    try:
+        with open_text(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        problem = f"line {e.lineno} is not valid JSON ({e.msg}, column {e.colno})"
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        problem = f"cannot be read ({type(e).__name__}: {reason})"
+    raise DataError(f"{domain}: {path}: {problem}; fix or replace the file")
+
+
+def read_keyed(path: Path, field: str, domain: str):
+    """Load a JSON object ``{key: record}`` as a ``datasets.Dataset``: one row per value, in the
+    file's key order, with the key in ``field`` (PubMedQA's ``ori_pqal.json``)."""
+    import datasets
+
+    obj = read_json(path, domain)
+    if not isinstance(obj, dict):
+        raise DataError(f"{domain}: {path}: is not a JSON object keyed by {field}; fix or replace the file")
+    bad = next((k for k, v in obj.items() if not isinstance(v, dict)), None)
+    if bad is not None:
+        raise DataError(f"{domain}: {path}: the value of key {bad!r} is not a JSON object; "
+                        f"fix or replace the file")
+    rows = [{**rec, field: key} for key, rec in obj.items()]
+    # every field any record has (from_list would keep only the first record's fields)
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    try:
+        return datasets.Dataset.from_dict({c: [row.get(c) for row in rows] for c in columns})
+    except Exception as e:  # pyarrow: one field holding values of different types
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise DataError(f"{domain}: {path}: cannot be read as records ({type(e).__name__}: "
+                        f"{first}); fix or replace the file") from e
 
 
 def read_lines(path: Path, field: str, domain: str):
@@ -165,5 +206,22 @@ def local_path(domain: str, src: Source, data_dir: Path | None) -> Path | None:
     for name in names:
         if (data_dir / name).is_file():
             return data_dir / name
+    hub = "" if src.needs else f", or omit --data-dir to use the hub id {src.hub_id}"
     raise DataError(f"{domain}: {data_dir / src.local} not found; pass --data-dir pointing at a folder "
-                    f"with {src.local}, or omit --data-dir to use the hub id {src.hub_id}")
+                    f"with {src.local}{hub}")
+
+
+def check_needs(domain: str, src: Source, path: Path | None) -> None:
+    """Raise :class:`DataError` when a file of ``src.needs`` is missing next to ``path``, or when
+    the source would be read from the hub (``path`` None), whose copy lacks those files."""
+    if not src.needs:
+        return
+    folder = Path(src.local).parent
+    wanted = " and ".join(str(folder / name) for name in (Path(src.local).name, *src.needs))
+    if path is None:
+        raise DataError(f"{domain}: the hub copy {src.hub_id} lacks {', '.join(src.needs)}; "
+                        f"pass --data-dir pointing at a folder with {wanted}")
+    for name in src.needs:
+        if not (path.parent / name).is_file():
+            raise DataError(f"{domain}: {path.parent / name} not found (it must sit next to "
+                            f"{path.name}); pass --data-dir pointing at a folder with {wanted}")

@@ -18,7 +18,7 @@ import importlib.util
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from specsel.data.query import DataError, Query
 
@@ -51,6 +51,17 @@ class Source:
     hub load is a thin ``datasets.load_dataset`` call. ``start``/``stop`` cut the
     slice of the file (or hub split) that belongs to this split. ``text_field`` marks a
     local file as plain text, one record per non-blank line, held in that field.
+    ``key_field`` marks a local file as one JSON object of records keyed by id; each
+    value becomes a record, in the file's key order, with its key in that field.
+
+    A split that is not a slice (records chosen by a rule over the whole file, or by
+    a second file) gives ``select``: called with the whole file as read (a
+    ``datasets.Dataset``) and its path, it returns this split's ``(index in file,
+    record)`` pairs in order, and may add fields to the records it returns; it replaces
+    ``start``/``stop``, and ``limit`` keeps the first pairs.
+    ``needs`` names the files ``select`` reads next to the local file: a missing one
+    raises :class:`DataError`, and such a source never falls back to the hub, whose
+    copy lacks them.
     """
 
     local: str  # path under data_dir
@@ -66,6 +77,9 @@ class Source:
     local_gz: bool = False  # also accept ``<local>.gz`` under data_dir
     package: PackageFile | None = None  # used when data_dir has no local file (before the hub)
     text_field: str | None = None  # local file is plain text: one record {text_field: line} per line
+    key_field: str | None = None  # local file is {key: record}: key goes into this field
+    select: Callable[[Any, Path | None], list[tuple[int, dict]]] | None = None  # (dataset, path) -> pairs
+    needs: tuple[str, ...] = ()  # files next to the local file that `select` reads
 
 
 @dataclass(frozen=True)
