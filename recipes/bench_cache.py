@@ -24,6 +24,7 @@ import torch
 import specsel.modeling.kvcache as kvcache
 from evaluators.timing import spread
 from specsel import Arm, SpecEngine
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 from specsel.study import load_items, load_pool, parse_csv
 
@@ -34,7 +35,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="alpaca,summarization")
+    ap.add_argument("--domains", default="alpaca,summarization", help=DOMAIN_SPEC_HELP)
     ap.add_argument("--skip", type=int, default=0, help="first eval queries of each domain to leave out")
     ap.add_argument("--limit", type=int, default=4, help="queries per domain")
     ap.add_argument("--bsz", type=int, default=4)
@@ -50,6 +51,7 @@ def parse_args(argv=None):
         ap.error(f"--arms: {e}")
     if args.repeats < 1 or args.bsz < 1 or args.limit < 1:
         ap.error("--repeats, --bsz and --limit must be >= 1")
+    args.domain_names = domains_argument(ap, args.domains)
     return args
 
 
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
     target, tokenizer = load_target(args.target)
     pool = load_pool(target, sorted({a.drafter for a in args.arms if a.drafter}) or ["ngram"])
     engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
-    items = load_items(tokenizer, parse_csv(args.domains), args.data_dir, args.limit, seed=0, skip=args.skip)
+    items = load_items(tokenizer, args.domain_names, args.data_dir, args.limit, seed=0, skip=args.skip)
     batches = [[it.prompt for it in items[i:i + args.bsz]] for i in range(0, len(items), args.bsz)]
     engine.generate([batches[0][0][-16:]], args.arms[-1], max_new_tokens=4)        # warm-up
     seconds = {(k, str(a), m): 0.0 for k in range(args.repeats) for a in args.arms for m in MODES}

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from drafters.pool import default_pool, pool_names, weights_fingerprint
 from specsel import Arm, SpecEngine
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument, user_domain_records
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 from specsel.study.heldout import heldout_prompts
 
@@ -35,14 +36,16 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="math,humaneval,medqa")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
     ap.add_argument("--prompts", type=int, default=20, help="held-out prompts per domain")
     ap.add_argument("--drafters", default=",".join(pool_names()), help="comma list of pool members")
     ap.add_argument("--gammas", default="2,4")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", required=True, help="write the results here")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.domain_names = domains_argument(ap, args.domains)
+    return args
 
 
 def append_line(path: Path, record: dict) -> None:
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    domains = [d for d in args.domains.split(",") if d]
+    domains = args.domain_names
     gammas = [int(g) for g in args.gammas.split(",") if g]
     if any(g < 1 for g in gammas):
         raise SystemExit("bench_drafters: every gamma must be >= 1")
@@ -82,10 +85,12 @@ def main(argv=None) -> int:
     partial = out.with_name(out.name + ".partial.jsonl")
     config = {"target": args.target, "max_new_tokens": N, "arms": list(arms),
               "weights": weights_fingerprint(list(pool))}
+    users = user_domain_records(domains)        # a changed NAME=PATH file is not mixed in
+    config.update({"user_domains": users} if users else {})
     done = read_lines(partial)
     if done and done[0].get("config") != config:
-        raise SystemExit(f"bench_drafters: {partial} comes from another configuration (arms, token budget or "
-                         "drafter weights); delete it or change --json")
+        raise SystemExit(f"bench_drafters: {partial} comes from another configuration (arms, token budget, "
+                         "drafter weights or user data file); delete it or change --json")
     if not done:
         append_line(partial, {"config": config})
     finished = {(r["domain"], r["prompt"]) for r in done[1:]}

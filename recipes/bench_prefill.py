@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument
 from specsel.modeling.compat import decoder_stack
 from specsel.modeling.kvcache import RaggedKVCache
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
-from specsel.study import load_items, parse_csv
+from specsel.study import load_items
 
 
 def prefill_seconds(target, prompts: list[list[int]], max_padding: float, capture) -> float:
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="math,humaneval,medqa")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
     ap.add_argument("--skip", type=int, default=30, help="first eval queries of each domain to leave out")
     ap.add_argument("--limit", type=int, default=20, help="queries per domain")
     ap.add_argument("--bsz", type=int, default=4)
@@ -51,9 +52,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (fit them to the free cores)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    domains = domains_argument(ap, args.domains)
     torch.set_num_threads(args.threads)
     target, tokenizer = load_target(args.target)
-    items = load_items(tokenizer, parse_csv(args.domains), args.data_dir, args.limit, seed=0, skip=args.skip)
+    items = load_items(tokenizer, domains, args.data_dir, args.limit, seed=0, skip=args.skip)
     batches = [[it.prompt for it in items[i:i + args.bsz]] for i in range(0, len(items), args.bsz)]
     capture = (len(decoder_stack(target).layers),)         # the EAGLE-1 head's feature layer
     with torch.inference_mode():

@@ -30,7 +30,6 @@ import torch
 from drafters.eagle import EagleDrafter
 from drafters.eagle_head import new_eagle_head
 from drafters.training.eagle import (
-    TRAINING_DATA_SOURCES,
     domain_features,
     draft_vocabulary,
     eagle_loss,
@@ -38,9 +37,11 @@ from drafters.training.eagle import (
     self_distilled_features,
     teacher_forced_top1,
     train,
+    training_source,
     work_dir,
     write_json,
 )
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument
 from specsel.modeling.target import EMBEDDED_DEFAULT
 from specsel.study.heldout import measure_mat
 
@@ -49,7 +50,8 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
-    ap.add_argument("--domains", default="math,humaneval,medqa")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP + " (trains on the train "
+                    "parts)")
     ap.add_argument("--tokens-per-domain", type=int, default=50_000)
     ap.add_argument("--self-distill-prompts", type=int, default=300,
                     help="per domain: training prompts the target answers itself (greedy) to train on too")
@@ -69,13 +71,15 @@ def parse_args(argv=None):
     ap.add_argument("--work", default=None, help="features and checkpoints (default: ~/.cache/specsel/train/...)")
     ap.add_argument("--eval-prompts", type=int, default=5, help="held-out eval prompts per domain for the model card")
     ap.add_argument("--threads", type=int, default=None)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.domain_names = domains_argument(ap, args.domains)
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
-    domains = [d for d in args.domains.split(",") if d]
+    domains = args.domain_names
     target, tokenizer = frozen_target(args.target, args.threads)
     work = work_dir(args.work, args.target)
     out = Path(args.out)
@@ -128,7 +132,7 @@ def main(argv=None) -> int:
     card = {
         "kind": "EAGLE-1 head (fc + one LlamaDecoderLayer, target's LM head on a reduced vocabulary)",
         "target": args.target, "domains": domains,
-        "data": {d: TRAINING_DATA_SOURCES.get(d, d) + (f" + the target's own greedy answers ({args.self_distill_tokens} tokens) "
+        "data": {d: training_source(d) + (f" + the target's own greedy answers ({args.self_distill_tokens} tokens) "
                                               f"to {args.self_distill_prompts} of its prompts (oversampled "
                                               f"{args.self_distill_repeat}x)"
                                               if args.self_distill_prompts else "") for d in domains},

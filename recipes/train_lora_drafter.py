@@ -14,6 +14,13 @@ training prompts of the domain are added (oversampled); beyond the base head's 3
 answers it never saw. Resumable (features and checkpoints under --work).
 The model card compares the adapter's held-out greedy MAT at gamma 4 with the base head's on
 the first --eval-prompts evaluation prompts of the domain.
+
+Your own data: `--domain support=tickets.jsonl[@N]` (or NAME=hf:..., README "Your own data")
+trains the adapter `lora_support` on the file's train part, the records after the first N
+(default 300), and measures it on the first --eval-prompts of the eval part. The base head
+never saw that text, so nothing is shared with its caches: the adapter trains on tokens
+[0, --tokens + --extra-tokens) of the train part and on the target's answers to up to
+--self-distill-prompts of its prompts; caches are keyed by the file's hash.
 """
 from __future__ import annotations
 
@@ -31,16 +38,17 @@ from drafters.eagle_head import load_eagle_head
 from drafters.lora import lora_experts
 from drafters.training.eagle import (
     SELF_DISTILL_STYLES,
-    TRAINING_DATA_SOURCES,
     domain_features,
     eagle_loss,
     frozen_target,
     self_distilled_features,
     train,
+    training_source,
     work_dir,
     write_json,
 )
 from drafters.training.lora import new_lora
+from specsel.data import cache_tag, domains_argument, is_user_domain, load_domain
 from specsel.modeling.target import EMBEDDED_DEFAULT
 from specsel.study.heldout import measure_mat
 
@@ -51,7 +59,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
-    ap.add_argument("--domain", required=True, choices=sorted(ADAPTER_NAMES))
+    ap.add_argument("--domain", required=True, help=f"{', '.join(sorted(ADAPTER_NAMES))}, or your own data as "
+                    "NAME=PATH[@N] (or NAME=hf:owner/dataset[:config]:split:field): the adapter lora_NAME trains on "
+                    "the records after the first N (default 300)")
     ap.add_argument("--base", required=True, help="directory of the base EAGLE head (recipes/train_eagle.py --out)")
     ap.add_argument("--tokens", type=int, default=50_000, help="training tokens shared with the base head's data")
     ap.add_argument("--extra-tokens", type=int, default=25_000, help="further domain tokens the base never saw")
@@ -76,32 +86,65 @@ def parse_args(argv=None):
                     help="weight of the second, unrolled draft step in the loss (training-time test; 0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=25)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="where the adapter goes (your own folder for your own data)")
     ap.add_argument("--work", default=None)
     ap.add_argument("--eval-prompts", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.domain = expert_domain(ap, args.domain)
+    return args
+
+
+def expert_domain(ap: argparse.ArgumentParser, spec: str) -> str:
+    """--domain: a built-in domain with an adapter name, or your own data as NAME=PATH (registered here)."""
+    if "=" in spec:
+        return domains_argument(ap, spec, "--domain", one=True)
+    if spec not in ADAPTER_NAMES:
+        ap.error(f"argument --domain: invalid choice: {spec!r} (choose from {', '.join(sorted(ADAPTER_NAMES))}, "
+                 "or NAME=PATH for your own data)")
+    return spec
+
+
+def user_train_prompts(domain: str) -> int | None:
+    """How many training records a user domain has (None for a built-in). Fails, before the target
+    loads, when it has no train part or no eval part (the model card's held-out MAT)."""
+    if not is_user_domain(domain):
+        return None
+    load_domain(domain, limit=1)
+    return len(load_domain(domain, split="train"))
+
+
+def data_plan(args, shared: int, user_prompts: int | None):
+    """Token ranges [start, start + n) of the training text and self-distillation chunks (skip, n, style).
+    A built-in domain reuses the base head's first --tokens and --self-distill-shared answers, then adds
+    more; a user domain shares nothing with the base head: one range and at most its own prompts."""
+    if user_prompts is None:
+        ranges = ((0, args.tokens), (args.tokens, args.extra_tokens))
+        chunks = ((0, shared, "plain"), (shared, args.self_distill_prompts - shared, args.self_distill_style))
+    else:
+        ranges = ((0, args.tokens + args.extra_tokens),)
+        chunks = ((0, min(args.self_distill_prompts, user_prompts), args.self_distill_style),)
+    return [r for r in ranges if r[1] > 0], [c for c in chunks if c[1] > 0]
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
+    if args.self_distill_style != "plain" and args.domain != "humaneval":
+        raise ValueError(f"--self-distill-style {args.self_distill_style} is for --domain humaneval only")
+    shared = min(args.self_distill_prompts, args.self_distill_shared)
+    ranges, chunks = data_plan(args, shared, user_train_prompts(args.domain))
     target, tokenizer = frozen_target(args.target, args.threads)
     work = work_dir(args.work, args.target)
     parts = [domain_features(target, tokenizer, args.domain, args.data_dir, args.seed, start, n, args.seq_len, work,
                              batch_size=8)
-             for start, n in ((0, args.tokens), (args.tokens, args.extra_tokens)) if n > 0]
-    shared = min(args.self_distill_prompts, args.self_distill_shared)
-    if args.self_distill_style != "plain" and args.domain != "humaneval":
-        raise ValueError(f"--self-distill-style {args.self_distill_style} is for --domain humaneval only")
-    for skip, n, style in ((0, shared, "plain"),       # the base head's answers, then new ones
-                           (shared, args.self_distill_prompts - shared, args.self_distill_style)):
-        if n > 0:
-            _, tok_, val_, feat_ = self_distilled_features(target, tokenizer, args.domain, args.data_dir, n,
-                                                           args.self_distill_tokens, args.seq_len, work,
-                                                           seed=args.seed, skip=skip, style=style)
-            r = args.self_distill_repeat
-            parts.append((None, tok_.repeat(r, 1), val_.repeat(r, 1), feat_.repeat(r, 1, 1)))
+             for start, n in ranges]
+    for skip, n, style in chunks:       # built-in: the base head's answers, then new ones
+        _, tok_, val_, feat_ = self_distilled_features(target, tokenizer, args.domain, args.data_dir, n,
+                                                       args.self_distill_tokens, args.seq_len, work,
+                                                       seed=args.seed, skip=skip, style=style)
+        r = args.self_distill_repeat
+        parts.append((None, tok_.repeat(r, 1), val_.repeat(r, 1), feat_.repeat(r, 1, 1)))
     tokens = torch.cat([p[1] for p in parts])
     valid = torch.cat([p[2] for p in parts])
     features = torch.cat([p[3] for p in parts])
@@ -116,9 +159,9 @@ def main(argv=None) -> int:
         return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows], generator=generator,
                           unroll_weight=args.unroll_weight)
 
-    name = ADAPTER_NAMES[args.domain]
+    name = ADAPTER_NAMES.get(args.domain) or f"lora_{args.domain}"
     summary = train(model, loss_fn, len(tokens), args.steps, args.batch_size, args.lr,
-                    work / f"lora-ckpt-{args.domain}-{args.seed}", save_every=args.save_every, seed=args.seed,
+                    work / f"lora-ckpt-{cache_tag(args.domain)}-{args.seed}", save_every=args.save_every, seed=args.seed,
                     fingerprint={"tokens": int(valid.sum()), "rank": args.rank, "alpha": args.alpha,
                                  "base": hashlib.sha256((Path(args.base) / "model.safetensors").read_bytes())
                                  .hexdigest()[:16],
@@ -135,7 +178,7 @@ def main(argv=None) -> int:
     card = {
         "kind": f"LoRA adapter (rank {args.rank}, alpha {args.alpha}) on the base EAGLE head {args.base}",
         "target": args.target, "domain": args.domain, "adapter": name,
-        "data": TRAINING_DATA_SOURCES.get(args.domain) + (f" + the target's own greedy answers to {args.self_distill_prompts} "
+        "data": training_source(args.domain) + (f" + the target's own greedy answers to {args.self_distill_prompts} "
                                                 "of its prompts" + _style_note(args.self_distill_style, shared)
                                                 if args.self_distill_prompts else ""),
         "train_tokens": int(valid.sum()), "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from evaluators.records import acceptance_matrix, to_dict
 from evaluators.replay import rounds_fixed
 from specsel import Arm, SpecEngine
+from specsel.data import DOMAIN_SPEC_HELP, domains_argument, user_domain_records
 from specsel.learners import HedgeSpec
 from specsel.learners.replay import simulate
 from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
@@ -36,7 +37,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="math,humaneval,medqa")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
     ap.add_argument("--skip", type=int, default=30, help="eval queries skipped per domain (the study's --limit)")
     ap.add_argument("--limit", type=int, default=20, help="tuning queries per domain")
     ap.add_argument("--gamma", type=int, default=4)
@@ -45,7 +46,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--score-every", type=int, default=3)
     ap.add_argument("--out", default="results/tune_hedge")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.domain_names = domains_argument(ap, args.domains)
+    return args
 
 
 def decode(args, out: Path) -> tuple[list[dict], list[str]]:
@@ -53,12 +56,15 @@ def decode(args, out: Path) -> tuple[list[dict], list[str]]:
     queries.jsonl layout (specsel.study.ResultStore: fsynced batches, torn tail cut on resume)."""
     target, tokenizer = load_target(args.target)
     pool = load_pool(target)
-    items = load_items(tokenizer, parse_csv(args.domains), args.data_dir, args.limit, skip=args.skip)
+    items = load_items(tokenizer, args.domain_names, args.data_dir, args.limit, skip=args.skip)
     stamp = {"target": args.target, "weights": pool_weights(list(pool), None), "gamma": args.gamma,
              "max_new_tokens": args.max_new_tokens, "queries": [it.qid for it in items]}
+    users = user_domain_records(args.domain_names)      # a changed NAME=PATH file is not mixed in
+    stamp.update({"user_domains": users} if users else {})
     config = out / "config.json"
     if (out / "records.jsonl").exists() and config.exists() and json.loads(config.read_text()) != stamp:
-        raise ValueError(f"{out} holds records of another target, pool, gamma or query set: pass another --out")
+        raise ValueError(f"{out} holds records of another target, pool, gamma, query set or user data file: "
+                         "pass another --out")
     config.write_text(json.dumps(stamp))
     store = ResultStore(out / "records.jsonl", resume=True)
     engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)

@@ -62,3 +62,12 @@ def tmp_data(tmp_path, monkeypatch):
     root = tmp_path / "data"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def clean_user_domains():
+    """No user domain (NAME=PATH) registered before or after the test: the registry is process-wide."""
+    from specsel.data.registry import clear_user_domains
+    clear_user_domains()
+    yield
+    clear_user_domains()

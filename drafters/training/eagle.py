@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from drafters.eagle_head import EagleHead
+from specsel.data import cache_tag, is_user_domain, user_domain_records
 from specsel.modeling.compat import capture_hidden_states
 
 # ---------------------------------------------------------------------- data
@@ -33,6 +34,16 @@ from specsel.modeling.compat import capture_hidden_states
 TRAINING_DATA_SOURCES = {"math": "MATH train (data/math/train_full.jsonl)", "humaneval": "MBPP (data/mbpp/mbpp.jsonl)",
                          "medqa": "MedQA USMLE 4-option test records 300+ (data/medqa/test.jsonl)",
                          "gsm8k": "GSM8K train"}
+
+
+def training_source(domain: str) -> str:
+    """Where a domain's drafter-training text comes from, for model cards; a user domain (NAME=PATH)
+    names its file (or hub split), the file's sha256 and where its train part starts."""
+    user = user_domain_records([domain]).get(domain)
+    if user is None:
+        return TRAINING_DATA_SOURCES.get(domain, domain)
+    where = (user["path"] + f" (sha256 {user['sha256'][:12]})") if "path" in user else "hf:" + user["hub"]
+    return f"user domain {domain}: {where}, the records after the first {user['eval_size']}"
 
 
 def frozen_target(name: str, threads: int | None = None):
@@ -119,9 +130,11 @@ def load_shards(paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def training_dialogues(domain: str, data_dir=None, limit: int | None = None) -> list[list[dict]]:
     """Training-split records as chat dialogues in the evaluation prompt format: the user turn
-    exactly as at evaluation, the assistant turn the data set's own solution."""
+    exactly as at evaluation, the assistant turn the data set's own solution (a user domain's
+    reference; a user record without one is its conversation alone)."""
     from specsel.data import load_domain
     dialogues = []
+    user = is_user_domain(domain)
     for q in load_domain(domain, data_dir, limit=limit, split="train"):
         if domain in ("math", "gsm8k"):
             answer = q.meta.get("solution") or q.reference
@@ -131,7 +144,8 @@ def training_dialogues(domain: str, data_dir=None, limit: int | None = None) -> 
             answer = f"{q.reference}. {q.meta['options'][q.reference]}"
         else:
             answer = q.reference
-        dialogues.append([*q.messages, {"role": "assistant", "content": answer}])
+        reply = [] if user and not answer else [{"role": "assistant", "content": answer}]
+        dialogues.append([*q.messages, *reply])
     return dialogues
 
 
@@ -242,7 +256,8 @@ def self_distilled_features(target, tokenizer, domain: str, data_dir, n_prompts:
     """generated_documents() (greedy answers of the target) and their features, for prompts
     [skip, skip + n_prompts) of the seeded training order. Returns (docs, tokens, valid,
     features) like domain_features(). The answer cache is shared by every prompt count."""
-    name = domain if style == "plain" else f"{domain}-{style}"
+    tag = cache_tag(domain)                   # the domain; a user domain's adds its file's hash
+    name = tag if style == "plain" else f"{tag}-{style}"
     docs = generated_documents(target, tokenizer, domain, data_dir, n_prompts, max_new_tokens,
                                work / f"selfdistill-{name}-{seed}-{max_new_tokens}.jsonl", seed, batch_size,
                                greedy_generator(target, tokenizer), style=style, skip=skip)
@@ -261,7 +276,8 @@ def domain_features(target, tokenizer, domain, data_dir, seed, start, n_tokens, 
                          "training text: raise the token count (or lower the tokens before it)")
     tokens, valid = pack_sequences(docs, seq_len, pad_id=tokenizer.pad_token_id or 0)
     layer = target.config.num_hidden_layers           # hidden state after the final norm
-    shards = extract_features(target, tokens, [layer], work / f"features-{domain}-{seed}-{start}-{n_tokens}-{seq_len}",
+    shards = extract_features(target, tokens, [layer],
+                              work / f"features-{cache_tag(domain)}-{seed}-{start}-{n_tokens}-{seq_len}",
                               batch_size=batch_size)
     stored_tokens, features = load_shards(shards)
     if not torch.equal(stored_tokens, tokens):

@@ -37,6 +37,11 @@ the hub copy) unless ``humaneval/HumanEval.jsonl[.gz]`` exists under
 ``data_dir``. Both paths share one record -> :class:`Query` conversion, so the
 hub path stays a thin ``load_dataset`` call.
 
+Your own data joins as a user domain: ``resolve_domains("math,support=tickets.jsonl")``
+registers ``support`` for this process (JSON lines or a JSON list of ``prompt`` or
+``messages`` records; the first 300 records, or ``@N``, are eval, the rest train), and every
+loader then takes the name (:mod:`specsel.data.user_domain`).
+
 Anything missing or malformed raises :class:`DataError` with a one-line
 message that names the file (and line, and field) and the fix.
 
@@ -44,7 +49,7 @@ Layout of the package: ``query`` (Query, DataError), ``registry`` (the domain
 table), one ``domain_<name>`` module per domain (adding a domain is one such
 file, see :mod:`specsel.data.registry`), ``reader`` (files, hub, package
 copies), ``loader`` (load_domain, training_texts), ``stream`` (mixed_stream,
-encode_prompts). This face re-exports the public names.
+encode_prompts), ``user_domain`` (resolve_domains: NAME=PATH user domains). This face re-exports the public names.
 """
 
 from __future__ import annotations
@@ -60,13 +65,24 @@ from specsel.data.loader import load_domain, training_texts
 from specsel.data.query import DataError, Query
 from specsel.data.registry import SPLITS, domain_names
 from specsel.data.stream import encode_prompts, mixed_stream
+from specsel.data.user_domain import (
+    DOMAIN_SPEC_HELP,
+    cache_tag,
+    domains_argument,
+    is_user_domain,
+    resolve_domain,
+    resolve_domains,
+    user_domain_records,
+)
 
-# ("math", "humaneval", "medqa", "gsm8k", "alpaca", "summarization", "sql", "code_instruct", "pubmedqa")
+# the built-ins: ("math", "humaneval", "medqa", "gsm8k", "alpaca", "summarization", "sql", "code_instruct",
+# "pubmedqa"); user domains (resolve_domains) are not in it
 DOMAINS = domain_names()
 
 __all__ = [
     "CODE_INSTRUCTION",
     "DOMAINS",
+    "DOMAIN_SPEC_HELP",
     "GSM8K_INSTRUCTION",
     "MATH_INSTRUCTION",
     "MEDQA_EVAL_SIZE",
@@ -78,9 +94,15 @@ __all__ = [
     "DataError",
     "Query",
     "as_function_stub",
+    "cache_tag",
+    "domains_argument",
     "encode_prompts",
+    "is_user_domain",
     "last_boxed",
     "load_domain",
     "mixed_stream",
+    "resolve_domain",
+    "resolve_domains",
     "training_texts",
+    "user_domain_records",
 ]

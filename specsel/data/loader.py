@@ -15,21 +15,28 @@ def records(domain: str, split: str, data_dir, limit: int | None) -> tuple[Sourc
     src = source(domain, split)
     if limit is not None and limit < 0:
         raise DataError(f"{domain}: limit must be >= 0, got {limit}")
-    data_dir = Path(data_dir).expanduser() if data_dir is not None else None
-    path = local_path(domain, src, data_dir)
-    check_needs(domain, src, path)
-    ds = read_local(path, src, domain) if path is not None else read_hub(src, domain)
-    where = str(path) if path is not None else f"hub dataset {src.hub_id}"
-
+    path, ds = read_source(domain, src, data_dir)
     out = []
     for i, rec in split_records(src, ds, path, limit):
         missing = next((f for f in src.required if rec.get(f) is None), None)
         problem = f"is missing field '{missing}'" if missing else (src.check and src.check(rec))
         if problem:
+            where = str(path) if path is not None else f"hub dataset {src.hub_id}"
             loc = record_location(src, path, i, rec)
             raise DataError(f"{domain}: {where}: {loc} {problem}; fix or replace the file")
         out.append((i, rec))
     return src, out
+
+
+def read_source(domain: str, src: Source, data_dir) -> tuple[Path | None, object]:
+    """The local path (None: hub) and the whole file of one source, as a ``datasets.Dataset``;
+    a user domain's source reads its own file or hub split (a list of records), whatever data_dir."""
+    if src.read is not None:
+        return None, src.read()
+    data_dir = Path(data_dir).expanduser() if data_dir is not None else None
+    path = local_path(domain, src, data_dir)
+    check_needs(domain, src, path)
+    return path, read_local(path, src, domain) if path is not None else read_hub(src, domain)
 
 
 def split_records(src: Source, ds, path: Path | None, limit: int | None) -> list[tuple[int, dict]]:
@@ -58,7 +65,8 @@ def load_domain(domain: str, data_dir=None, limit: int | None = None,
     """Queries of one domain split.
 
     Args:
-        domain: one of :data:`specsel.data.DOMAINS`.
+        domain: one of :data:`specsel.data.DOMAINS`, or a user domain registered by
+            :func:`specsel.data.resolve_domains` (its own file; ``data_dir`` does not apply).
         data_dir: folder laid out like ``shared/data`` (or one JSON-lines file);
             ``None`` loads the hub data set.
         limit: keep only the first ``limit`` queries of the split.
@@ -79,6 +87,7 @@ def training_texts(domain: str, data_dir=None, limit: int | None = None) -> list
     sql (dev questions on databases the eval part never uses): schema + question +
     ``"SQL: "`` + query; code_instruct: instruction (+ input) + answer; pubmedqa
     (the non-test ids): contexts + question + ``"Answer: "`` + decision + long answer.
+    A user domain: the prompt (or its messages' contents), then the reference if any.
     An eval-only domain (``alpaca``) raises :class:`DataError`.
     """
     src, recs = records(domain, "train", data_dir, limit)

@@ -8,6 +8,11 @@ and one :class:`Source` per split (``train`` may be None for an eval-only
 domain). :func:`domains` imports every ``domain_*``
 module of this package once and orders them by ``Domain.order``; nothing else
 needs to change.
+
+User domains (``NAME=PATH`` on a command line, :mod:`specsel.data.user_domain`) are
+registered explicitly, per process, with :func:`add_user_domain`; :func:`domains` and
+:func:`source` consult them after the built-ins, so every loader takes their names as
+it takes a built-in's.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class Source:
     ``needs`` names the files ``select`` reads next to the local file: a missing one
     raises :class:`DataError`, and such a source never falls back to the hub, whose
     copy lacks them.
+    ``read`` (user domains only) returns the whole file's validated records as a list; it
+    replaces ``local``/``hub_id`` and ignores ``data_dir``, and ``select`` cuts the split.
     """
 
     local: str  # path under data_dir
@@ -80,6 +87,7 @@ class Source:
     key_field: str | None = None  # local file is {key: record}: key goes into this field
     select: Callable[[Any, Path | None], list[tuple[int, dict]]] | None = None  # (dataset, path) -> pairs
     needs: tuple[str, ...] = ()  # files next to the local file that `select` reads
+    read: Callable[[], list[dict]] | None = None  # a user domain: its validated records, whatever data_dir
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Domain:
     order: int  # position in DOMAINS (and in error messages); unique across domains
     eval: Source
     train: Source | None = None  # None: an eval-only domain
+    user: Any = None  # a user domain's spec (specsel.data.user_domain.UserSpec); None for a built-in
 
     def source(self, split: str) -> Source:
         """The source of ``split``; an eval-only domain raises :class:`DataError` for "train"."""
@@ -100,9 +109,13 @@ class Domain:
         return self.train
 
 
+# user domains of this process, by name, in the order they were added (add_user_domain)
+_USER_DOMAINS: dict[str, Domain] = {}
+
+
 @functools.cache
-def domains() -> dict[str, Domain]:
-    """Every registered domain, by name, in ``order``."""
+def builtin_domains() -> dict[str, Domain]:
+    """Every built-in domain (a ``domain_*`` module), by name, in ``order``."""
     found = []
     for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name.startswith(DOMAIN_MODULE_PREFIX):
@@ -119,8 +132,30 @@ def domains() -> dict[str, Domain]:
     return {d.name: d for d in found}
 
 
+def domains() -> dict[str, Domain]:
+    """Every known domain, by name: the built-ins in ``order``, then this process's user domains."""
+    return {**builtin_domains(), **_USER_DOMAINS}
+
+
 def domain_names() -> tuple[str, ...]:
     return tuple(domains())
+
+
+def add_user_domain(domain: Domain) -> None:
+    """Register a user domain for this process (it replaces a user domain of the same name)."""
+    if domain.name in builtin_domains():
+        raise DataError(f"{domain.name!r} is a built-in domain; give your data another name")
+    _USER_DOMAINS[domain.name] = domain
+
+
+def user_domains() -> dict[str, Domain]:
+    """This process's user domains, by name (a copy)."""
+    return dict(_USER_DOMAINS)
+
+
+def clear_user_domains() -> None:
+    """Forget every user domain of this process (tests)."""
+    _USER_DOMAINS.clear()
 
 
 def source(domain: str, split: str) -> Source:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from specsel.data.user_domain import DOMAIN_SPEC_HELP, resolve_domains
 from specsel.study.config import StudyError, add_config_arguments, config_from_args, parse_csv
 from specsel.study.items import load_items
 from specsel.study.pool import known_pool_names, load_pool, pool_weights
@@ -21,8 +22,8 @@ def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible)")
     ap.add_argument("--data-dir", default=None, help="folder laid out like shared/data (default: hub data sets)")
-    ap.add_argument("--domains", default="math,humaneval,medqa", help="comma list of math, humaneval, medqa, gsm8k, "
-                    "alpaca, summarization")
+    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP + "; PATH is not under "
+                    "--data-dir (README, 'Your own data')")
     ap.add_argument("--limit", type=int, default=3, help="queries per domain (the first N of each eval split)")
     ap.add_argument("--pool", default=None, help="Python file defining build_pool(target) (default: drafters.pool)")
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
@@ -40,7 +41,7 @@ def run_eval(args) -> dict:
     cfg = config_from_args(args)
     if args.limit is not None and args.limit < 1:
         raise StudyError(f"--limit must be >= 1 (got {args.limit})")
-    domains = parse_csv(args.domains)
+    domains = resolve_domains(args.domains)     # registers NAME=PATH user domains; fails before the model loads
     if not domains:
         raise StudyError("--domains is empty; e.g. --domains math,humaneval,medqa")
     import torch

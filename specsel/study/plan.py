@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 
 from specsel.core.arms import arm_name
 from specsel.core.runs import JOINT_BASELINES, OBJECTIVE, run_name
+from specsel.data.user_domain import user_domain_records
 from specsel.study.config import StudyConfig
 from specsel.study.items import StudyItem
 from specsel.study.store import CONFIG_VERSION
@@ -79,9 +80,12 @@ def dynamic_gamma_drafter(ranking: Sequence[str]) -> str | None:
 def study_record(cfg: StudyConfig, drafters: Sequence[str], items: Sequence[StudyItem], source: RunSpec,
                  weights: str | None, replay_exact: Mapping[str, bool]) -> dict:
     """The config.json record of a study: its options, arms and objective per setting, the query
-    stream, the full-information run and which drafters replay exactly."""
+    stream, the full-information run and which drafters replay exactly; and, when the stream holds
+    user domains (NAME=PATH), each one's file and its sha256."""
+    users = user_domain_records(list(dict.fromkeys(it.domain for it in items)))
     return {**asdict(cfg), "version": CONFIG_VERSION, "drafters": list(drafters), "weights": weights,
             "settings": {s: {"arms": cfg.arms(s, drafters), "objective": OBJECTIVE[s]} for s in cfg.settings},
             "bsz": list(cfg.bsz), "learners": list(cfg.learners), "gammas": list(cfg.gammas),
             "queries": [{"qid": it.qid, "domain": it.domain, "index": i} for i, it in enumerate(items)],
-            "fullinfo_run": source.name, "replay_exact": dict(replay_exact)}
+            "fullinfo_run": source.name, "replay_exact": dict(replay_exact),
+            **({"user_domains": users} if users else {})}    # absent without user domains: older studies resume

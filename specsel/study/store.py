@@ -22,7 +22,7 @@ CONFIG_VERSION = 5      # 3: EAGLE prompt window, FactoredHedge stream prior, in
 # 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
 # options that must not change between a study and its --resume (they change what a run outputs)
 IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
-            "queries", "score_every", "joint_hedgespec")
+            "queries", "score_every", "joint_hedgespec", "user_domains")
 
 
 class ResultStore:
@@ -63,6 +63,21 @@ class ResultStore:
         return list(index_runs(lines).get((run, bsz), {}).values())
 
 
+def identity(config: dict, key: str):
+    """What must not change on --resume. A user domain's file counts by its content (sha256), so
+    it may move, but not change; a hub split by its name."""
+    value = config.get(key)
+    if key == "user_domains" and value:
+        return {name: rec.get("sha256") or rec.get("hub") for name, rec in value.items()}
+    return value
+
+
+def changed_user_data(old: dict, config: dict) -> str:
+    before, now = identity(old, "user_domains") or {}, identity(config, "user_domains") or {}
+    names = [n for n in {**before, **now} if before.get(n) != now.get(n)]
+    return f"file for user domain {', '.join(names)} (its content changed since)"
+
+
 def write_config(out: Path, config: dict, resume: bool) -> None:
     """Write OUT/config.json atomically. On resume, refuse other IDENTITY options; settings,
     learners and batch sizes may grow (the union is kept)."""
@@ -73,9 +88,10 @@ def write_config(out: Path, config: dict, resume: bool) -> None:
             raise StudyError(f"{out} holds results of another specsel version (study format {old.get('version')}, "
                              f"now {config['version']}); rerun into a new --out")
         for key in IDENTITY:
-            if old.get(key) != config.get(key):
+            if identity(old, key) != identity(config, key):
                 what = {"queries": "the query stream (--domains/--limit/--seed/--data-dir)",
-                        "weights": "set of drafter weights (retrained or another --pool)"}.get(key, key)
+                        "weights": "set of drafter weights (retrained or another --pool)",
+                        "user_domains": changed_user_data(old, config)}.get(key, key)
                 raise StudyError(f"{out} was run with a different {what}; --resume needs the same options "
                                  "(or choose another --out)")
         config["bsz"] = sorted(set(old.get("bsz", [])) | set(config["bsz"]))
