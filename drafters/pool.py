@@ -25,10 +25,14 @@ from specsel.core.drafting import Drafter, DrafterError
 WEIGHTS = Path(__file__).parent / "weights" / "smollm2-135m-instruct"
 EAGLE_DIR = WEIGHTS / "eagle"
 ADAPTER_DIRS = {"lora_math": WEIGHTS / "lora" / "math", "lora_code": WEIGHTS / "lora" / "code",
-                "lora_medical": WEIGHTS / "lora" / "medical"}
+                "lora_medical": WEIGHTS / "lora" / "medical", "lora_sql": WEIGHTS / "lora" / "sql",
+                "lora_summarization": WEIGHTS / "lora" / "summarization"}
 TRAINED = ("eagle", *ADAPTER_DIRS)
 EARLY_EXITS = {"early_exit_4": 4, "early_exit_8": 8, "early_exit_12": 12}
 DEFAULT_NAMES = ("ngram", "eagle", "lora_math", "lora_code", "lora_medical")
+# experts for domains outside the default study: built on request (--drafters), so the default pool,
+# and the full information it pays for, stays the same
+OPTIONAL_EXPERTS = ("lora_sql", "lora_summarization")
 # the head (and each expert) is fed at most a prompt's last 128 pairs. Tuned on tuning queries only
 # (MATH/HumanEval/MedQA 31-49, AlpacaEval/CNN-DM 0-19; greedy, gamma 4): every member's accepted
 # length was within 0.2% of feeding the 512 pairs it was trained on, while a long prompt's feed,
@@ -51,8 +55,8 @@ def weights_fingerprint(names: Sequence[str] | None = None) -> str:
 
 
 def pool_names(include_optional: bool = False) -> list[str]:
-    """The default pool (plus the optional early exits with include_optional=True)."""
-    return [*DEFAULT_NAMES, *(EARLY_EXITS if include_optional else ())]
+    """The default pool (plus the optional experts and early exits with include_optional=True)."""
+    return [*DEFAULT_NAMES, *((*OPTIONAL_EXPERTS, *EARLY_EXITS) if include_optional else ())]
 
 
 def _trained(target, names: list[str], one_family: bool = True) -> dict[str, Drafter]:
@@ -93,7 +97,7 @@ def default_pool(target, names: Sequence[str] | None = None, one_family: bool = 
     """Build the named members of the default pool (DEFAULT_NAMES if `names` is None), in order.
     one_family=False: the EAGLE head's experts on separate head copies (for comparisons only)."""
     names = list(DEFAULT_NAMES) if names is None else list(names)
-    known = [*DEFAULT_NAMES, *EARLY_EXITS]
+    known = [*DEFAULT_NAMES, *OPTIONAL_EXPERTS, *EARLY_EXITS]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise DrafterError(f"unknown pool drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")

@@ -52,7 +52,8 @@ from specsel.data import cache_tag, domains_argument, is_user_domain, load_domai
 from specsel.modeling.target import EMBEDDED_DEFAULT
 from specsel.study.heldout import measure_mat
 
-ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_medical", "gsm8k": "lora_gsm8k"}
+ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_medical", "gsm8k": "lora_gsm8k",
+                 "sql": "lora_sql", "summarization": "lora_summarization"}
 
 
 def parse_args(argv=None):
@@ -105,25 +106,34 @@ def expert_domain(ap: argparse.ArgumentParser, spec: str) -> str:
     return spec
 
 
-def user_train_prompts(domain: str) -> int | None:
-    """How many training records a user domain has (None for a built-in). Fails, before the target
-    loads, when it has no train part or no eval part (the model card's held-out MAT)."""
-    if not is_user_domain(domain):
+def base_domains(base: str) -> tuple[str, ...] | None:
+    """The domains the base head trained on, from its training.json (None: not recorded)."""
+    info = Path(base) / "training.json"
+    domains = json.loads(info.read_text()).get("domains") if info.exists() else None
+    return tuple(domains) if domains else None
+
+
+def new_domain_prompts(domain: str, data_dir, base: str) -> int | None:
+    """How many training records a domain the base head never trained on has (a user domain, or a
+    built-in such as sql); None for one of the base head's domains, which shares its caches. Fails,
+    before the target loads, when it has no train part or no eval part (the model card's held-out MAT)."""
+    shared = base_domains(base)
+    if not is_user_domain(domain) and (shared is None or domain in shared):   # unrecorded: as before
         return None
-    load_domain(domain, limit=1)
-    return len(load_domain(domain, split="train"))
+    load_domain(domain, data_dir, limit=1)
+    return len(load_domain(domain, data_dir, split="train"))
 
 
-def data_plan(args, shared: int, user_prompts: int | None):
+def data_plan(args, shared: int, new_prompts: int | None):
     """Token ranges [start, start + n) of the training text and self-distillation chunks (skip, n, style).
     A built-in domain reuses the base head's first --tokens and --self-distill-shared answers, then adds
     more; a user domain shares nothing with the base head: one range and at most its own prompts."""
-    if user_prompts is None:
+    if new_prompts is None:
         ranges = ((0, args.tokens), (args.tokens, args.extra_tokens))
         chunks = ((0, shared, "plain"), (shared, args.self_distill_prompts - shared, args.self_distill_style))
     else:
         ranges = ((0, args.tokens + args.extra_tokens),)
-        chunks = ((0, min(args.self_distill_prompts, user_prompts), args.self_distill_style),)
+        chunks = ((0, min(args.self_distill_prompts, new_prompts), args.self_distill_style),)
     return [r for r in ranges if r[1] > 0], [c for c in chunks if c[1] > 0]
 
 
@@ -133,7 +143,7 @@ def main(argv=None) -> int:
     if args.self_distill_style != "plain" and args.domain != "humaneval":
         raise ValueError(f"--self-distill-style {args.self_distill_style} is for --domain humaneval only")
     shared = min(args.self_distill_prompts, args.self_distill_shared)
-    ranges, chunks = data_plan(args, shared, user_train_prompts(args.domain))
+    ranges, chunks = data_plan(args, shared, new_domain_prompts(args.domain, args.data_dir, args.base))
     target, tokenizer = frozen_target(args.target, args.threads)
     work = work_dir(args.work, args.target)
     parts = [domain_features(target, tokenizer, args.domain, args.data_dir, args.seed, start, n, args.seq_len, work,
@@ -211,8 +221,8 @@ def model_card(c: dict) -> str:
 
 - Training data: {c['data']}, {c['train_tokens']} tokens (training split only, never the evaluation prompts)
 - Steps: {c['steps']} x {c['batch_size']} rows, lr {c['lr']}, seed {c['seed']}, unrolled-step loss weight {c['unroll_weight']}
-- Seconds (2-core CPU): {c['train_seconds']} training; {c['feature_seconds']} for data in this run (features
-  cached by recipes/train_eagle.py are reused, not recomputed)
+- Seconds (2-core CPU): {c['train_seconds']} training; {c['feature_seconds']} for data in this run (target
+  features already cached under --work, e.g. by recipes/train_eagle.py, are reused, not recomputed)
 - Final loss terms: {c['final']}
 - Held-out greedy MAT at gamma 4 ({c['heldout']}): base head {m['base']:.2f}, this adapter {m['adapter']:.2f}
 - Size: {c['bytes'] / 1e3:.0f} kB

@@ -33,7 +33,11 @@ from specsel.modeling.compat import capture_hidden_states
 # where each domain's drafter-training text comes from (model cards)
 TRAINING_DATA_SOURCES = {"math": "MATH train (data/math/train_full.jsonl)", "humaneval": "MBPP (data/mbpp/mbpp.jsonl)",
                          "medqa": "MedQA USMLE 4-option test records 300+ (data/medqa/test.jsonl)",
-                         "gsm8k": "GSM8K train"}
+                         "gsm8k": "GSM8K train",
+                         "sql": "Spider dev questions after the first 300, on databases those never use "
+                                "(data/spider/dev.json, schemas from tables.json)",
+                         "summarization": "CNN/DailyMail train articles with GPT-4 summaries "
+                                          "(data/cnn_dailymail/sumllm_gpt4_train1000.jsonl)"}
 
 
 def training_source(domain: str) -> str:

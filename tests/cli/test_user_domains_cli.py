@@ -125,11 +125,11 @@ def test_lora_recipe_trains_a_user_expert_on_the_train_part(tickets, capsys):
     recipe = load_recipe("train_lora_drafter")
     base = ["--base", "head", "--out", "experts/support"]
     args = recipe.parse_args(["--domain", "math", *base])
-    assert args.domain == "math" and recipe.user_train_prompts("math") is None
+    assert args.domain == "math" and recipe.new_domain_prompts("math", None, "head") is None
     assert recipe.data_plan(args, 300, None) == ([(0, 50_000), (50_000, 25_000)],
                                                  [(0, 300, "plain"), (300, 100, "plain")])
     args = recipe.parse_args(["--domain", f"support={tickets}@4", *base])
-    assert args.domain == "support" and recipe.user_train_prompts("support") == 2
+    assert args.domain == "support" and recipe.new_domain_prompts("support", None, "head") == 2
     assert recipe.data_plan(args, 300, 2) == ([(0, 75_000)], [(0, 2, "plain")])
     with pytest.raises(SystemExit):
         recipe.parse_args(["--domain", "alpaca", *base])
@@ -140,7 +140,21 @@ def test_lora_recipe_trains_a_user_expert_on_the_train_part(tickets, capsys):
     registry.clear_user_domains()
     recipe.parse_args(["--domain", f"small={tickets}", *base])                # all 6 records are eval
     with pytest.raises(ValueError, match="only 6 records"):
-        recipe.user_train_prompts("small")
+        recipe.new_domain_prompts("small", None, "head")
+
+
+def test_lora_recipe_trains_a_domain_new_to_the_base_like_a_user_domain(tmp_path):
+    """A built-in domain the base head never trained on (its training.json) shares none of its caches."""
+    recipe = load_recipe("train_lora_drafter")
+    base = tmp_path / "head"
+    base.mkdir()
+    (base / "training.json").write_text(json.dumps({"domains": ["math", "humaneval", "medqa"]}))
+    assert recipe.new_domain_prompts("medqa", None, str(base)) is None
+    assert recipe.base_domains(str(base)) == ("math", "humaneval", "medqa")
+    assert recipe.base_domains(str(tmp_path / "unrecorded")) is None
+    args = recipe.parse_args(["--domain", "summarization", "--base", str(base), "--out", "x"])
+    assert args.domain == "summarization"
+    assert recipe.data_plan(args, 300, 1000) == ([(0, 75_000)], [(0, 400, "plain")])
 
 
 def test_user_records_without_reference_train_on_the_conversation(tmp_path):
