@@ -71,3 +71,13 @@ def clean_user_domains():
     clear_user_domains()
     yield
     clear_user_domains()
+
+
+def one_line_error(call) -> str:
+    """The message of the one-line DataError `call()` raises."""
+    from specsel.data import DataError
+    with pytest.raises(DataError) as err:
+        call()
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg

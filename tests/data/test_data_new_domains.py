@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from specsel.data import DOMAINS, DataError, load_domain, training_texts
+from specsel.data import DOMAINS, load_domain, training_texts
 from specsel.data.domain_pubmedqa import PUBMEDQA_INSTRUCTION
 from specsel.data.domain_sql import SQL_INSTRUCTION
 
-from conftest import REPO
+from conftest import REPO, one_line_error
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 SPIDER_DEV, SPIDER_TABLES = "spider/dev.json", "spider/tables.json"
@@ -28,14 +28,6 @@ def write_json(path: Path, obj) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
     return path
-
-
-def one_line_error(call) -> str:
-    with pytest.raises(DataError) as err:
-        call()
-    msg = str(err.value)
-    assert "\n" not in msg
-    return msg
 
 
 def test_new_domains_come_last_in_order():

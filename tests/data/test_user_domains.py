@@ -23,6 +23,8 @@ from specsel.data import (
     user_domain,
 )
 
+from conftest import one_line_error
+
 pytestmark = pytest.mark.usefixtures("clean_user_domains")
 
 
@@ -35,14 +37,6 @@ def write_jsonl(path: Path, records) -> Path:
 
 def prompts(n: int, **extra) -> list[dict]:
     return [{"prompt": f"question {i}", "reference": f"answer {i}", **extra} for i in range(n)]
-
-
-def one_line_error(call) -> str:
-    with pytest.raises(DataError) as err:
-        call()
-    msg = str(err.value)
-    assert "\n" not in msg
-    return msg
 
 
 # --------------------------------------------------------------------------
