@@ -81,3 +81,18 @@ def one_line_error(call) -> str:
     msg = str(err.value)
     assert "\n" not in msg
     return msg
+
+
+def fake_hub(monkeypatch, rows) -> list:
+    """Point datasets.load_dataset at in-memory rows (a list, or a function of the config name);
+    returns the (path, config, split) of every call, as they come."""
+    import datasets
+
+    calls = []
+
+    def load(path, name=None, split=None, **kw):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list(rows(name) if callable(rows) else rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    return calls

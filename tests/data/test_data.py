@@ -22,7 +22,7 @@ from specsel.data import (
     training_texts,
 )
 
-from conftest import REPO
+from conftest import REPO, fake_hub
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(
@@ -230,31 +230,15 @@ def test_humaneval_from_package_or_override(tmp_data):
 
 
 def test_hub_path_uses_standard_ids(monkeypatch):
-    import datasets
-
-    calls = []
-
-    def fake_load(path, name=None, split=None, **kw):
-        calls.append((path, name, split))
-        return datasets.Dataset.from_list([gsm8k_record(i) for i in range(4)])
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    calls = fake_hub(monkeypatch, [gsm8k_record(i) for i in range(4)])
     queries = load_domain("gsm8k", limit=2)
     assert calls == [("openai/gsm8k", "main", "test")]
     assert [q.reference for q in queries] == ["1000", "1001"]
 
 
 def test_hub_math_train_concatenates_subject_configs(monkeypatch):
-    import datasets
-
-    calls = []
-
-    def fake_load(path, name=None, split=None, **kw):
-        calls.append((path, name, split))
-        return datasets.Dataset.from_list([{"problem": f"{name} p", "level": "Level 1", "type": name,
-                                            "solution": "so \\boxed{2}"}])
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    calls = fake_hub(monkeypatch, lambda name: [{"problem": f"{name} p", "level": "Level 1", "type": name,
+                                                 "solution": "so \\boxed{2}"}])
     queries = load_domain("math", split="train")
     assert {c[0] for c in calls} == {"EleutherAI/hendrycks_math"} and len(calls) == 7
     assert [q.qid for q in queries] == [f"math/train/{i}" for i in range(7)]

@@ -20,7 +20,7 @@ from specsel.data import (
 from specsel.data.reader import read_lines
 from specsel.data.registry import Domain, domains, source
 
-from conftest import REPO
+from conftest import REPO, fake_hub
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 ALPACA_FILE = "alpaca/alpaca_eval_text_davinci_003.json"
@@ -217,14 +217,6 @@ def test_train_record_without_summary_is_reported(tmp_data):
     ("alpaca", "eval", ("tatsu-lab/alpaca_eval", "alpaca_eval", "eval"), alpaca_record(0)),
 ])
 def test_hub_path_uses_standard_ids(monkeypatch, domain, split, call, record):
-    import datasets
-
-    calls = []
-
-    def fake_load(path, name=None, split=None, **kw):
-        calls.append((path, name, split))
-        return datasets.Dataset.from_list([record] * 3)
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    calls = fake_hub(monkeypatch, [record] * 3)
     queries = load_domain(domain, split=split, limit=2)
     assert calls == [call] and len(queries) == 2 and queries[0].reference

@@ -16,7 +16,7 @@ from specsel.data import DOMAINS, load_domain, training_texts
 from specsel.data.domain_pubmedqa import PUBMEDQA_INSTRUCTION
 from specsel.data.domain_sql import SQL_INSTRUCTION
 
-from conftest import REPO, one_line_error
+from conftest import REPO, fake_hub, one_line_error
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 SPIDER_DEV, SPIDER_TABLES = "spider/dev.json", "spider/tables.json"
@@ -189,15 +189,7 @@ def test_code_instruct_malformed_record(tmp_data):
 
 
 def test_code_instruct_hub_id(monkeypatch):
-    import datasets
-
-    calls = []
-
-    def fake_load(path, name=None, split=None, **kw):
-        calls.append((path, name, split))
-        return datasets.Dataset.from_list([code_record(i) for i in range(302)])
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    calls = fake_hub(monkeypatch, [code_record(i) for i in range(302)])
     queries = load_domain("code_instruct", split="train")
     assert calls == [("sahil280114/codealpaca", None, "train")] and len(queries) == 2
 
