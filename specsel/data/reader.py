@@ -51,7 +51,7 @@ def bad_list(path: Path) -> str | None:
         try:
             items = json.load(f)
         except json.JSONDecodeError as e:
-            return f"line {e.lineno} is not valid JSON ({e.msg}, column {e.colno})"
+            return json_problem(e)
     if not isinstance(items, list):
         return "is not a JSON list"
     i = next((i for i, item in enumerate(items) if not isinstance(item, dict)), None)
@@ -100,17 +100,29 @@ def read_local(path: Path, src: Source, domain: str):
     return read_jsonl(path, domain)
 
 
-def read_json(path: Path, domain: str):
-    """Parse one whole JSON file; unreadable or invalid JSON raises a one-line :class:`DataError`."""
+def json_problem(e: json.JSONDecodeError) -> str:
+    """Where and why a whole file is not valid JSON, for a one-line message."""
+    return f"line {e.lineno} is not valid JSON ({e.msg}, column {e.colno})"
+
+
+def read_text(path: Path, domain: str) -> str:
+    """The whole text of a (possibly gzipped) file; an unreadable one raises a one-line :class:`DataError`."""
     try:
         with open_text(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        problem = f"line {e.lineno} is not valid JSON ({e.msg}, column {e.colno})"
+            return f.read()
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
-        problem = f"cannot be read ({type(e).__name__}: {reason})"
-    raise DataError(f"{domain}: {path}: {problem}; fix or replace the file")
+        raise DataError(f"{domain}: {path}: cannot be read ({type(e).__name__}: {reason}); "
+                        f"fix or replace the file") from e
+
+
+def read_json(path: Path, domain: str):
+    """Parse one whole JSON file; unreadable or invalid JSON raises a one-line :class:`DataError`."""
+    text = read_text(path, domain)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{domain}: {path}: {json_problem(e)}; fix or replace the file") from e
 
 
 def read_keyed(path: Path, field: str, domain: str):

@@ -48,7 +48,7 @@ from typing import Sequence
 
 from specsel.data import registry
 from specsel.data.query import DataError, Query, user_turn
-from specsel.data.reader import open_text, quiet_datasets
+from specsel.data.reader import json_problem, quiet_datasets, read_text
 
 DEFAULT_EVAL_SIZE = 300  # the first 300 records are evaluated, as medqa, sql and code_instruct do
 NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -263,12 +263,7 @@ def read_records(spec: UserSpec) -> list[dict]:
 
 def read_file(name: str, path: Path) -> list[tuple[str, object]]:
     """``(location, parsed JSON)`` per record of a JSON-lines or JSON-list file."""
-    try:
-        with open_text(path) as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
-        raise DataError(f"{name}: {path}: cannot be read ({type(e).__name__}: {reason})") from e
+    text = read_text(path, name)
     if text.lstrip().startswith("["):
         items = parse_json(name, path, text)
         return [(f"record {i}", rec) for i, rec in enumerate(items)]
@@ -287,8 +282,7 @@ def parse_json(name: str, path: Path, text: str) -> list:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{name}: {path}: line {e.lineno} is not valid JSON ({e.msg}, column {e.colno}); "
-                        f"fix the JSON list") from e
+        raise DataError(f"{name}: {path}: {json_problem(e)}; fix the JSON list") from e
 
 
 def one_object_hint(text: str) -> str:
