@@ -28,6 +28,7 @@ ADAPTER_DIRS = {"lora_math": WEIGHTS / "lora" / "math", "lora_code": WEIGHTS / "
                 "lora_medical": WEIGHTS / "lora" / "medical", "lora_sql": WEIGHTS / "lora" / "sql",
                 "lora_summarization": WEIGHTS / "lora" / "summarization"}
 TRAINED = ("eagle", *ADAPTER_DIRS)
+ROUTER_DIR = WEIGHTS / "router"     # the prompt router fitted for DEFAULT_NAMES (specsel router fit; its README)
 EARLY_EXITS = {"early_exit_4": 4, "early_exit_8": 8, "early_exit_12": 12}
 DEFAULT_NAMES = ("ngram", "eagle", "lora_math", "lora_code", "lora_medical")
 # experts for domains outside the default study: built on request (--drafters), so the default pool,

@@ -1,12 +1,12 @@
 """The columns of a summary row and the order rows are listed in (tables, CSV, plots)."""
 from __future__ import annotations
 
-from specsel.core.runs import JOINT_BASELINES, STUDY_LEARNERS
+from specsel.core.runs import JOINT_BASELINES, ROUTER_LEARNERS, STUDY_LEARNERS
 
 SUMMARY_COLUMNS = ("setting", "domain", "bsz", "learner", "mat", "tokens_per_s", "speedup", "regret", "pct_oracle")
 EXTRA_COLUMNS = ("arm", "lossless", "queries", "new_tokens", "rounds", "wall_s", "prefill_s", "decode_tokens_per_s",
                  "regret_unit", "exact", "speedup_min", "speedup_max", "repeats")
-ROW_ORDER = ("autoregressive", "best_fixed", "oracle") + STUDY_LEARNERS + JOINT_BASELINES
+ROW_ORDER = ("autoregressive", "best_fixed", "oracle") + STUDY_LEARNERS + ROUTER_LEARNERS + JOINT_BASELINES
 
 
 def new_row(setting, domain, bsz, learner, **kw) -> dict:

@@ -45,6 +45,10 @@ TARGETS = {  # acceptance targets of HedgeSpec on the mixed stream: ratio to the
     ("drafter", "hedgespec_mat_over_best_fixed"): 1.05,
     ("drafter", "hedgespec_mat_over_oracle"): 0.95,
     ("joint", "hedgespec_tps_over_best_fixed"): 1.0,
+    # with a prompt router (specsel eval --router): routing, and HedgeSpec started from the router's prior
+    ("drafter", "router_mat_over_best_fixed"): 1.05,
+    ("drafter", "router_hedgespec_mat_over_hedgespec"): 1.03,
+    ("drafter", "router_hedgespec_mat_over_oracle"): 1.0,
 }
 
 
@@ -228,6 +232,12 @@ def _targets(rows: Sequence[dict], setting: str, stream: str, bsz: int) -> list[
             need = TARGETS[setting, name]
             out.append({"setting": setting, "bsz": bsz, "target": name, "ratio": ratio, "required": need,
                         "met": bool(ratio >= need)})
+    routed, routed_hedge = get.get("router"), get.get("router_hedgespec")
+    if setting == "drafter" and routed is not None:
+        add("router_mat_over_best_fixed", routed["mat"], best and best["mat"])
+    if setting == "drafter" and routed_hedge is not None:
+        add("router_hedgespec_mat_over_hedgespec", routed_hedge["mat"], hedge and hedge["mat"])
+        add("router_hedgespec_mat_over_oracle", routed_hedge["mat"], oracle and oracle["mat"])
     if hedge is None:
         return out
     if setting == "drafter":

@@ -4,6 +4,8 @@
     specsel eval --data-dir ../shared/data --domains math,humaneval,medqa --limit 3 --out results/
     specsel drafters
     specsel replay --records results/queries.jsonl --gammas 1,2,4
+    specsel router collect --data-dir ../shared/data --split train --limit 60 --out runs/router_train
+    specsel router fit --records runs/router_train/queries.jsonl --out router/
 """
 from __future__ import annotations
 
@@ -98,7 +100,41 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--learners", default=None, help="comma list (default: all)")
     rp.add_argument("--seed", type=int, default=None, help="learner seed (default: the study's, else 0)")
     rp.set_defaults(func=_replay)
+
+    ro = sub.add_parser("router", help="a prompt router: collect full-information records, fit a router on them")
+    rsub = ro.add_subparsers(dest="router_command", required=True)
+    co = rsub.add_parser("collect", help="decode only a study's full-information run (the records a router is "
+                         "fitted on); the eval flags, e.g. --split train")
+    add_eval_arguments(co)
+    co.set_defaults(func=_router_collect)
+    fit = rsub.add_parser("fit", help="fit a router (scikit-learn, saved without pickle) on full-information records")
+    fit.add_argument("--records", action="append", required=True,
+                     help="queries.jsonl of `specsel router collect` or `specsel eval` (repeatable)")
+    fit.add_argument("--out", required=True, help="folder for router.json and router.safetensors")
+    fit.add_argument("--data-dir", default=None, help="where the queries' texts are (default: the study's)")
+    fit.add_argument("--bsz", type=int, default=None, help="which batch size's run (default: the study's first)")
+    fit.add_argument("--folds", type=int, default=5, help="cross-validation folds for the reported accuracy")
+    fit.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(func=_router_fit)
     return parser
+
+
+def _router_collect(args) -> int:
+    from specsel.study import eval_command
+    return eval_command(args, "specsel router collect", fullinfo_only=True)
+
+
+def _router_fit(args) -> int:
+    from specsel.study.router_fit import fit_router
+
+    if args.folds < 2:
+        raise ValueError(f"--folds must be >= 2 (got {args.folds})")
+    if not args.C > 0:
+        raise ValueError(f"--C must be > 0 (got {args.C})")
+    fit_router(args.records, args.out, args.data_dir, args.bsz, args.folds, args.C, args.seed,
+               command="specsel " + " ".join(sys.argv[1:]))
+    return 0
 
 
 def _eval(args) -> int:

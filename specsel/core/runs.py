@@ -7,6 +7,10 @@ SETTINGS = ("drafter", "joint")
 OBJECTIVE = {"drafter": "length", "joint": "throughput"}
 # the learners a study runs by default, in the order its tables list them (keys of specsel.learners.LEARNERS)
 STUDY_LEARNERS = ("ucbspec", "exp3spec", "hedgespec", "epsilon_greedy", "round_robin")
+# the learners a prompt router adds (specsel eval --router): the routing baseline and HedgeSpec from its prior
+ROUTER_LEARNERS = ("router", "router_hedgespec")
+# learners fed every drafter's acceptance (feedback="full"); the others hear the played arm only
+FULL_INFORMATION_LEARNERS = ("hedgespec", "router_hedgespec")
 RUN_KINDS = ("autoregressive", "fixed", "fullinfo", "learner")
 # rows of the joint setting that are not learners: Hugging Face's dynamic draft length on one drafter
 JOINT_BASELINES = ("dynamic_gamma",)

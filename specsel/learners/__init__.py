@@ -11,6 +11,7 @@ from .base import Learner
 from .baselines import EpsilonGreedy, Fixed, RoundRobin
 from .exp3spec import EXP3Spec
 from .hedgespec import HedgeSpec, normalhedge_weights
+from .routed import RoutedArm, RouterHedgeSpec
 from .ucbspec import UCBSpec
 
 LEARNERS: dict[str, type[Learner]] = {
@@ -20,13 +21,15 @@ LEARNERS: dict[str, type[Learner]] = {
     "fixed": Fixed,
     "round_robin": RoundRobin,
     "epsilon_greedy": EpsilonGreedy,
+    "router": RoutedArm,
+    "router_hedgespec": RouterHedgeSpec,
 }
 
 
 def make_learner(name: str, n_arms: int, **kw) -> Learner:
     """Build the learner called ``name`` (see ``LEARNERS``); ``kw`` holds
     ``reward_range`` (required), ``seed`` and the policy's own parameters
-    (``delta``, ``sample``, ``arm``, ``epsilon``)."""
+    (``delta``, ``sample``, ``arm``, ``epsilon``, ``prior``)."""
     try:
         cls = LEARNERS[name.lower()]
     except KeyError:
@@ -37,4 +40,4 @@ def make_learner(name: str, n_arms: int, **kw) -> Learner:
 
 
 __all__ = ["Learner", "UCBSpec", "EXP3Spec", "HedgeSpec", "Fixed", "RoundRobin", "EpsilonGreedy",
-           "LEARNERS", "make_learner", "normalhedge_weights"]
+           "RoutedArm", "RouterHedgeSpec", "LEARNERS", "make_learner", "normalhedge_weights"]

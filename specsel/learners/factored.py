@@ -55,7 +55,8 @@ DEFAULT_REFRESH = 16        # every drafter scored every 16th window (the runner
 class FactoredHedge(LearnerPolicy):
     def __init__(self, drafters: Sequence[str], gammas: Sequence[int], seed: int = 0, memory: float = DEFAULT_MEMORY,
                  autoregressive: bool = True, self_scoring: bool = True, idle_backoff: int = DEFAULT_IDLE_BACKOFF,
-                 stream_prior: bool = True, batch_caps: bool = True, idle_prior: bool = True, **policy_kw):
+                 stream_prior: bool = True, batch_caps: bool = True, idle_prior: bool = True,
+                 learner: str = "hedgespec", **policy_kw):
         if not drafters:
             raise ValueError("FactoredHedge needs at least one drafter")
         if not 0.0 < memory <= 1.0:
@@ -66,7 +67,7 @@ class FactoredHedge(LearnerPolicy):
         if not self.gammas or self.gammas[-1] < 1:
             raise ValueError(f"gammas must hold a length >= 1 (got {list(gammas)})")
         policy_kw.setdefault("refresh_every", DEFAULT_REFRESH)
-        super().__init__("hedgespec", [Arm(d, self.gammas[-1]) for d in drafters], drafters, objective="throughput",
+        super().__init__(learner, [Arm(d, self.gammas[-1]) for d in drafters], drafters, objective="throughput",
                          seed=seed, loss="acceptance", **policy_kw)
         self.memory = float(memory)
         self.self_scoring = bool(self_scoring)

@@ -38,8 +38,8 @@ DEFAULT_DISCOUNT = 0.5   # chosen by recipes/tune_hedge.py on eval queries the s
 
 
 def normalhedge_weights(regret: np.ndarray, v0: float | None = None, tol: float = 1e-13,
-                        max_iter: int = 100) -> tuple[np.ndarray, float, float]:
-    """NormalHedge weights for a regret vector.
+                        max_iter: int = 100, prior: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
+    """NormalHedge weights for a regret vector, uniform or with prior weights ``prior``.
 
     Returns ``(w, c, v)`` with ``v = s^2 / (2c)``, ``s = max_i [R_i]_+``.  Writing
     ``b_i = [R_i]_+ / s`` turns the equation for ``c`` into the scale-free
@@ -49,21 +49,29 @@ def normalhedge_weights(regret: np.ndarray, v0: float | None = None, tol: float 
     0 after shifting, so nothing overflows however large ``R`` grows.
     ``c`` is ``inf`` (and ``w`` uniform) when no ``R_i > 0``; it underflows to
     0 only for ``max R < ~1e-154``, which leaves ``w`` unaffected.
+
+    With a prior ``pi`` (positive, summing to 1) the potential is the prior's mix (AdaNormalHedge,
+    Luo & Schapire 2015, eq. 3 with a prior): ``c`` solves ``sum_i pi_i exp([R_i]_+^2/(2c)) = e``
+    and ``w_i ∝ pi_i ([R_i]_+/c) exp([R_i]_+^2/(2c))``; ``v`` then lies in ``[1, 1 - log min_i pi_i]``
+    and, while no ``R_i > 0``, ``w = pi``. ``prior=None`` is the uniform prior, computed as before.
     """
     K = regret.shape[0]
     rp = np.maximum(regret, 0.0)                    # [R_i]_+
     s = rp.max()
-    if not s > 0:
-        return np.full(K, 1.0 / K), math.inf, math.nan   # uniform while no R_i > 0
+    if not s > 0:                                   # no R_i > 0: the prior (uniform without one)
+        return (np.full(K, 1.0 / K) if prior is None else prior.copy()), math.inf, math.nan
     b = rp / s
     b2 = b * b
-    log_k = math.log(K)
-    lo, hi = 1.0, 1.0 + log_k                      # h(lo) <= 0 <= h(hi)
+    log_norm = math.log(K) if prior is None else 0.0   # mean_i (uniform) or sum_i pi_i
+    lo = 1.0                                           # h(lo) <= 0 <= h(hi)
+    hi = 1.0 + math.log(K) if prior is None else 1.0 - math.log(prior.min())
     v = hi if v0 is None or not lo <= v0 <= hi else v0
     for _ in range(max_iter):
         e = np.exp(v * (b2 - 1.0))                  # exp(v b_i^2 - v), largest term = 1
+        if prior is not None:
+            e = prior * e
         tot = e.sum()
-        h = v + math.log(tot) - log_k - 1.0         # log mean_i exp([R_i]_+^2/(2c)) - 1  (= 0 at the solution)
+        h = v + math.log(tot) - log_norm - 1.0      # log mean_i exp([R_i]_+^2/(2c)) - 1  (= 0 at the solution)
         step = h / (e.dot(b2) / tot)                # Newton: h / h'
         v_new = min(max(v - step, lo), hi)
         if abs(v_new - v) <= tol * v:
@@ -72,7 +80,20 @@ def normalhedge_weights(regret: np.ndarray, v0: float | None = None, tol: float 
         v = v_new
     e = np.exp(v * (b2 - 1.0))
     w = b * e                                       # w_i ∝ ([R_i]_+/c) exp([R_i]_+^2/(2c))
+    if prior is not None:
+        w = prior * w                               # ... times pi_i
     return w / w.sum(), s * s / (2.0 * v), v
+
+
+def check_prior(prior, n_arms: int) -> np.ndarray:
+    """A prior over the arms as a float vector summing to 1; every weight must be positive (a zero
+    would exclude an arm for good, and NormalHedge's bound grows with log(1/pi_i))."""
+    p = np.asarray(prior, dtype=float)
+    if p.shape != (n_arms,):
+        raise ValueError(f"prior must hold one weight per arm ({n_arms}), got shape {p.shape}")
+    if not np.all(np.isfinite(p)) or not np.all(p > 0):
+        raise ValueError("prior weights must be finite and > 0 (mix a router's probabilities with a uniform floor)")
+    return p / p.sum()
 
 
 class HedgeSpec(Learner):
@@ -81,7 +102,9 @@ class HedgeSpec(Learner):
     ``select()`` plays the arm of largest weight (deterministic, as the
     Not-a-Bandit system does; ties, e.g. the uniform start, go to the largest
     regret, then the lowest index); ``sample=True`` samples from the weights
-    instead. ``discount`` in (0, 1] weighs past regret (module docstring).
+    instead. ``discount`` in (0, 1] weighs past regret (module docstring). ``prior`` (one
+    positive weight per arm) replaces the uniform prior of the potential (normalhedge_weights):
+    the first round plays the prior's favourite, and the prior scales every later weight.
     ``update`` ignores ``reward`` and needs ``all_rewards``.
     """
 
@@ -90,8 +113,9 @@ class HedgeSpec(Learner):
     has_weights = True
 
     def __init__(self, n_arms, reward_range, seed=None, sample: bool = False, discount: float = DEFAULT_DISCOUNT,
-                 loss: str = "auto"):
+                 loss: str = "auto", prior=None):
         super().__init__(n_arms, reward_range, seed)
+        self.prior = None if prior is None else check_prior(prior, self.n_arms)
         if not self.reward_range[1] > 0:
             raise ValueError("HedgeSpec needs reward_range high > 0 (loss = 1 - r/high)")
         if not 0.0 < discount <= 1.0:
@@ -114,7 +138,7 @@ class HedgeSpec(Learner):
     def weights(self) -> np.ndarray:
         """The distribution ``p_t`` for the coming round."""
         if self._w is None:
-            self._w, self.c, v = normalhedge_weights(self.regret, self._v)
+            self._w, self.c, v = normalhedge_weights(self.regret, self._v, prior=self.prior)
             if v == v:                        # keep the last finite solution as warm start
                 self._v = v
         return self._w

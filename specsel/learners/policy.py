@@ -25,6 +25,9 @@ can still win weight back (counting per batch keeps a resumed study identical to
 uninterrupted one). With the length objective the scores cost no accepted tokens, and every
 drafter is scored every window.
 
+Router priors (`priors`, a function of the query number): each per-query learner is built with
+the prior over the arms that a prompt router gave its query (specsel.learners.routed).
+
 Batch-aware cost (`batch_cost`, on by default; throughput objective, per-query learners): a
 row's arms are costed in the round its batch played, as the batch's throughput had the row
 played each arm and the other rows what they played (specsel.core.costs.BatchRound, design
@@ -59,7 +62,7 @@ class LearnerPolicy(ArmPolicy):
     def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str], objective: str = "length",
                  shared: bool = False, seed: int = 0, lazy_scoring: bool | None = None,
                  refresh_every: int = DEFAULT_REFRESH, lazy_drafters: int | None = DEFAULT_LAZY_DRAFTERS,
-                 batch_cost: bool = True, draft_calls: dict[str, str] | None = None, **learner_kw):
+                 batch_cost: bool = True, draft_calls: dict[str, str] | None = None, priors=None, **learner_kw):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
         if lazy_drafters is not None and (not isinstance(lazy_drafters, int) or lazy_drafters < 1):
@@ -75,6 +78,7 @@ class LearnerPolicy(ArmPolicy):
         validate_arms(self.arms, self.drafters)
         self.name, self.objective, self.shared, self.seed = learner, objective, shared, seed
         self.learner_kw = learner_kw
+        self.priors = priors        # query number -> a prior over self.arms (router learners), or None
         self.pairs = arm_pairs(self.arms, self.drafters)
         L = max(a.gamma for a in self.arms)
         self.reward_range = (0.0, L + 1.0) if objective == "throughput" else (1.0, L + 1.0)
@@ -117,9 +121,11 @@ class LearnerPolicy(ArmPolicy):
         self.query_base, self.queries_seen = self.queries_seen, self.queries_seen + n_rows
         self.routers, self.played, self.finished, self.windows, self.last_refresh = {}, {}, set(), 0, 0
 
-    def _new_learner(self, row: int):
+    def _new_learner(self, query: int):
+        """The learner of query `query` (stream position): seeded by it, with its prior if any."""
+        kw = self.learner_kw if self.priors is None else {**self.learner_kw, "prior": self.priors(query)}
         return make_learner(self.name, len(self.arms), reward_range=self.reward_range,
-                            seed=query_seed(self.seed, row), **self.learner_kw)
+                            seed=query_seed(self.seed, query), **kw)
 
     def _router(self, row: int) -> FeedbackRouter:
         if row not in self.routers:

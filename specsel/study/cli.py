@@ -9,6 +9,7 @@ from specsel.data.user_domain import DOMAIN_SPEC_HELP, resolve_domains
 from specsel.study.config import StudyError, add_config_arguments, config_from_args, parse_csv
 from specsel.study.items import load_items
 from specsel.study.pool import known_pool_names, load_pool, pool_weights
+from specsel.study.routing import router_folder
 from specsel.study.runner import run_study
 
 __all__ = ["add_eval_arguments", "config_from_args", "run_eval", "eval_command", "main"]
@@ -24,23 +25,31 @@ def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--data-dir", default=None, help="folder laid out like shared/data (default: hub data sets)")
     ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP + "; PATH is not under "
                     "--data-dir (README, 'Your own data')")
-    ap.add_argument("--limit", type=int, default=3, help="queries per domain (the first N of each eval split)")
+    ap.add_argument("--limit", type=int, default=3, help="queries per domain (the first N of each split, after --skip)")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N queries of each domain (e.g. the "
+                    "range another study evaluates)")
+    ap.add_argument("--split", default="eval", choices=("eval", "train"), help="which split of each domain: eval "
+                    "(held-out benchmark, default) or train (the drafters' training split, e.g. to fit a router)")
     ap.add_argument("--pool", default=None, help="Python file defining build_pool(target) (default: drafters.pool)")
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
     add_config_arguments(ap, ["settings", "learners", "gamma", "gammas", "bsz", "max_new_tokens", "temperature",
                               "top_p", "seed", "fixed_candidates", "score_every", "repeats",
-                              "joint_hedgespec"])
+                              "joint_hedgespec", "router"])
     ap.add_argument("--out", default="results", help="output folder")
     ap.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished batches")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def run_eval(args) -> dict:
-    """The eval command: load the target, the pool and the data, then run_study."""
+def run_eval(args, fullinfo_only: bool = False) -> dict:
+    """The eval command: load the target, the pool and the data, then run_study (only its
+    full-information run with `fullinfo_only`: `specsel router collect`)."""
     cfg = config_from_args(args)
     if args.limit is not None and args.limit < 1:
         raise StudyError(f"--limit must be >= 1 (got {args.limit})")
+    if args.skip < 0:
+        raise StudyError(f"--skip must be >= 0 (got {args.skip})")
+    router = router_folder(cfg.router, args.target, args.pool) if cfg.router else None
     domains = resolve_domains(args.domains)     # registers NAME=PATH user domains; fails before the model loads
     if not domains:
         raise StudyError("--domains is empty; e.g. --domains math,humaneval,medqa")
@@ -56,10 +65,13 @@ def run_eval(args) -> dict:
         if unknown:
             raise StudyError(f"unknown drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")
     target, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
-    items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed)
+    items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed, skip=args.skip, split=args.split)
     pool = load_pool(target, names, args.pool)
+    data = {"data_dir": args.data_dir, "domains": args.domains, "split": args.split, "skip": args.skip,
+            "limit": args.limit}
     return run_study(target, pool, items, cfg, args.out, resume=args.resume, eos_token_id=tokenizer.eos_token_id,
-                     progress=not args.no_progress, weights=pool_weights(list(pool), args.pool))
+                     progress=not args.no_progress, weights=pool_weights(list(pool), args.pool), router=router,
+                     data=data, fullinfo_only=fullinfo_only)
 
 
 def main(argv=None, prog: str = "domain_eval") -> int:
@@ -69,9 +81,9 @@ def main(argv=None, prog: str = "domain_eval") -> int:
     return eval_command(args, prog)
 
 
-def eval_command(args, prog: str = "specsel eval") -> int:
+def eval_command(args, prog: str = "specsel eval", fullinfo_only: bool = False) -> int:
     try:
-        run_eval(args)
+        run_eval(args, fullinfo_only)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted; every finished batch is saved in {args.out}/queries.jsonl: "
               f"rerun the same command with --resume to continue", file=sys.stderr)

@@ -11,7 +11,7 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Sequence
 
 from specsel.core.arms import arm_name
-from specsel.core.runs import SETTINGS, STUDY_LEARNERS
+from specsel.core.runs import ROUTER_LEARNERS, SETTINGS, STUDY_LEARNERS
 
 
 class StudyError(ValueError):
@@ -39,15 +39,24 @@ class StudyConfig:
     repeats: int = 1                            # phase 2 decoded this many times, interleaved (timing spread)
     joint_hedgespec: str = "factored"           # joint HedgeSpec: factored (drafter x cost-chosen gamma) or arms
     target: str = ""                            # recorded in config.json only
+    router: str = ""                            # a prompt router's folder, "default", or "" (no router rows)
+
+    def __post_init__(self):
+        if self.router:                         # a router adds its two rows (specsel.learners.routed)
+            self.learners = [*self.learners, *(l for l in ROUTER_LEARNERS if l not in self.learners)]
 
     def validate(self) -> None:
         bad = [s for s in self.settings if s not in SETTINGS]
         if bad or not self.settings:
             raise StudyError(f"unknown setting(s) {', '.join(bad) or '(none given)'}; "
                              f"choose from {', '.join(SETTINGS)}")
-        bad = [l for l in self.learners if l not in STUDY_LEARNERS]
+        bad = [l for l in self.learners if l not in STUDY_LEARNERS + ROUTER_LEARNERS]
         if bad:
-            raise StudyError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(STUDY_LEARNERS)}")
+            raise StudyError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(STUDY_LEARNERS)} "
+                             f"(and {', '.join(ROUTER_LEARNERS)} with --router)")
+        if not self.router and any(l in ROUTER_LEARNERS for l in self.learners):
+            raise StudyError(f"the learners {', '.join(ROUTER_LEARNERS)} need a router: pass --router default "
+                             "(the shipped one) or --router DIR (specsel router fit)")
         for name, values in (("--gamma", [self.gamma]), ("--gammas", self.gammas)):
             if not values or any(not isinstance(g, int) or g < 1 for g in values):
                 raise StudyError(f"{name} must be integers >= 1 (got {list(values)}); e.g. --gammas 1,2,4")
@@ -150,6 +159,8 @@ CONFIG_FLAGS = (
     Flag("joint_hedgespec", "text", "the joint setting's HedgeSpec: factored (HedgeSpec over drafters, gamma "
                                     "and the autoregressive arm by expected batch throughput) or arms (one learner "
                                     "over every drafter x gamma arm)"),
+    Flag("router", "text", "a prompt router: a folder written by `specsel router fit`, or 'default' (the one "
+                           "shipped for the default pool); adds the rows router and router_hedgespec"),
     Flag("repeats", "number", "decode every timed run this many times, interleaved batch by batch; tokens/s and "
                               "speedup are the median over repeats, with the speedup's min and max"),
 )

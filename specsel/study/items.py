@@ -7,19 +7,22 @@ from typing import Sequence
 
 @dataclass
 class StudyItem:
-    """One query of the stream: its id, its domain and its prompt token ids."""
+    """One query of the stream: its id, its domain, its prompt token ids and its user text (what a
+    prompt router reads, specsel.router)."""
     qid: str
     domain: str
     prompt: list[int]
+    text: str = ""
 
 
 def load_items(tokenizer, domains: Sequence[str], data_dir=None, limit: int | None = None,
-               seed: int = 0, skip: int = 0) -> list[StudyItem]:
-    """Queries of every domain (`limit` of each after the first `skip`), interleaved into one
-    seeded stream, encoded with the target's chat template."""
+               seed: int = 0, skip: int = 0, split: str = "eval") -> list[StudyItem]:
+    """Queries of every domain's `split` (`limit` of each after the first `skip`), interleaved
+    into one seeded stream, encoded with the target's chat template."""
     from specsel.data import encode_prompts, load_domain, mixed_stream
 
-    by_domain = {d: load_domain(d, data_dir, limit=None if limit is None else skip + limit)[skip:] for d in domains}
+    by_domain = {d: load_domain(d, data_dir, limit=None if limit is None else skip + limit, split=split)[skip:]
+                 for d in domains}
     stream = mixed_stream(by_domain, seed) if len(domains) > 1 else by_domain[domains[0]]
     prompts = encode_prompts(tokenizer, stream)
-    return [StudyItem(q.qid, q.domain, p) for q, p in zip(stream, prompts)]
+    return [StudyItem(q.qid, q.domain, p, q.user_text) for q, p in zip(stream, prompts)]

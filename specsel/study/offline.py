@@ -8,7 +8,9 @@ round counts go to ``evaluators.offline``, which builds the rows and curves.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
+
+import numpy as np
 
 from evaluators.fullinfo import FullInfo
 from evaluators.offline import curve_sizes, interleaved_arms, regret_curve, replayed_queries, replayed_rows
@@ -19,14 +21,16 @@ from specsel.learners.replay import simulate
 
 
 def replay_learner(fullinfo: FullInfo, learner: str, pairs: Sequence[tuple[int, int]], seed: int = 0,
-                   n_arms: int | None = None) -> dict[str, int]:
+                   n_arms: int | None = None, priors: Mapping[str, np.ndarray] | None = None) -> dict[str, int]:
     """{qid: rounds} of `learner` (a fresh one per query, seeded by stream position) on the arms
-    `pairs` ((drafter index, gamma)) of every replayed query, length objective."""
+    `pairs` ((drafter index, gamma)) of every replayed query, length objective; `priors` ({qid:
+    a prior over the arms}) for the router learners (specsel.learners.routed)."""
     high = max(g for _, g in pairs) + 1.0
     n_arms = len(pairs) if n_arms is None else n_arms
     out = {}
     for q in replayed_queries(fullinfo):
-        lrn = make_learner(learner, n_arms, reward_range=(1.0, high), seed=query_seed(seed, fullinfo.index[q]))
+        kw = {} if priors is None else {"prior": priors[q]}
+        lrn = make_learner(learner, n_arms, reward_range=(1.0, high), seed=query_seed(seed, fullinfo.index[q]), **kw)
         out[q] = len(simulate(lrn, fullinfo.matrices[q], pairs, seed=query_seed(seed, fullinfo.index[q])))
     return out
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 from specsel.core.arms import arm_name
-from specsel.core.runs import JOINT_BASELINES, OBJECTIVE, run_name
+from specsel.core.runs import FULL_INFORMATION_LEARNERS, JOINT_BASELINES, OBJECTIVE, run_name
 from specsel.data.user_domain import user_domain_records
 from specsel.study.config import StudyConfig
 from specsel.study.items import StudyItem
@@ -33,7 +33,7 @@ class RunSpec:
 
     @property
     def feedback(self) -> str:
-        return "full" if self.kind == "fullinfo" or self.learner == "hedgespec" else "bandit"
+        return "full" if self.kind == "fullinfo" or self.learner in FULL_INFORMATION_LEARNERS else "bandit"
 
 
 def fullinfo_run(cfg: StudyConfig, drafters: Sequence[str]) -> RunSpec:

@@ -21,13 +21,14 @@ from evaluators.summary import summarize_study
 from specsel.core.arms import Arm
 from specsel.core.costs import setting_cost
 from specsel.core.drafting import draft_calls
-from specsel.core.runs import OBJECTIVE, repeat_run
+from specsel.core.runs import OBJECTIVE, ROUTER_LEARNERS, STUDY_LEARNERS, repeat_run
 from specsel.core.seeds import batch_seed
 from specsel.study.config import StudyConfig, StudyError
 from specsel.study.items import StudyItem
 from specsel.study.offline import regret_vs_arms
 from specsel.study.plan import RunSpec, dynamic_gamma_drafter, fullinfo_run, live_runs, stream_batches, study_record
 from specsel.study.pool import replay_exact
+from specsel.study.routing import load_study_router, router_folder, router_record, study_priors
 from specsel.study.store import ResultStore, write_config
 
 
@@ -56,7 +57,7 @@ class _Decoder:
     """Decodes runs of the plan batch by batch into the store (one study, one engine)."""
 
     def __init__(self, target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, store: ResultStore,
-                 config: dict, source: RunSpec, eos_token_id, progress: bool, hook):
+                 config: dict, source: RunSpec, eos_token_id, progress: bool, hook, priors: dict | None = None):
         from specsel.core.sampling import Sampling
         from specsel.engine import PrefillCache, SpecEngine
 
@@ -67,6 +68,7 @@ class _Decoder:
         self.prefills = PrefillCache()      # every run of a batch starts from one target prefill
         self.sampling = None if cfg.temperature == 0 else Sampling(cfg.temperature, cfg.top_p)
         self.progress, self.hook = progress, hook
+        self.priors = priors or {}          # the router rows' priors (specsel.study.routing.study_priors)
         self.warmed = False
 
     def policy_for(self, spec: RunSpec, bsz: int):
@@ -79,10 +81,12 @@ class _Decoder:
             return DynamicGamma(spec.arm)
         if spec.kind in ("fixed", "fullinfo"):
             return Arm.parse(spec.arm)
-        if spec.learner == "hedgespec" and spec.setting == "joint" and self.cfg.joint_hedgespec == "factored" \
-                and spec != self.source:
+        priors = self.prior_of(spec)
+        if spec.learner in ("hedgespec", "router_hedgespec") and spec.setting == "joint" \
+                and self.cfg.joint_hedgespec == "factored" and spec != self.source:
             from specsel.learners.factored import FactoredHedge
-            policy = FactoredHedge(self.drafters, self.cfg.gammas, seed=self.cfg.seed, draft_calls=self.calls)
+            policy = FactoredHedge(self.drafters, self.cfg.gammas, seed=self.cfg.seed, draft_calls=self.calls,
+                                   learner=spec.learner, priors=priors)
             done = self.store.run_lines(spec.name, bsz)
             warm_cost_model(policy, done)
             warm_stream_prior(policy, done)
@@ -90,10 +94,21 @@ class _Decoder:
         # the full-information source scores every drafter (the oracle is computed from it)
         policy = LearnerPolicy(spec.learner, [Arm.parse(a) for a in self.cfg.arms(spec.setting, self.drafters)],
                                self.drafters, objective=OBJECTIVE[spec.setting], seed=self.cfg.seed,
-                               lazy_scoring=False if spec == self.source else None, draft_calls=self.calls)
+                               lazy_scoring=False if spec == self.source else None, draft_calls=self.calls,
+                               priors=priors)
         if policy.cost is not None:
             warm_cost_model(policy, self.store.run_lines(spec.name, bsz))
         return policy
+
+    def prior_of(self, spec: RunSpec):
+        """The router rows' prior of each query (a function of its stream position), else None. The
+        joint setting's factored HedgeSpec learns over drafters; its router row plays joint arms."""
+        if spec.learner not in ROUTER_LEARNERS:
+            return None
+        over = "arms" if spec.setting == "joint" and (spec.learner == "router" or self.cfg.joint_hedgespec == "arms") \
+            else "drafters"
+        table = self.priors[spec.setting, over]
+        return lambda query: table[query]
 
     def warm_up(self) -> None:
         """One-time costs (allocator, kernels) stay out of the first timed batch."""
@@ -171,11 +186,16 @@ def _check_inputs(pool: dict, items: Sequence[StudyItem], cfg: StudyConfig) -> N
 def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, out_dir: str | Path,
               resume: bool = False, eos_token_id=None, progress: bool = True,
               hook: Callable[[RunSpec, int, int], None] | None = None, log: Callable[[str], None] = print,
-              plots: bool = True, weights: str | None = None) -> dict:
+              plots: bool = True, weights: str | None = None, router=None, data: dict | None = None,
+              fullinfo_only: bool = False) -> dict:
     """Run (or continue) the study and write its report; returns the summary dict (plus "table").
 
     `weights` identifies the drafters' weights (e.g. drafters.pool.weights_fingerprint()): a
-    --resume with other weights is refused instead of mixing their results.
+    --resume with other weights is refused instead of mixing their results. `router` is the
+    folder of cfg.router (default: specsel.study.routing.router_folder(cfg.router)). `data` (how
+    the stream was loaded: data_dir, domains, split, skip, limit) is recorded in config.json, so
+    `specsel router fit` can read the queries' texts again. `fullinfo_only` stops after phase 1
+    (`specsel router collect`: full-information records, no table).
 
     `target`, `pool` ({name: Drafter}) and `items` are built by the caller, so tests can pass tiny
     models. `hook(run, bsz, batch)` is called after every batch is safely on disk.
@@ -188,14 +208,24 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / "queries.jsonl", resume)
     source = fullinfo_run(cfg, drafters)
-    write_config(out, study_record(cfg, drafters, items, source, weights, replay_exact(pool)), resume)
+    record = study_record(cfg, drafters, items, source, weights, replay_exact(pool))
+    if data is not None:
+        record["data"] = data
+    priors = None
+    if cfg.router:
+        folder = Path(router) if router is not None else router_folder(cfg.router)
+        priors = study_priors(load_study_router(folder), [it.text for it in items], record["settings"], drafters)
+        record["router"] = router_record(folder)
+    write_config(out, record, resume)
     config = json.loads((out / "config.json").read_text())
-    decoder = _Decoder(target, pool, items, cfg, store, config, source, eos_token_id, progress, hook)
+    decoder = _Decoder(target, pool, items, cfg, store, config, source, eos_token_id, progress, hook, priors)
 
     t0 = time.perf_counter()
     for bsz in cfg.bsz:
         batches = stream_batches(len(items), bsz)
         decoder.execute([source], bsz, batches, f"bsz {bsz} full-information run", rotate=False)
+        if fullinfo_only:
+            continue
         fi = FullInfo(store.run_lines(source.name, bsz), drafters, cfg.seed, config["replay_exact"])
         fixed = fixed_arms_to_run(fi, {s: config["settings"][s] for s in cfg.settings}, cfg.fixed_candidates)
         dynamic = None
@@ -206,6 +236,10 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
                 for spec in live_runs(cfg, fixed, source, dynamic)]
         decoder.execute(runs, bsz, batches, f"bsz {bsz} {len(runs)} runs", rotate=True)
     run_s = time.perf_counter() - t0
+    if fullinfo_only:
+        log(f"full-information records of {len(items)} queries in {out}/queries.jsonl ({run_s:.0f} s); fit a "
+            f"router on them: specsel router fit --records {out}/queries.jsonl --out ROUTER_DIR")
+        return {"run_s": run_s, "queries": len(items)}
 
     summary = summarize_study(store.lines, config)
     curve = None
@@ -213,7 +247,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     if first:
         arms_for_curve = config["settings"].get("joint", config["settings"].get("drafter"))["arms"]
         curve = regret_vs_arms(FullInfo(first, drafters, cfg.seed, config["replay_exact"]), arms_for_curve,
-                               config["learners"], cfg.seed)
+                               [l for l in config["learners"] if l in STUDY_LEARNERS], cfg.seed)
     text = write_report(summary, out, curve, plots=plots)
     log(text)
     log(f"results in {out}/ (summary.csv, lossless.json, queries.jsonl, plots); decoding took {run_s:.0f} s")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evaluators.lines import done_batches, index_runs
 from evaluators.records import read_records
-from specsel.core.runs import STUDY_LEARNERS
+from specsel.core.runs import ROUTER_LEARNERS, STUDY_LEARNERS
 from specsel.study.config import StudyError
 
 CONFIG_VERSION = 5      # 3: EAGLE prompt window, FactoredHedge stream prior, in-place KV appends; 4: the EAGLE
@@ -22,7 +22,7 @@ CONFIG_VERSION = 5      # 3: EAGLE prompt window, FactoredHedge stream prior, in
 # 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
 # options that must not change between a study and its --resume (they change what a run outputs)
 IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
-            "queries", "score_every", "joint_hedgespec", "user_domains")
+            "queries", "score_every", "joint_hedgespec", "user_domains", "router")
 
 
 class ResultStore:
@@ -69,6 +69,8 @@ def identity(config: dict, key: str):
     value = config.get(key)
     if key == "user_domains" and value:
         return {name: rec.get("sha256") or rec.get("hub") for name, rec in value.items()}
+    if key == "router" and value:               # a router counts by its weights, wherever it lies
+        return value.get("sha256")
     return value
 
 
@@ -91,11 +93,13 @@ def write_config(out: Path, config: dict, resume: bool) -> None:
             if identity(old, key) != identity(config, key):
                 what = {"queries": "the query stream (--domains/--limit/--seed/--data-dir)",
                         "weights": "set of drafter weights (retrained or another --pool)",
+                        "router": "router (--router: another folder, or refitted)",
                         "user_domains": changed_user_data(old, config)}.get(key, key)
                 raise StudyError(f"{out} was run with a different {what}; --resume needs the same options "
                                  "(or choose another --out)")
         config["bsz"] = sorted(set(old.get("bsz", [])) | set(config["bsz"]))
-        config["learners"] = [l for l in STUDY_LEARNERS if l in set(old.get("learners", [])) | set(config["learners"])]
+        learners = set(old.get("learners", [])) | set(config["learners"])
+        config["learners"] = [l for l in STUDY_LEARNERS + ROUTER_LEARNERS if l in learners]
         config["settings"] = {**old.get("settings", {}), **config["settings"]}
     tmp = path.with_name("config.json.tmp")
     tmp.write_text(json.dumps(config, indent=1) + "\n")
