@@ -26,7 +26,7 @@ from specsel.study.config import StudyConfig, StudyError
 ROUTER_SETTINGS = ("drafter", "joint")
 
 
-def _config_of(records: Path) -> dict:
+def config_of(records: Path) -> dict:
     if not records.is_file():
         raise StudyError(f"--records {records}: no such file; pass the queries.jsonl of a study")
     path = records.parent / "config.json"
@@ -84,7 +84,7 @@ def router_data(records: Sequence[Path], data_dir: str | None = None, bsz: int |
     """{setting: (texts, costs [n, arms], arms)} over every records file (same pool and arms)."""
     out: dict[str, tuple[list[str], list[np.ndarray], list[str]]] = {}
     for path in records:
-        config = _config_of(path)
+        config = config_of(path)
         fi = fullinfo_of(path, config, bsz)
         texts = query_texts(config, fi.qids, data_dir)
         for setting in ROUTER_SETTINGS:

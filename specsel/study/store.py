@@ -69,8 +69,8 @@ def identity(config: dict, key: str):
     value = config.get(key)
     if key == "user_domains" and value:
         return {name: rec.get("sha256") or rec.get("hub") for name, rec in value.items()}
-    if key == "router" and value:               # a router counts by its weights, wherever it lies
-        return value.get("sha256")
+    if key == "router":                         # a router counts by its weights, wherever it lies
+        return value.get("sha256") if isinstance(value, dict) else None
     return value
 
 

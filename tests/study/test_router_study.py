@@ -149,3 +149,27 @@ def test_router_flags_fail_in_one_line_before_the_model_loads(tmp_path, capsys):
     assert "--folds" in cli_error(["router", "fit", "--records", "x", "--out", "y", "--folds", "1"], capsys)
     assert "no such file" in cli_error(["router", "fit", "--records", str(tmp_path / "q.jsonl"),
                                         "--out", str(tmp_path / "r")], capsys)
+
+
+def test_tune_router_replays_out_of_fold_priors(fitted, capsys):
+    from conftest import load_recipe
+    base, items, _ = fitted
+    assert load_recipe("tune_router").main(["--records", str(base / "collect" / "queries.jsonl"), "--folds", "2",
+                                            "--floors", "0.1", "--discounts", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(items)} queries" in out and "router_hedgespec" in out and "oracle" in out
+
+
+def test_a_study_without_a_router_resumes_whatever_wrote_it():
+    from specsel.study.store import identity
+    assert identity({}, "router") == identity({"router": ""}, "router") is None
+    assert identity({"router": {"path": "a", "sha256": "x"}}, "router") == "x"
+
+
+def test_the_shipped_router_loads_for_the_default_pool():
+    from drafters.pool import DEFAULT_NAMES, ROUTER_DIR
+    models, meta = load_routers(ROUTER_DIR)
+    assert models["drafter"].arms == [f"{d}@4" for d in DEFAULT_NAMES]
+    assert set(models) == {"drafter", "joint"} and meta["queries"] > 0
+    probs = models["drafter"].predict_proba(["Write a Python function that reverses a list."])
+    assert probs.shape == (1, len(DEFAULT_NAMES)) and abs(probs.sum() - 1) < 1e-9
