@@ -300,10 +300,12 @@ def test_baselines():
 
 
 def test_make_learner_and_reset():
-    assert set(LEARNERS) == {"ucbspec", "exp3spec", "hedgespec", "fixed", "round_robin", "epsilon_greedy"}
+    assert set(LEARNERS) == {"ucbspec", "exp3spec", "hedgespec", "fixed", "round_robin", "epsilon_greedy", "router",
+                             "router_hedgespec"}
     for name in LEARNERS:
-        a = make_learner(name, 5, reward_range=(1, 5), seed=3)
-        b = make_learner(name, 5, reward_range=(1, 5), seed=3)
+        kw = {"prior": [0.1, 0.3, 0.2, 0.3, 0.1]} if name.startswith("router") else {}
+        a = make_learner(name, 5, reward_range=(1, 5), seed=3, **kw)
+        b = make_learner(name, 5, reward_range=(1, 5), seed=3, **kw)
         rewards = np.linspace(1, 5, 5)
         for _ in range(10):
             a.update(a.select(), 3.0, all_rewards=rewards)
@@ -318,7 +320,8 @@ def test_make_learner_and_reset():
 def test_updates_are_fast_with_32_arms():
     rewards = np.random.default_rng(0).uniform(1, 9, size=(500, 32))
     for name in LEARNERS:
-        learner = make_learner(name, 32, reward_range=(1, 9), seed=0)
+        kw = {"prior": np.full(32, 1 / 32)} if name.startswith("router") else {}
+        learner = make_learner(name, 32, reward_range=(1, 9), seed=0, **kw)
         start = time.perf_counter()
         for r in rewards:
             learner.update(learner.select(), r[0], all_rewards=r)
