@@ -40,6 +40,8 @@ def parse_args(argv=None):
     ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
     ap.add_argument("--skip", type=int, default=30, help="eval queries skipped per domain (the study's --limit)")
     ap.add_argument("--limit", type=int, default=20, help="tuning queries per domain")
+    ap.add_argument("--drafters", default=None, help="comma list of pool members (default: the default pool); "
+                    "e.g. add lora_sql,lora_summarization for the nine-domain stream")
     ap.add_argument("--gamma", type=int, default=4)
     ap.add_argument("--discounts", default="1,0.95,0.9,0.8,0.7,0.5")
     ap.add_argument("--bsz", type=int, default=4)
@@ -55,7 +57,7 @@ def decode(args, out: Path) -> tuple[list[dict], list[str]]:
     """Full-information records of every tuning query, one line per query in the study's
     queries.jsonl layout (specsel.study.ResultStore: fsynced batches, torn tail cut on resume)."""
     target, tokenizer = load_target(args.target)
-    pool = load_pool(target)
+    pool = load_pool(target, parse_csv(args.drafters) if args.drafters else None)
     items = load_items(tokenizer, args.domain_names, args.data_dir, args.limit, skip=args.skip)
     stamp = {"target": args.target, "weights": pool_weights(list(pool), None), "gamma": args.gamma,
              "max_new_tokens": args.max_new_tokens, "queries": [it.qid for it in items]}

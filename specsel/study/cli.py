@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Callable
 
 from specsel.data.user_domain import DOMAIN_SPEC_HELP, resolve_domains
-from specsel.study.config import StudyError, add_config_arguments, config_from_args, parse_csv
+from specsel.study.config import StudyError, add_config_arguments, config_from_args, parse_csv, warn_stderr
 from specsel.study.items import load_items
 from specsel.study.pool import known_pool_names, load_pool, pool_weights
 from specsel.study.routing import router_folder
 from specsel.study.runner import run_study
+from specsel.study.store import check_out
 
 __all__ = ["add_eval_arguments", "config_from_args", "run_eval", "eval_command", "main"]
 
@@ -41,14 +44,21 @@ def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def run_eval(args, fullinfo_only: bool = False) -> dict:
+def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = warn_stderr) -> dict:
     """The eval command: load the target, the pool and the data, then run_study (only its
-    full-information run with `fullinfo_only`: `specsel router collect`)."""
+    full-information run with `fullinfo_only`: `specsel router collect`). Every option and the
+    output folder are checked before the model loads; `warn` gets one-line notices."""
     cfg = config_from_args(args)
     if args.limit is not None and args.limit < 1:
         raise StudyError(f"--limit must be >= 1 (got {args.limit})")
     if args.skip < 0:
         raise StudyError(f"--skip must be >= 0 (got {args.skip})")
+    if args.threads is not None and args.threads < 1:
+        raise StudyError(f"--threads must be >= 1 (got {args.threads}); leave it out for torch's default")
+    names = parse_csv(args.drafters) if args.drafters is not None else None
+    if names is not None and not names:
+        raise StudyError("--drafters is empty; name at least one drafter, or leave it out for the whole pool")
+    check_out(args.out, args.resume)
     router = router_folder(cfg.router, args.target, args.pool) if cfg.router else None
     domains = resolve_domains(args.domains)     # registers NAME=PATH user domains; fails before the model loads
     if not domains:
@@ -58,20 +68,20 @@ def run_eval(args, fullinfo_only: bool = False) -> dict:
     from specsel.modeling.target import load_target
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = parse_csv(args.drafters) if args.drafters else None
     if args.pool is None and names is not None:    # a cheap check before the model loads
         known = known_pool_names()
         unknown = [n for n in names if n not in known]
         if unknown:
             raise StudyError(f"unknown drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")
     target, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
-    items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed, skip=args.skip, split=args.split)
+    items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed, skip=args.skip, split=args.split,
+                       warn=warn)
     pool = load_pool(target, names, args.pool)
     data = {"data_dir": args.data_dir, "domains": args.domains, "split": args.split, "skip": args.skip,
             "limit": args.limit}
     return run_study(target, pool, items, cfg, args.out, resume=args.resume, eos_token_id=tokenizer.eos_token_id,
                      progress=not args.no_progress, weights=pool_weights(list(pool), args.pool), router=router,
-                     data=data, fullinfo_only=fullinfo_only)
+                     data=data, fullinfo_only=fullinfo_only, warn=warn)
 
 
 def main(argv=None, prog: str = "domain_eval") -> int:
@@ -83,10 +93,14 @@ def main(argv=None, prog: str = "domain_eval") -> int:
 
 def eval_command(args, prog: str = "specsel eval", fullinfo_only: bool = False) -> int:
     try:
-        run_eval(args, fullinfo_only)
+        run_eval(args, fullinfo_only, warn=lambda message: print(f"{prog}: warning: {message}", file=sys.stderr))
     except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted; every finished batch is saved in {args.out}/queries.jsonl: "
-              f"rerun the same command with --resume to continue", file=sys.stderr)
+        results = Path(args.out) / "queries.jsonl"
+        if results.is_file() and results.stat().st_size > 0:
+            print(f"\n{prog}: interrupted; every finished batch is saved in {results}: "
+                  f"rerun the same command with --resume to continue", file=sys.stderr)
+        else:
+            print(f"\n{prog}: interrupted before any batch finished; nothing was saved", file=sys.stderr)
         return 130
     except (ValueError, OSError) as exc:   # StudyError, DataError, TargetError, DrafterError: one line
         print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)

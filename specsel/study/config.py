@@ -7,15 +7,26 @@ taken from the dataclass) and ``config_from_args`` reads them back into a valida
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import MISSING, dataclass, fields
 from typing import Sequence
 
 from specsel.core.arms import arm_name
 from specsel.core.runs import ROUTER_LEARNERS, SETTINGS, STUDY_LEARNERS
 
+try:                                            # the engine's cap on a draft's length, where it declares one
+    from specsel.core.arms import MAX_GAMMA as MAX_STUDY_GAMMA
+except ImportError:                             # pragma: no cover (older specsel.core.arms)
+    MAX_STUDY_GAMMA = 64
+
 
 class StudyError(ValueError):
     """Bad study options or output folder; the message is one line that names the fix."""
+
+
+def warn_stderr(message: str) -> None:
+    """A one-line notice on stderr (the default `warn` of load_items and run_study)."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 # the joint setting's HedgeSpec: "factored" learns the drafter and picks gamma (0 included) by cost
@@ -50,6 +61,8 @@ class StudyConfig:
         if bad or not self.settings:
             raise StudyError(f"unknown setting(s) {', '.join(bad) or '(none given)'}; "
                              f"choose from {', '.join(SETTINGS)}")
+        if not self.learners:
+            raise StudyError(f"--learners is empty; name at least one of {', '.join(STUDY_LEARNERS)}")
         bad = [l for l in self.learners if l not in STUDY_LEARNERS + ROUTER_LEARNERS]
         if bad:
             raise StudyError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(STUDY_LEARNERS)} "
@@ -57,9 +70,13 @@ class StudyConfig:
         if not self.router and any(l in ROUTER_LEARNERS for l in self.learners):
             raise StudyError(f"the learners {', '.join(ROUTER_LEARNERS)} need a router: pass --router default "
                              "(the shipped one) or --router DIR (specsel router fit)")
-        for name, values in (("--gamma", [self.gamma]), ("--gammas", self.gammas)):
+        for name, values, example in (("--gamma", [self.gamma], "--gamma 4"), ("--gammas", self.gammas,
+                                                                                "--gammas 1,2,4")):
             if not values or any(not isinstance(g, int) or g < 1 for g in values):
-                raise StudyError(f"{name} must be integers >= 1 (got {list(values)}); e.g. --gammas 1,2,4")
+                raise StudyError(f"{name} must be integers >= 1 (got {list(values)}); e.g. {example}")
+            if any(g > MAX_STUDY_GAMMA for g in values):
+                raise StudyError(f"{name} must be at most {MAX_STUDY_GAMMA} (got {list(values)}), the longest draft "
+                                 f"the engine takes; e.g. {example}")
         if not self.bsz or any(not isinstance(b, int) or b < 1 for b in self.bsz):
             raise StudyError(f"--bsz must be integers >= 1 (got {list(self.bsz)}); e.g. --bsz 1,4")
         if self.max_new_tokens < 1:
@@ -75,6 +92,8 @@ class StudyConfig:
                              f"(got {self.joint_hedgespec!r})")
         if not isinstance(self.repeats, int) or self.repeats < 1:
             raise StudyError(f"--repeats must be an integer >= 1 (got {self.repeats}); 3 gives a median and spread")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise StudyError(f"--seed must be an integer >= 0 (got {self.seed}); e.g. --seed 0")
         if self.fixed_candidates < 0:
             raise StudyError(f"--fixed-candidates must be >= 0 (got {self.fixed_candidates}); 0 runs every fixed arm")
 

@@ -77,15 +77,33 @@ def dynamic_gamma_drafter(ranking: Sequence[str]) -> str | None:
     return next((Arm.parse(a).drafter for a in ranking if not Arm.parse(a).is_autoregressive), None)
 
 
+def prompt_hash(prompt: Sequence[int]) -> str:
+    """A short hash of a prompt's token ids: a resume whose prompts changed is refused (store.IDENTITY)."""
+    import hashlib
+    return hashlib.sha256(",".join(str(int(t)) for t in prompt).encode()).hexdigest()[:16]
+
+
+def target_record(target) -> dict:
+    """The target's dtype and device type as loaded ({"dtype": "float32", "device": "cpu"}), read from
+    its parameters, so a default chosen by device is recorded too; {} for a target without any."""
+    first = next(iter(target.parameters()), None) if hasattr(target, "parameters") else None
+    if first is None:
+        return {}
+    return {"dtype": str(first.dtype).removeprefix("torch."), "device": first.device.type}
+
+
 def study_record(cfg: StudyConfig, drafters: Sequence[str], items: Sequence[StudyItem], source: RunSpec,
-                 weights: str | None, replay_exact: Mapping[str, bool]) -> dict:
+                 weights: str | None, replay_exact: Mapping[str, bool], target=None) -> dict:
     """The config.json record of a study: its options, arms and objective per setting, the query
-    stream, the full-information run and which drafters replay exactly; and, when the stream holds
-    user domains (NAME=PATH), each one's file and its sha256."""
+    stream (each prompt's hash), the full-information run and which drafters replay exactly; the
+    target's dtype and device (`target`: the loaded model); and, when the stream holds user domains
+    (NAME=PATH), each one's file and its sha256."""
     users = user_domain_records(list(dict.fromkeys(it.domain for it in items)))
     return {**asdict(cfg), "version": CONFIG_VERSION, "drafters": list(drafters), "weights": weights,
+            **({} if target is None else target_record(target)),
             "settings": {s: {"arms": cfg.arms(s, drafters), "objective": OBJECTIVE[s]} for s in cfg.settings},
             "bsz": list(cfg.bsz), "learners": list(cfg.learners), "gammas": list(cfg.gammas),
-            "queries": [{"qid": it.qid, "domain": it.domain, "index": i} for i, it in enumerate(items)],
+            "queries": [{"qid": it.qid, "domain": it.domain, "index": i, "prompt_hash": prompt_hash(it.prompt)}
+                        for i, it in enumerate(items)],
             "fullinfo_run": source.name, "replay_exact": dict(replay_exact),
             **({"user_domains": users} if users else {})}    # absent without user domains: older studies resume

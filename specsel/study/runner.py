@@ -23,13 +23,13 @@ from specsel.core.costs import setting_cost
 from specsel.core.drafting import draft_calls
 from specsel.core.runs import OBJECTIVE, ROUTER_LEARNERS, STUDY_LEARNERS, repeat_run
 from specsel.core.seeds import batch_seed
-from specsel.study.config import StudyConfig, StudyError
+from specsel.study.config import StudyConfig, StudyError, warn_stderr
 from specsel.study.items import StudyItem
 from specsel.study.offline import regret_vs_arms
 from specsel.study.plan import RunSpec, dynamic_gamma_drafter, fullinfo_run, live_runs, stream_batches, study_record
 from specsel.study.pool import replay_exact
 from specsel.study.routing import load_study_router, router_folder, router_record, study_priors
-from specsel.study.store import ResultStore, write_config
+from specsel.study.store import ResultStore, check_out, write_config
 
 
 def warm_cost_model(policy, lines: Sequence[dict]) -> None:
@@ -187,7 +187,7 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
               resume: bool = False, eos_token_id=None, progress: bool = True,
               hook: Callable[[RunSpec, int, int], None] | None = None, log: Callable[[str], None] = print,
               plots: bool = True, weights: str | None = None, router=None, data: dict | None = None,
-              fullinfo_only: bool = False) -> dict:
+              fullinfo_only: bool = False, warn: Callable[[str], None] = warn_stderr) -> dict:
     """Run (or continue) the study and write its report; returns the summary dict (plus "table").
 
     `weights` identifies the drafters' weights (e.g. drafters.pool.weights_fingerprint()): a
@@ -198,17 +198,26 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     (`specsel router collect`: full-information records, no table).
 
     `target`, `pool` ({name: Drafter}) and `items` are built by the caller, so tests can pass tiny
-    models. `hook(run, bsz, batch)` is called after every batch is safely on disk.
+    models. `hook(run, bsz, batch)` is called after every batch is safely on disk. `warn` gets
+    one-line notices (a --resume with nothing to resume).
     """
     import torch  # noqa: F401  (the engine needs it; keeps `import specsel.study` light for --help)
 
     _check_inputs(pool, items, cfg)
     drafters = list(pool)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out(out, resume)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StudyError(f"--out {out}: cannot create the folder ({exc.strerror or exc}); pass a folder you can "
+                         "write to") from None
     store = ResultStore(out / "queries.jsonl", resume)
+    if resume and not store.lines:              # nothing finished there: nothing to mix, start afresh
+        warn(f"--resume: nothing to resume in {out} (no finished batch); the study starts from the beginning")
+        resume = False
     source = fullinfo_run(cfg, drafters)
-    record = study_record(cfg, drafters, items, source, weights, replay_exact(pool))
+    record = study_record(cfg, drafters, items, source, weights, replay_exact(pool), target=target)
     if data is not None:
         record["data"] = data
     priors = None

@@ -21,8 +21,17 @@ CONFIG_VERSION = 5      # 3: EAGLE prompt window, FactoredHedge stream prior, in
                         # 5: FactoredHedge cold start, batch caps (eq. 20) and eq. 23, interpolated verify widths
 # 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
 # options that must not change between a study and its --resume (they change what a run outputs)
-IDENTITY = ("target", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
-            "queries", "score_every", "joint_hedgespec", "user_domains", "router")
+IDENTITY = ("target", "dtype", "device", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed",
+            "gamma", "gammas", "queries", "prompts", "score_every", "joint_hedgespec", "user_domains", "router")
+# recorded by newer studies only: a config.json without one (older) resumes unchecked on it
+RECORDED_LATER = ("dtype", "device", "prompts")
+# what each option is called and the flag that sets it, in a refused resume's message (else: the key, --KEY)
+DESCRIBED = {"queries": ("query stream", "--domains, --limit, --skip, --split, --seed and --data-dir"),
+             "weights": ("set of drafter weights (retrained or another --pool)", "--pool and drafter weights"),
+             "drafters": ("drafter set", "--drafters and --pool"),
+             "router": ("router (--router: another folder, or refitted)", "--router")}
+SHOWN = ("target", "dtype", "device", "drafters", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
+         "score_every", "joint_hedgespec")      # short values: the message says "old -> new"
 
 
 class ResultStore:
@@ -33,8 +42,7 @@ class ResultStore:
         self.lines: list[dict] = []
         if self.path.exists() and self.path.stat().st_size > 0:
             if not resume:
-                raise StudyError(f"{self.path.parent} already holds results ({self.path.name}); pass --resume to "
-                                 "continue them, or choose another --out")
+                raise StudyError(holds_results(self.path.parent))
             self._cut_torn_tail()
             self.lines = read_records(self.path)
         self.done = done_batches(self.lines)
@@ -63,14 +71,41 @@ class ResultStore:
         return list(index_runs(lines).get((run, bsz), {}).values())
 
 
+def holds_results(out: Path) -> str:
+    return f"{out} already holds results (queries.jsonl); pass --resume to continue them, or choose another --out"
+
+
+def check_out(out: str | Path, resume: bool) -> bool:
+    """Refuse an --out that is a file (or lies under one), or that holds results without --resume;
+    cheap, so the command line checks it before the model loads. True when OUT holds results."""
+    out = Path(out)
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            where = "" if folder == out else f" lies under {folder}, which"
+            raise StudyError(f"--out {out}{where} is a file; pass a folder")
+    results = out / "queries.jsonl"
+    held = results.is_file() and results.stat().st_size > 0
+    if held and not resume:
+        raise StudyError(holds_results(out))
+    return held
+
+
 def identity(config: dict, key: str):
     """What must not change on --resume. A user domain's file counts by its content (sha256), so
-    it may move, but not change; a hub split by its name."""
+    it may move, but not change; a hub split by its name. "queries" is the stream (ids, domains,
+    order), "prompts" each query's prompt token ids (their hash, {qid: hash}; None when not recorded)."""
     value = config.get(key)
     if key == "user_domains" and value:
         return {name: rec.get("sha256") or rec.get("hub") for name, rec in value.items()}
     if key == "router":                         # a router counts by its weights, wherever it lies
         return value.get("sha256") if isinstance(value, dict) else None
+    if key == "queries" and value is not None:
+        return [{k: v for k, v in q.items() if k != "prompt_hash"} for q in value]
+    if key == "prompts":
+        queries = config.get("queries") or []
+        if not queries or any("prompt_hash" not in q for q in queries):
+            return None
+        return {q["qid"]: q["prompt_hash"] for q in queries}
     return value
 
 
@@ -78,6 +113,20 @@ def changed_user_data(old: dict, config: dict) -> str:
     before, now = identity(old, "user_domains") or {}, identity(config, "user_domains") or {}
     names = [n for n in {**before, **now} if before.get(n) != now.get(n)]
     return f"file for user domain {', '.join(names)} (its content changed since)"
+
+
+def refused_resume(out: Path, key: str, old: dict, config: dict) -> str:
+    """The one-line message of a resume refused because option `key` changed: what changed, and the fix."""
+    before, now = identity(old, key), identity(config, key)
+    if key == "user_domains":
+        what, flag = changed_user_data(old, config), "file"
+    elif key == "prompts":
+        qid = next((q for q in now if before.get(q) != now[q]), "?")
+        what, flag = f"prompt for query {qid} (the data or the tokenizer changed since)", "data and target"
+    else:
+        what, flag = DESCRIBED.get(key, (key, "--" + key.replace("_", "-")))
+    change = f": {before} -> {now}" if key in SHOWN else ""
+    return f"{out} was run with a different {what}{change}; --resume needs the same {flag} (or choose another --out)"
 
 
 def write_config(out: Path, config: dict, resume: bool) -> None:
@@ -90,13 +139,11 @@ def write_config(out: Path, config: dict, resume: bool) -> None:
             raise StudyError(f"{out} holds results of another specsel version (study format {old.get('version')}, "
                              f"now {config['version']}); rerun into a new --out")
         for key in IDENTITY:
-            if identity(old, key) != identity(config, key):
-                what = {"queries": "the query stream (--domains/--limit/--seed/--data-dir)",
-                        "weights": "set of drafter weights (retrained or another --pool)",
-                        "router": "router (--router: another folder, or refitted)",
-                        "user_domains": changed_user_data(old, config)}.get(key, key)
-                raise StudyError(f"{out} was run with a different {what}; --resume needs the same options "
-                                 "(or choose another --out)")
+            before, now = identity(old, key), identity(config, key)
+            if key in RECORDED_LATER and (before is None or now is None):
+                continue                        # not recorded then (or now): unknown, not checked
+            if before != now:
+                raise StudyError(refused_resume(out, key, old, config))
         config["bsz"] = sorted(set(old.get("bsz", [])) | set(config["bsz"]))
         learners = set(old.get("learners", [])) | set(config["learners"])
         config["learners"] = [l for l in STUDY_LEARNERS + ROUTER_LEARNERS if l in learners]
