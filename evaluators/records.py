@@ -44,20 +44,68 @@ def append_records(path: str | Path, records: Iterable, query: str | None = None
         f.flush()
 
 
+# what replay reads from every query line of a study and from every round record
+QUERY_LINE_FIELDS = ("run", "bsz", "batch", "batch_qids", "index", "qid", "tokens", "records")
+RECORD_FIELDS = ("round", "gamma", "committed")
+_JSON_LINES = "a records file holds one JSON object a line (JSON lines)"
+
+
+def _torn(line: str, text: str) -> bool:
+    """The last line of `text` cut off by an interrupted write: writers append whole lines that
+    start with '{' and end with a newline, so a torn one starts with '{' and has no newline."""
+    return line.lstrip().startswith("{") and not text.endswith("\n")
+
+
 def read_records(path: str | Path) -> list[dict]:
-    """All records of a JSONL file; a truncated last line (interrupted write) is ignored."""
+    """All records of a JSONL file (one JSON object a line); a truncated last line (interrupted
+    write) is ignored. A file that is not JSON lines, or a line that is JSON but not an object,
+    raises a one-line ValueError naming the file and the line."""
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; {_JSON_LINES}") from None
     out = []
-    lines = Path(path).read_text().splitlines()
+    lines = text.splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            item = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(lines) - 1:
+            if i == len(lines) - 1 and _torn(line, text):
                 break                       # the write that was interrupted
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON; the records file is damaged")
+            what = "the file is not JSON lines" if not out else "the records file is damaged"
+            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({_show(line)}): {what}; {_JSON_LINES}, "
+                             "as `specsel eval` (queries.jsonl) and append_records write") from None
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: line {i + 1} is JSON but not an object (a {_json_type(item)}); "
+                             f"{_JSON_LINES}")
+        out.append(item)
     return out
+
+
+def _show(line: str, width: int = 40) -> str:
+    line = line.strip()
+    return repr(line if len(line) <= width else line[:width] + "...")
+
+
+def _json_type(item) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(item), "null")
+
+
+def check_fields(items: Sequence[dict], fields: Sequence[str], path, what: str = "record") -> None:
+    """A one-line ValueError naming the first item (1-based, in file order) that lacks one of
+    `fields`, or whose `records` (query lines) is not a list of objects with RECORD_FIELDS."""
+    for i, item in enumerate(items):
+        missing = [f for f in fields if f not in item]
+        if missing:
+            raise ValueError(f"{path}: {what} {i + 1} has no {', '.join(repr(f) for f in missing)}; is it the "
+                             "queries.jsonl of `specsel eval`, or round records written by append_records?")
+        if "records" in fields:
+            recs = item["records"]
+            if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
+                raise ValueError(f"{path}: {what} {i + 1}: 'records' is not a list of round records (objects)")
+            check_fields(recs, RECORD_FIELDS, path, f"{what} {i + 1}, round record")
 
 
 def fully_scored(records: Sequence[dict]) -> bool:

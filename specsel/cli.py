@@ -10,10 +10,52 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from pathlib import Path
+
+MAX_SEED = 2**64 - 1        # the largest seed torch.Generator.manual_seed takes (specsel.engine.checks.MAX_SEED)
+
+
+def _int_in(flag: str, value, low: int, high: int | None = None, why: str = "") -> None:
+    """Refuse an integer argument outside [low, high] (None: not given, nothing to check)."""
+    if value is not None and (value < low or (high is not None and value > high)):
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{flag} must be {span} (got {value}){why}")
+
+
+def _check_seed(flag: str, value) -> None:
+    if value is not None and not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{flag} must be an integer >= 0 (and below 2**64) (got {value})")
+
+
+def _gamma_cap() -> tuple[int, str]:
+    from specsel.core.arms import MAX_GAMMA
+    return MAX_GAMMA, f": a draft longer than {MAX_GAMMA} tokens cannot pay"
+
+
+def _check_generate_args(args) -> None:
+    """Every numeric argument of `specsel generate`, checked before the (slow) model load."""
+    cap, why = _gamma_cap()
+    _int_in("--gamma", args.gamma, 1, cap, why if args.gamma > cap else "")
+    _int_in("--max-new-tokens", args.max_new_tokens, 1)
+    _check_seed("--seed", args.seed)
+    _int_in("--threads", args.threads, 1)
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy) (got {args.temperature})")
+    if not 0 < args.top_p <= 1:       # checked under greedy too: a bad value is never silently ignored
+        raise ValueError(f"--top-p must be in (0, 1] (got {args.top_p}); 1 keeps the whole distribution")
+    _check_pool_file(args.pool)
+
+
+def _check_pool_file(pool: str | None) -> None:
+    """--pool names a file (checked before the model loads: building the pool needs the target)."""
+    if pool is not None and not Path(pool).expanduser().is_file():
+        raise ValueError(f"--pool {pool}: no such file; pass the path of a Python file defining build_pool(target)")
 
 
 def _generate(args) -> int:
+    _check_generate_args(args)
     import torch
 
     from evaluators.metrics import summarize
@@ -22,7 +64,7 @@ def _generate(args) -> int:
     from specsel.modeling.target import load_target
     from specsel.study import load_pool
 
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.pool is None and args.drafter not in (None, "none"):   # fail before the model loads
         from specsel.study import known_pool_names
@@ -128,10 +170,11 @@ def _router_collect(args) -> int:
 def _router_fit(args) -> int:
     from specsel.study.router_fit import fit_router
 
-    if args.folds < 2:
-        raise ValueError(f"--folds must be >= 2 (got {args.folds})")
-    if not args.C > 0:
+    _int_in("--folds", args.folds, 2)
+    if not (math.isfinite(args.C) and args.C > 0):
         raise ValueError(f"--C must be > 0 (got {args.C})")
+    _check_seed("--seed", args.seed)
+    _int_in("--bsz", args.bsz, 1)
     fit_router(args.records, args.out, args.data_dir, args.bsz, args.folds, args.C, args.seed,
                command="specsel " + " ".join(sys.argv[1:]))
     return 0
@@ -157,6 +200,7 @@ def _drafters(args) -> int:
     from specsel.modeling.target import load_target
     from specsel.study import load_pool
 
+    _check_pool_file(args.pool)
     model, _ = load_target(args.target)
     pool = load_pool(model, None, args.pool)
     print(f"pool from {args.pool} for {args.target}:")
@@ -165,31 +209,50 @@ def _drafters(args) -> int:
     return 0
 
 
-def _replay(args) -> int:
+def _check_replay_args(args) -> list[int] | None:
+    """`specsel replay`'s numeric arguments, before the records are read; returns --gammas parsed."""
+    from specsel.study import parse_ints
+
+    _check_seed("--seed", args.seed)
+    _int_in("--bsz", args.bsz, 1)
+    if not args.gammas:
+        return None
+    gammas = parse_ints(args.gammas, "--gammas")
+    cap, why = _gamma_cap()
+    bad = [g for g in gammas if not 1 <= g <= cap]
+    if bad:
+        raise ValueError(f"--gammas must be integers in [1, {cap}] (got {', '.join(map(str, bad))})"
+                         + (why if max(bad) > cap else ""))
+    return gammas
+
+
+def _replay_source(path: Path, args) -> tuple[str, int | None, list[dict], dict | None]:
+    """(run, bsz, query lines, the study's replay_exact or None) of the full-information run to replay:
+    the study's query lines (queries.jsonl), or per-round records made into one line per query."""
     import json
-    from pathlib import Path
 
-    from evaluators.fullinfo import FullInfo
     from evaluators.lines import complete_lines
-    from evaluators.records import by_query, fully_scored, read_records, replay_exact_of
-    from evaluators.report import format_table
-    from specsel.core.arms import arm_name
-    from specsel.core.runs import STUDY_LEARNERS
-    from specsel.study import parse_csv, parse_ints
-    from specsel.study.offline import replay_rows
+    from evaluators.records import (
+        QUERY_LINE_FIELDS,
+        RECORD_FIELDS,
+        by_query,
+        check_fields,
+        fully_scored,
+        read_records,
+        replay_exact_of,
+    )
 
-    path = Path(args.records)
+    if path.is_dir():
+        raise ValueError(f"--records {path} is a folder; pass the queries.jsonl in it (written by `specsel eval`)")
     if not path.is_file():
         raise ValueError(f"--records {path}: no such file; pass the queries.jsonl written by `specsel eval`")
     lines = read_records(path)
     if not lines:
-        raise ValueError(f"--records {path}: the file holds no records")
+        raise ValueError(f"--records {path}: the file holds no records; pass the queries.jsonl written by "
+                         "`specsel eval` (or round records written by append_records)")
     fix = "record with feedback='full' (specsel eval stores a full-information run in queries.jsonl)"
-    config_path = path.parent / "config.json"          # the study's, when the records are its queries.jsonl
-
-    def study_config() -> dict:
-        return json.loads(config_path.read_text()) if config_path.is_file() else {}
     if "records" in lines[0]:                      # query lines of `specsel eval`
+        check_fields(lines, QUERY_LINE_FIELDS, path, "query line")
         by_run: dict[tuple, list[dict]] = {}
         for line in complete_lines(lines):
             by_run.setdefault((line["run"], line["bsz"]), []).append(line)
@@ -199,44 +262,78 @@ def _replay(args) -> int:
         if not runs:
             raise ValueError(f"--records {path}: no full-information run" + (f" named {args.run}" if args.run else "")
                              + (f" at bsz {args.bsz}" if args.bsz else "") + f"; {fix}")
-        run, bsz = runs[0]
-        lines = by_run[(run, bsz)]
-        # studies before the lines carried it wrote which drafters replay exactly only in config.json
-        told = None if all("replay_exact" in l for l in lines) else study_config().get("replay_exact")
-    else:                                          # per-round records (evaluators.records)
-        groups = by_query(lines)
-        run, bsz, told = str(path.name), None, None
-        lines = []
-        for i, (q, recs) in enumerate(groups.items()):
-            if any(r.get("position_acceptance") is None for r in recs):
-                raise ValueError(f"--records {path}: query {q} has rounds without counterfactual acceptance; {fix}")
-            lines.append({"qid": str(q), "index": i, "records": recs,
-                          "tokens": [0] * sum(r["committed"] for r in recs),
-                          "replay_exact": replay_exact_of(recs, list(recs[0]["position_acceptance"]))})
-    seen = lines[0]["records"][0]["position_acceptance"]
+        config = path.parent / "config.json"       # the study's: its replay_exact rules, as in the study's report
+        try:
+            told = json.loads(config.read_text()).get("replay_exact") if config.is_file() else None
+        except (ValueError, AttributeError):
+            raise ValueError(f"{config}: not a study's config.json (invalid JSON); move the records away from it, "
+                             "or restore the study's config.json") from None
+        return *runs[0], by_run[runs[0]], told
+    check_fields(lines, RECORD_FIELDS, path)        # per-round records (evaluators.records)
+    if any("query" not in r and "row" not in r for r in lines):
+        raise ValueError(f"--records {path}: round records without a 'query' (or 'row') id; "
+                         "write them with append_records(path, records, query=...)")
+    out = []
+    for i, (q, recs) in enumerate(by_query(lines).items()):
+        if any(r.get("position_acceptance") is None for r in recs):
+            raise ValueError(f"--records {path}: query {q} has rounds without counterfactual acceptance; {fix}")
+        out.append({"qid": str(q), "index": i, "records": recs, "tokens": [0] * sum(r["committed"] for r in recs),
+                    "replay_exact": replay_exact_of(recs, list(recs[0]["position_acceptance"]))})
+    return path.name, None, out, None
+
+
+def _verdict(row: dict) -> str:
+    """What a replayed row is: exact, estimated (drafters that do not replay exactly) or one draw (sampling)."""
+    if row.get("exact"):
+        return "exact"
+    return "Monte-Carlo" if "Monte-Carlo" in (row.get("regret_unit") or "") else "estimated"
+
+
+def _with_verdicts(table: str, rows: list[dict]) -> str:
+    """The table with a `replay` column saying, row by row, whether the row is exact or an estimate."""
+    lines = table.split("\n")            # header, rule, one line per row
+    width = max(len(line) for line in lines)
+    cells = ["replay"] + [_verdict(r) for r in rows]
+    rule = "-" * (width + 2 + max(len(c) for c in cells))
+    return "\n".join([lines[0].ljust(width) + "  replay", rule]
+                     + [line.ljust(width) + "  " + cell for line, cell in zip(lines[2:], cells[1:])])
+
+
+def _replay(args) -> int:
+    from evaluators.fullinfo import FullInfo
+    from evaluators.report import format_table
+    from specsel.core.arms import arm_name
+    from specsel.core.runs import STUDY_LEARNERS
+    from specsel.study import parse_csv
+    from specsel.study.offline import replay_rows
+
+    gammas = _check_replay_args(args)
+    path = Path(args.records)
+    run, bsz, lines, told = _replay_source(path, args)
+    seen = lines[0]["records"][0]["position_acceptance"] if lines[0]["records"] else None
+    if not isinstance(seen, dict) or not seen:
+        raise ValueError(f"--records {path}: the first query's first round has no per-drafter acceptance; "
+                         "record with feedback='full'")
     drafters = parse_csv(args.drafters) if args.drafters else list(seen)
     unknown = [d for d in drafters if d not in seen]
     if unknown:
         raise ValueError(f"--drafters: no acceptance recorded for {', '.join(unknown)}; recorded: {', '.join(seen)}")
-    gammas = parse_ints(args.gammas, "--gammas") if args.gammas else \
-        sorted({r["gamma"] for l in lines for r in l["records"] if r["gamma"] > 0}) or [4]
-    if any(g < 1 for g in gammas):
-        raise ValueError(f"--gammas must be integers >= 1 (got {gammas})")
+    gammas = gammas or sorted({r["gamma"] for l in lines for r in l["records"] if r["gamma"] > 0}) or [4]
     learners = parse_csv(args.learners) if args.learners else list(STUDY_LEARNERS)
     bad = [l for l in learners if l not in STUDY_LEARNERS]
     if bad:
         raise ValueError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(STUDY_LEARNERS)}")
-    seed = args.seed if args.seed is not None else study_config().get("seed", 0)
-    fi = FullInfo(lines, drafters, seed, told)
+    seed = args.seed if args.seed is not None else _study_seed(path)
+    fi = FullInfo(lines, drafters, seed, told)     # told (config.json) decides, as in the study's report
     arms = [arm_name(d, g) for d in drafters for g in gammas]
     rows = replay_rows(fi, arms, learners, seed, bsz=bsz)
     print(f"replay of {run}" + (f" (bsz {bsz})" if bsz else "") + f": {len(fi.qids)} queries, {len(arms)} arms "
           f"({', '.join(arms)}), length objective")
-    print(format_table(rows))
+    print(_with_verdicts(format_table(rows), rows))
     inexact = [d for d in drafters if not fi.replay_exact[d]]
     if not fi.greedy:
         how = "one Monte-Carlo draw (sampling records)."
-    elif inexact:
+    elif not fi.exact_for(arms):
         how = (f"estimated: replays of {', '.join(inexact)} are not exact (a drafter whose live draft chain may "
                "differ from its teacher-forced predictions, e.g. an EAGLE head or a LoRA expert, or records that "
                "do not say it replays exactly).")
@@ -246,12 +343,33 @@ def _replay(args) -> int:
     return 0
 
 
+def _study_seed(path: Path) -> int:
+    """The seed of the study whose queries.jsonl `path` is (its config.json), else 0."""
+    import json
+
+    config = path.parent / "config.json"
+    try:
+        seed = json.loads(config.read_text()).get("seed", 0) if config.is_file() else 0
+    except (ValueError, AttributeError):
+        return 0
+    return seed if isinstance(seed, int) and seed >= 0 else 0
+
+
+def _command(args) -> str:
+    """The command as typed: "specsel generate", "specsel router fit"."""
+    return " ".join(["specsel", args.command] + ([args.router_command] if args.command == "router" else []))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:                # Ctrl-C: one line, the shell's status for SIGINT
+        print(f"\n{_command(args)}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, OSError) as exc:     # our errors are one line that names the fix
-        print(f"specsel: error: {exc}", file=sys.stderr)
+        text = str(exc).strip()
+        print(f"specsel: error: {text.splitlines()[0] if text else type(exc).__name__}", file=sys.stderr)
         return 2
 
 

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 AUTOREGRESSIVE = "autoregressive"
+# the longest draft an arm may play: acceptance decays geometrically along a draft, so draft
+# tokens past a few dozen are all but never accepted, while each still costs a drafter step and
+# a verified position (an EAGLE arm at gamma 200 took 23 s for 12 tokens)
+MAX_GAMMA = 64
 
 
 @dataclass(frozen=True)
@@ -22,8 +26,16 @@ class Arm:
         if self.drafter is None:
             if self.gamma != 0:
                 raise ValueError("the autoregressive arm has gamma 0; use Arm.autoregressive()")
-        elif not isinstance(self.gamma, int) or self.gamma < 1:
+            return
+        if not isinstance(self.drafter, str) or not self.drafter:
+            raise ValueError(f"an arm's drafter is a pool name (a non-empty str), or None for autoregressive "
+                             f"(got {self.drafter!r}): e.g. Arm(\"ngram\", 4)")
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, int) or self.gamma < 1:
             raise ValueError(f"arm {self.drafter}: gamma must be an integer >= 1 (got {self.gamma!r})")
+        if self.gamma > MAX_GAMMA:
+            raise ValueError(f"arm {self.drafter}: gamma {self.gamma} is above the cap of {MAX_GAMMA} (MAX_GAMMA): "
+                             f"a longer draft cannot pay (its late tokens are all but never accepted); "
+                             f"use a gamma of at most {MAX_GAMMA}")
 
     @classmethod
     def autoregressive(cls) -> "Arm":
@@ -32,10 +44,12 @@ class Arm:
     @classmethod
     def parse(cls, text: str) -> "Arm":
         """The arm written as ``"DRAFTER@GAMMA"`` (or ``"autoregressive"``)."""
+        if not isinstance(text, str):
+            raise ValueError(f"an arm name is a str DRAFTER@GAMMA (got {text!r})")
         if text == AUTOREGRESSIVE:
             return cls.autoregressive()
         drafter, _, gamma = text.rpartition("@")
-        if not drafter or not gamma.isdigit() or int(gamma) < 1:
+        if not drafter or not gamma.isascii() or not gamma.isdigit() or int(gamma) < 1:
             raise ValueError(f"bad arm name {text!r}: expected DRAFTER@GAMMA with GAMMA >= 1")
         return cls(drafter, int(gamma))
 

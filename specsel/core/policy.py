@@ -35,10 +35,31 @@ class ArmPolicy:
         """Prompt `row` is done (EOS or max_new_tokens)."""
 
 
+_ARMS = 'arms must be an Arm (e.g. Arm("ngram", 4)), a policy (an ArmPolicy), or a list of Arms, one per prompt'
+
+
+def _not_an_arm(value, where: str = "got") -> TypeError:
+    """The one-line error for `value` given where an Arm belongs, with the fix when it is guessable."""
+    kind = "None" if value is None else f"a {type(value).__name__}"
+    hint = ""
+    if isinstance(value, str):
+        hint = f": for {value!r} use Arm.parse({value!r})" if "@" in value else f": e.g. Arm({value!r}, 4)"
+    elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        hint = f": use Arm{value!r}"
+    return TypeError(f"{_ARMS}; {where} {kind}{hint}")
+
+
 class FixedArms(ArmPolicy):
     """Row i always plays arms[i] (one arm for every row if a single Arm is given)."""
     def __init__(self, arms: Arm | Sequence[Arm], n_rows: int):
+        if isinstance(arms, tuple) and len(arms) == 2 and isinstance(arms[0], str) and not isinstance(arms[1], Arm):
+            raise _not_an_arm(arms)                     # ("ngram", 4): an arm written as a tuple
+        if not isinstance(arms, Arm) and (isinstance(arms, (str, bytes, dict)) or not hasattr(arms, "__iter__")):
+            raise _not_an_arm(arms)
         arms = [arms] * n_rows if isinstance(arms, Arm) else list(arms)
+        bad = next((i for i, a in enumerate(arms) if not isinstance(a, Arm)), None)
+        if bad is not None:
+            raise _not_an_arm(arms[bad], f"arms[{bad}] is")
         if len(arms) != n_rows:
             raise ValueError(f"got {len(arms)} arms for {n_rows} prompts; pass one Arm or one per prompt")
         self.arms = arms

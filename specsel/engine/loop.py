@@ -23,9 +23,19 @@ from tqdm.auto import tqdm
 
 from specsel.core.arms import Arm, validate_arms
 from specsel.core.drafting import DraftContext, Drafter, DrafterError
-from specsel.core.policy import ArmPolicy, FixedArms
+from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo, RoundRecord
 from specsel.core.sampling import Sampling
+from specsel.engine.checks import (
+    as_eos,
+    as_policy,
+    as_prompts,
+    check_int,
+    check_pool,
+    check_prompts,
+    check_sampling,
+    check_seed,
+)
 from specsel.engine.prefill import PrefillCache
 from specsel.engine.scoring import BanditFeedback, FullInformation
 from specsel.engine.verify import verify_greedy, verify_sampling
@@ -94,37 +104,15 @@ class SpecEngine:
     def __init__(self, target, drafters: dict[str, Drafter] | Sequence[Drafter] | None = None,
                  eos_token_id: int | Sequence[int] | None = None):
         self.target = target.eval()
-        if drafters is None:
-            drafters = {}
-        elif not isinstance(drafters, dict):
-            drafters = {d.name: d for d in drafters}
+        drafters = check_pool(drafters)         # one drafter object per name (specsel.engine.checks)
         for name, d in drafters.items():
             d.name = name
             d.check_target(target)
         self.drafters: dict[str, Drafter] = drafters
-        eos = target.generation_config.eos_token_id if eos_token_id is None else eos_token_id
-        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        eos = as_eos(target.generation_config.eos_token_id if eos_token_id is None else eos_token_id)
         self.device = target.device
         self.eos = torch.tensor(eos, dtype=torch.long, device=self.device)
         self.context = getattr(target.config, "max_position_embeddings", None)
-
-    # ------------------------------------------------------------------ checks
-    def _check_prompts(self, prompts, max_new_tokens: int) -> None:
-        if not prompts:
-            raise ValueError("no prompts given")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
-        vocab = self.target.config.vocab_size
-        for i, p in enumerate(prompts):
-            if len(p) == 0:
-                raise ValueError(f"prompt {i} is empty: every prompt needs at least one token "
-                                 "(apply the chat template, or start with the BOS token)")
-            if min(p) < 0 or max(p) >= vocab:
-                raise ValueError(f"prompt {i} has token ids outside [0, {vocab}): "
-                                 "was it encoded with the target's tokenizer?")
-            if self.context and len(p) + max_new_tokens > self.context:
-                raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it exceeds the "
-                                 f"target's context of {self.context}: shorten the prompt or lower max_new_tokens")
 
     # ------------------------------------------------------------------ generate
     @torch.inference_mode()
@@ -145,8 +133,9 @@ class SpecEngine:
         prefill_cache: a PrefillCache shared by calls that decode the same prompts: the target's
         prefill is computed once and copied, and its measured seconds are still charged.
         """
-        prompts = [list(p) for p in prompts]
-        policy = self._check(prompts, arms, max_new_tokens, feedback, score_every)
+        prompts = as_prompts(prompts)
+        max_new_tokens, seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(seed)
+        policy = self._check(prompts, arms, max_new_tokens, sampling, feedback, score_every)
         fb = FullInformation(self.drafters, policy, sampling is None, score_every) if feedback == "full" \
             else BanditFeedback(self.drafters, policy)
         policy.start(len(prompts))
@@ -180,14 +169,14 @@ class SpecEngine:
         wall_s = _clock(self.device) - t_start + batch.reused_s
         return GenerationResult(batch.outputs, batch.records, wall_s, prefill_s, batch.by_eos)
 
-    def _check(self, prompts, arms, max_new_tokens: int, feedback: str, score_every: int) -> ArmPolicy:
-        """Refuse bad arguments with a one-line error; returns the policy to play."""
-        if not isinstance(score_every, int) or score_every < 1:
-            raise ValueError(f"score_every must be an integer >= 1 (got {score_every!r})")
+    def _check(self, prompts, arms, max_new_tokens: int, sampling, feedback: str, score_every) -> ArmPolicy:
+        """Refuse bad arguments with a one-line error (specsel.engine.checks); returns the policy to play."""
+        check_int("score_every", score_every, 1)
+        check_sampling(sampling)
         if feedback not in ("bandit", "full"):
             raise ValueError(f"feedback must be 'bandit' or 'full' (got {feedback!r})")
-        self._check_prompts(prompts, max_new_tokens)
-        policy = arms if isinstance(arms, ArmPolicy) else FixedArms(arms, len(prompts))
+        check_prompts(prompts, max_new_tokens, self.target.config.vocab_size, self.context)
+        policy = as_policy(arms, len(prompts))
         if policy.arms is not None:
             validate_arms(policy.arms, self.drafters)
         if policy.needs_full_information and feedback != "full":

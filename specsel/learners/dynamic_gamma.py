@@ -10,12 +10,12 @@ sets (docs/design.md, "Learners", eq. 17)
 Here every row keeps its own gamma, with one fixed drafter. Two choices where transformers
 has nothing to copy: a round in which the drafter proposed nothing (an n-gram miss, or no
 room left under max_new_tokens) leaves gamma as it is, since no draft was judged; and
-`max_gamma` (default: none) caps the length, as a serving engine's budget would. The start is
+`max_gamma` (default: the engine's cap, MAX_GAMMA) caps the length, as a serving engine's budget would. The start is
 transformers' default, 20, unless given.
 """
 from __future__ import annotations
 
-from specsel.core.arms import Arm
+from specsel.core.arms import MAX_GAMMA, Arm
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo
 
@@ -26,16 +26,17 @@ class DynamicGamma(ArmPolicy):
     """Play `drafter` on every row with a draft length adapted per row (module docstring)."""
 
     def __init__(self, drafter: str, start: int = HF_START, max_gamma: int | None = None):
-        if not isinstance(start, int) or start < 1:
-            raise ValueError(f"dynamic_gamma start must be an integer >= 1 (got {start!r})")
-        if max_gamma is not None and (not isinstance(max_gamma, int) or max_gamma < 1):
-            raise ValueError(f"dynamic_gamma max_gamma must be an integer >= 1 or None (got {max_gamma!r})")
+        if not isinstance(start, int) or not 1 <= start <= MAX_GAMMA:
+            raise ValueError(f"dynamic_gamma start must be an integer in [1, {MAX_GAMMA}] (got {start!r})")
+        if max_gamma is not None and (not isinstance(max_gamma, int) or not 1 <= max_gamma <= MAX_GAMMA):
+            raise ValueError(f"dynamic_gamma max_gamma must be an integer in [1, {MAX_GAMMA}] (the engine's cap), "
+                             f"or None for the cap (got {max_gamma!r})")
         self.drafter, self.start_gamma, self.max_gamma = drafter, start, max_gamma
         self.arms = [Arm(drafter, self._cap(start))]     # checked against the pool by the engine
         self.gamma: dict[int, int] = {}
 
     def _cap(self, gamma: int) -> int:
-        return gamma if self.max_gamma is None else min(gamma, self.max_gamma)
+        return min(gamma, MAX_GAMMA if self.max_gamma is None else self.max_gamma)
 
     def start(self, n_rows: int) -> None:
         self.gamma = {r: self._cap(self.start_gamma) for r in range(n_rows)}

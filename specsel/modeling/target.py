@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -48,6 +49,8 @@ _EMBEDDED_SHAPE = dict(model_type="llama", num_hidden_layers=30, hidden_size=576
 _CACHE_MARKER = "specsel-cache.json"
 _CACHE_FORMAT = 1
 _HUB_FIX = "pass a local directory, or run where the hub is reachable"
+_LOCAL_FIX = ("re-download the model, or re-save it with save_pretrained (the directory needs config.json, "
+              "complete weights and the tokenizer files)")
 
 _DTYPE_NAMES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -185,6 +188,22 @@ def _one_line(err) -> str:
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
+@contextmanager
+def _load_errors(what: str, fix: str):
+    """Any failure to read `what` (a truncated safetensors file, an invalid config.json or tokenizer
+    file, a missing shard...) as a one-line TargetError naming it and the fix; running out of memory
+    as one naming that fix instead."""
+    try:
+        yield
+    except TargetError:
+        raise
+    except (MemoryError, torch.cuda.OutOfMemoryError) as err:
+        raise TargetError(f"out of memory loading {what} ({_one_line(err)}); use a smaller dtype (e.g. bf16) "
+                          "or a device with more memory") from None
+    except Exception as err:     # loaders raise OSError, ValueError, SafetensorError, tokenizers' plain Exception
+        raise TargetError(f"could not load {what} ({type(err).__name__}: {_one_line(err)}); {fix}") from None
+
+
 def _from_pretrained(name_or_dir, dtype, attn, **kwargs):
     """`AutoModelForCausalLM.from_pretrained`, falling back to eager attention if sdpa is unsupported."""
     try:
@@ -206,21 +225,21 @@ def _load_local_dir(path: Path, dtype, attn):
             raise TargetError(f"{path} holds several .gguf files ({names}); pass the path of the one to load")
         raise TargetError(f"{path} has no config.json (nor a single .gguf file); "
                           f"pass a directory written by save_pretrained")
-    try:
-        model = _from_pretrained(str(path), dtype, attn)
+    with _load_errors(f"a model from {path}", _LOCAL_FIX):
+        model, info = _from_pretrained(str(path), dtype, attn, output_loading_info=True)
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:      # transformers would initialise them at random and only log it
+        raise TargetError(f"the weights in {path} lack {len(missing)} tensor(s) of the model (e.g. {missing[0]}), "
+                          f"which would be random; {_LOCAL_FIX}")
+    with _load_errors(f"the tokenizer of the model in {path}", _LOCAL_FIX):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-    except OSError as err:
-        raise TargetError(f"could not load a model from {path} ({_one_line(err)}); "
-                          f"the directory needs config.json, weights and tokenizer files") from None
     return model, tokenizer
 
 
 def _load_hub(spec: str, dtype, attn):
-    try:
+    with _load_errors(f"{spec!r} from the hub", _HUB_FIX):
         model = _from_pretrained(spec, dtype, attn)
         tokenizer = AutoTokenizer.from_pretrained(spec)
-    except OSError as err:
-        raise TargetError(f"could not load {spec!r} from the hub ({_one_line(err)}); {_HUB_FIX}") from None
     return model, tokenizer
 
 
@@ -237,13 +256,11 @@ def _load_gguf(file: Path, dtype, attn):
     from transformers import GgufConfig
 
     file = Path(file)
-    try:
+    with _load_errors(f"the GGUF file {file}", "check that it is a complete GGUF (re-download it) of an "
+                      "architecture transformers supports"):
         model = _from_pretrained(str(file.parent), torch.float32, attn, gguf_file=file.name,
                                  quantization_config=GgufConfig(dequantize=True))
         tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
-    except (OSError, ValueError) as err:
-        raise TargetError(f"could not load the GGUF file {file} ({_one_line(err)}); "
-                          f"check that it is a complete GGUF of an architecture transformers supports") from None
     _drop_quantization_state(model)
     if dtype != torch.float32:
         model = model.to(dtype)

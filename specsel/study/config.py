@@ -7,6 +7,7 @@ taken from the dataclass) and ``config_from_args`` reads them back into a valida
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import MISSING, dataclass, fields
 from typing import Sequence
@@ -81,7 +82,7 @@ class StudyConfig:
             raise StudyError(f"--bsz must be integers >= 1 (got {list(self.bsz)}); e.g. --bsz 1,4")
         if self.max_new_tokens < 1:
             raise StudyError(f"--max-new-tokens must be >= 1 (got {self.max_new_tokens})")
-        if self.temperature < 0:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
             raise StudyError(f"--temperature must be >= 0 (got {self.temperature}); 0 means greedy")
         if not 0 < self.top_p <= 1:
             raise StudyError(f"--top-p must be in (0, 1] (got {self.top_p})")

@@ -213,9 +213,6 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
         raise StudyError(f"--out {out}: cannot create the folder ({exc.strerror or exc}); pass a folder you can "
                          "write to") from None
     store = ResultStore(out / "queries.jsonl", resume)
-    if resume and not store.lines:              # nothing finished there: nothing to mix, start afresh
-        warn(f"--resume: nothing to resume in {out} (no finished batch); the study starts from the beginning")
-        resume = False
     source = fullinfo_run(cfg, drafters)
     record = study_record(cfg, drafters, items, source, weights, replay_exact(pool), target=target)
     if data is not None:
@@ -225,7 +222,9 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
         folder = Path(router) if router is not None else router_folder(cfg.router)
         priors = study_priors(load_study_router(folder), [it.text for it in items], record["settings"], drafters)
         record["router"] = router_record(folder)
-    write_config(out, record, resume)
+    write_config(out, record, resume)           # refuses a resume with other options (even with no results yet)
+    if resume and not store.lines:
+        warn(f"--resume: nothing to resume in {out} (no finished batch); the study starts from the beginning")
     config = json.loads((out / "config.json").read_text())
     decoder = _Decoder(target, pool, items, cfg, store, config, source, eos_token_id, progress, hook, priors)
 

@@ -1,0 +1,169 @@
+"""The engine's argument checks: bad input to SpecEngine (its pool) and SpecEngine.generate (prompts,
+arms, counts, seed, sampling) is refused with a one-line error that names the fix, before anything
+runs. What passes is returned in the one form the engine computes with (lists of ints, a policy)."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+from specsel.core.drafting import Drafter, DrafterError
+from specsel.core.policy import ArmPolicy, FixedArms
+from specsel.core.sampling import Sampling
+
+MAX_SEED = 2**64 - 1            # torch.Generator.manual_seed takes seeds up to this
+_PROMPTS = "prompts must be a list of token-id lists"
+
+
+def _kind(value) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def _is_int(value) -> bool:
+    """An integer (Python, numpy or a 0-d integer tensor), not a bool."""
+    if isinstance(value, torch.Tensor):
+        return value.ndim == 0 and not value.dtype.is_floating_point and not value.dtype.is_complex \
+            and value.dtype != torch.bool
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(name: str, value, low: int, high: int | None = None) -> int:
+    """`value` as an int in [low, high]; else a one-line ValueError naming `name`."""
+    span = f">= {low}" if high is None else f"in [{low}, {high}]"
+    if not _is_int(value):
+        raise ValueError(f"{name} must be an integer {span} (got {value!r})")
+    if int(value) < low or (high is not None and int(value) > high):
+        raise ValueError(f"{name} must be {span} (got {value!r})")
+    return int(value)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """`seed` as an int in [0, MAX_SEED] (what torch.Generator.manual_seed takes)."""
+    if not _is_int(seed) or not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer >= 0 (and below 2**64) (got {seed!r})")
+    return int(seed)
+
+
+def check_sampling(sampling) -> None:
+    if sampling is not None and not isinstance(sampling, Sampling):
+        raise TypeError(f"sampling must be None (greedy) or a Sampling, e.g. Sampling(temperature=0.7, top_p=0.9); "
+                        f"got {_kind(sampling)}")
+
+
+def _token_ids(prompt, i: int) -> list[int]:
+    """One prompt as a list of ints (a list/tuple of ints, or a 1-d integer tensor or array)."""
+    if isinstance(prompt, (str, bytes)):
+        raise TypeError(f"prompt {i} is {_kind(prompt)}: encode it with the tokenizer first "
+                        "(a prompt is a list of token ids)")
+    if isinstance(prompt, (torch.Tensor, np.ndarray)):
+        if prompt.ndim != 1:
+            raise TypeError(f"prompt {i} is a {prompt.ndim}-d {type(prompt).__name__}: a prompt is a 1-d list of "
+                            "token ids")
+        prompt = prompt.tolist()
+    elif not isinstance(prompt, (list, tuple, range)):
+        raise TypeError(f"prompt {i} is {_kind(prompt)}; {_PROMPTS}: e.g. [[1, 42, 7]]")
+    bad = next((j for j, x in enumerate(prompt) if not _is_int(x)), None)
+    if bad is not None:
+        x = prompt[bad]
+        what = "None" if x is None else f"{_kind(x)} ({x!r})"
+        raise TypeError(f"prompt {i} holds {what} at position {bad}: token ids are integers; encode the text with "
+                        "the target's tokenizer")
+    return [int(x) for x in prompt]
+
+
+def as_prompts(prompts) -> list[list[int]]:
+    """The prompts as lists of ints; a one-line TypeError for a str, a flat list of ints, or non-integers."""
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError(f"{_PROMPTS}; got {_kind(prompts)}: encode it with the tokenizer first, "
+                        "e.g. [tokenizer.encode(text)]")
+    if isinstance(prompts, (torch.Tensor, np.ndarray)) and prompts.ndim != 2:
+        if prompts.ndim == 1:
+            raise TypeError(f"{_PROMPTS}; got a 1-d {type(prompts).__name__}: wrap a single prompt in a list: [ids]")
+        raise TypeError(f"{_PROMPTS}; got a {prompts.ndim}-d {type(prompts).__name__}")
+    if isinstance(prompts, (dict, set)) or not hasattr(prompts, "__iter__"):
+        raise TypeError(f"{_PROMPTS}; got {_kind(prompts)}: e.g. [[1, 42, 7]]")
+    items = list(prompts)
+    if items and all(_is_int(x) for x in items):
+        raise TypeError(f"{_PROMPTS}; got a flat list of ints: wrap a single prompt in a list: [ids]")
+    return [_token_ids(p, i) for i, p in enumerate(items)]
+
+
+def check_prompts(prompts: list[list[int]], max_new_tokens: int, vocab: int, context: int | None) -> None:
+    """Every prompt non-empty, in the vocabulary, and short enough for the context."""
+    if not prompts:
+        raise ValueError("no prompts given")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty: every prompt needs at least one token "
+                             "(apply the chat template, or start with the BOS token)")
+        if min(p) < 0 or max(p) >= vocab:
+            raise ValueError(f"prompt {i} has token ids outside [0, {vocab}): "
+                             "was it encoded with the target's tokenizer?")
+        if context and len(p) + max_new_tokens > context:
+            raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it exceeds the "
+                             f"target's context of {context}: shorten the prompt or lower max_new_tokens")
+
+
+def as_eos(eos) -> list[int]:
+    """The end-of-sequence token ids as a list of ints (None: no EOS, decode to max_new_tokens)."""
+    if eos is None:
+        return []
+    eos = [eos] if _is_int(eos) else eos
+    if isinstance(eos, (str, bytes)) or not hasattr(eos, "__iter__") or not all(_is_int(e) for e in eos):
+        raise TypeError(f"eos_token_id must be a token id (an int), a list of them, or None; got {eos!r}: "
+                        "pass tokenizer.eos_token_id")
+    return [int(e) for e in eos]
+
+
+def as_policy(arms, n_prompts: int) -> ArmPolicy:
+    """The policy to play: `arms` itself when it is one, else FixedArms (one Arm, or one per prompt)."""
+    if isinstance(arms, ArmPolicy):
+        return arms
+    if isinstance(arms, type) and issubclass(arms, ArmPolicy):
+        raise TypeError(f"arms is the class {arms.__name__}: pass an instance of it")
+    return FixedArms(arms, n_prompts)
+
+
+def check_pool(drafters) -> dict[str, Drafter]:
+    """The pool as {name: drafter}: every name a non-empty str, every drafter a Drafter, and no drafter
+    object under two names (a drafter keeps per-row state: two names would share, and clobber, it)."""
+    if drafters is None:
+        return {}
+    if isinstance(drafters, Drafter):
+        raise TypeError(f"the pool is one {type(drafters).__name__}: pass a dict {{name: drafter}} (or a list of "
+                        f"drafters), e.g. {{'{drafters.name}': drafter}}")
+    if not isinstance(drafters, dict):
+        if isinstance(drafters, (str, bytes)) or not hasattr(drafters, "__iter__"):
+            raise TypeError(f"the pool must be a dict {{name: drafter}} or a list of drafters; got {_kind(drafters)}")
+        listed = list(drafters)
+        for i, d in enumerate(listed):
+            _check_drafter(f"pool[{i}]", d)
+        names = [d.name for d in listed]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise DrafterError(f"two drafters of the pool are named '{twice}': pass a dict {{name: drafter}} with "
+                               "one name per drafter (and one drafter per name)")
+        drafters = {d.name: d for d in listed}
+    bad = [n for n in drafters if not isinstance(n, str) or not n]
+    if bad:
+        raise DrafterError(f"drafter names must be non-empty strings (got {bad[0]!r}): name each drafter, "
+                           "e.g. {'ngram': NgramDrafter()}")
+    _check_drafters(drafters)
+    return drafters
+
+
+def _check_drafter(where: str, d) -> None:
+    if not isinstance(d, Drafter):
+        raise TypeError(f"{where} is {_kind(d)}, not a Drafter: build one, e.g. NgramDrafter() or ModelDrafter(model)")
+
+
+def _check_drafters(drafters: dict) -> None:
+    first: dict[int, object] = {}
+    for name, d in drafters.items():
+        _check_drafter(f"pool entry {name!r}", d)
+        if id(d) in first:
+            raise DrafterError(f"drafters '{first[id(d)]}' and '{name}' are the same drafter object: build one "
+                               "drafter per name (a drafter keeps per-row state)")
+        first[id(d)] = name
+
