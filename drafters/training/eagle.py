@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from drafters.eagle_head import EagleHead
+from drafters.training.checkpoint import load_checkpoint, plain
 from specsel.data import cache_tag, is_user_domain, user_domain_records
 from specsel.modeling.compat import capture_hidden_states
 
@@ -396,11 +397,11 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     start, seconds, history = 0, 0.0, []
+    identity = plain({"n_rows": n_rows, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+                       **(fingerprint or {})})
     if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        identity = {"n_rows": n_rows, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-                    **(fingerprint or {})}
-        if state["names"] != names or state.get("identity") != identity:
+        state = load_checkpoint(ckpt)
+        if state["names"] != names or plain(state.get("identity")) != identity:
             raise ValueError(f"{ckpt} was written by a run with other settings or data: delete it to start over")
         with torch.no_grad():
             for p, v in zip(params, state["params"]):
@@ -424,13 +425,12 @@ def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size:
         opt.step()
         sched.step()
         seconds += time.perf_counter() - t0
-        history.append({"step": step + 1, "loss": float(loss.detach()), **stats})
+        history.append(plain({"step": step + 1, "loss": float(loss.detach()), **stats}))
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", top1=f"{stats.get('top1', 0):.3f}")
         bar.update(1)
         if (step + 1) % save_every == 0 or step + 1 == steps:
             tmp = ckpt.with_suffix(".tmp")
-            identity = {"n_rows": n_rows, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-                        **(fingerprint or {})}
+            # tensors and plain types only: the checkpoint loads with weights_only=True (drafters.training.checkpoint)
             torch.save({"names": names, "identity": identity, "params": [p.detach().clone() for p in params],
                         "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "step": step + 1,

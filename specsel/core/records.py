@@ -20,6 +20,7 @@ class RoundRecord:
     verify_s: float     # wall time of the round's target forward + verification (shared by all rows)
     batch: int          # rows in the round
     position_acceptance: dict[str, list[float]] | None = None  # drafter -> acceptance at each committed position
+    query: int | str | None = None  # the prompt's query id (generate(query_ids=...); default: its index, = row)
 
 
 @dataclass

@@ -4,6 +4,7 @@ runs. What passes is returned in the one form the engine computes with (lists of
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -72,8 +73,40 @@ def _token_ids(prompt, i: int) -> list[int]:
     return [int(x) for x in prompt]
 
 
+def _from_encoding(enc: Mapping) -> list:
+    """The prompts of a tokenizer's output (a BatchEncoding or a dict with "input_ids": a batch of
+    lists or a 2-d tensor; one flat list or 1-d tensor is one prompt, as apply_chat_template returns
+    for one conversation), without the padded positions its "attention_mask" marks (left or right)."""
+    if "input_ids" not in enc:
+        raise TypeError(f"{_PROMPTS}; got {_kind(enc)} without 'input_ids': pass the tokenizer's output "
+                        "(with input_ids) or a list of token-id lists")
+    ids, mask = enc["input_ids"], enc.get("attention_mask")
+
+    def rows(x, name: str) -> list:
+        if isinstance(x, (torch.Tensor, np.ndarray)):
+            if x.ndim not in (1, 2):
+                raise TypeError(f"{name} is a {x.ndim}-d {type(x).__name__}: pass a batch of token-id lists")
+            x = x.tolist()
+        if isinstance(x, (str, bytes)) or not hasattr(x, "__iter__"):
+            raise TypeError(f"{name} must be a batch of token-id lists (got {_kind(x)})")
+        x = list(x)
+        return [x] if x and all(_is_int(t) for t in x) else x     # one flat prompt (one conversation)
+
+    ids = rows(ids, "input_ids")
+    if mask is None:
+        return ids
+    mask = rows(mask, "attention_mask")
+    if len(mask) != len(ids) or any(not hasattr(m, "__len__") or not hasattr(p, "__len__") or len(m) != len(p)
+                                    for m, p in zip(mask, ids)):
+        raise ValueError("attention_mask does not have the shape of input_ids: pass the tokenizer's output as is")
+    return [[t for t, keep in zip(p, m) if keep] for p, m in zip(ids, mask)]
+
+
 def as_prompts(prompts) -> list[list[int]]:
-    """The prompts as lists of ints; a one-line TypeError for a str, a flat list of ints, or non-integers."""
+    """The prompts as lists of ints; a one-line TypeError for a str, a flat list of ints, or non-integers.
+    A tokenizer's output (a BatchEncoding, or a dict with "input_ids") gives its input_ids, unpadded."""
+    if isinstance(prompts, Mapping):
+        prompts = _from_encoding(prompts)
     if isinstance(prompts, (str, bytes)):
         raise TypeError(f"{_PROMPTS}; got {_kind(prompts)}: encode it with the tokenizer first, "
                         "e.g. [tokenizer.encode(text)]")
@@ -167,3 +200,44 @@ def _check_drafters(drafters: dict) -> None:
                                "drafter per name (a drafter keeps per-row state)")
         first[id(d)] = name
 
+
+
+def _learner_name(policy: ArmPolicy) -> str:
+    """What to call a policy in an error: its learner's name (LearnerPolicy("hedgespec", ...)), else its class."""
+    name = getattr(policy, "name", None)
+    return name if isinstance(name, str) and name else type(policy).__name__
+
+
+def check_feedback(feedback, policy: ArmPolicy) -> str:
+    """The feedback mode: `feedback`, or the policy's when None ("full" for a policy that needs full
+    information, else "bandit"); a one-line ValueError for bandit feedback to a full-information learner."""
+    if feedback is None:
+        return "full" if policy.needs_full_information else "bandit"
+    if feedback not in ("bandit", "full"):
+        raise ValueError(f"feedback must be 'bandit' or 'full', or None for the policy's mode (got {feedback!r})")
+    if policy.needs_full_information and feedback != "full":
+        raise ValueError(f"{_learner_name(policy)} needs feedback='full' (it learns from every drafter's "
+                         "counterfactual acceptance): pass feedback='full', or leave feedback unset")
+    return feedback
+
+
+def check_query_ids(query_ids, n_prompts: int) -> list:
+    """One query id (an int or a str) per prompt, all different; None: the prompts' indices 0..n-1."""
+    if query_ids is None:
+        return list(range(n_prompts))
+    if isinstance(query_ids, (str, bytes, Mapping)) or not hasattr(query_ids, "__iter__"):
+        raise TypeError(f"query_ids must be a list of ids (ints or strs), one per prompt; got {_kind(query_ids)}")
+    ids = query_ids.tolist() if isinstance(query_ids, (torch.Tensor, np.ndarray)) else list(query_ids)
+    if len(ids) != n_prompts:
+        raise ValueError(f"got {len(ids)} query_ids for {n_prompts} prompts: pass one id per prompt")
+    bad = next((i for i, q in enumerate(ids) if not (_is_int(q) or isinstance(q, str))), None)
+    if bad is not None:
+        raise TypeError(f"query_ids must be ints or strs (they are written to the records); "
+                        f"query_ids[{bad}] is {_kind(ids[bad])}")
+    ids = [q if isinstance(q, str) else int(q) for q in ids]
+    seen: set = set()
+    for q in ids:
+        if q in seen:
+            raise ValueError(f"query id {q!r} is given twice: query_ids must tell the prompts apart")
+        seen.add(q)
+    return ids

@@ -15,6 +15,7 @@ Autoregressive decoding is the arm with no drafter: the same loop with an empty 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -30,9 +31,11 @@ from specsel.engine.checks import (
     as_eos,
     as_policy,
     as_prompts,
+    check_feedback,
     check_int,
     check_pool,
     check_prompts,
+    check_query_ids,
     check_sampling,
     check_seed,
 )
@@ -53,6 +56,7 @@ class _Batch:
     rounds: torch.Tensor            # [B] rounds each prompt has played
     outputs: list
     by_eos: list
+    query_ids: list                 # [B] the query id of each prompt (RoundRecord.query)
     records: list = field(default_factory=list)
     reused_s: float = 0.0           # seconds of a reused target prefill, charged to prefill_s and wall_s
 
@@ -118,24 +122,31 @@ class SpecEngine:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], arms: Arm | Sequence[Arm] | ArmPolicy,
                  max_new_tokens: int = 64, sampling: Sampling | None = None, seed: int = 0,
-                 feedback: str = "bandit", progress: bool = False, score_every: int = 1,
-                 prefill_cache: PrefillCache | None = None) -> GenerationResult:
-        """Generate for every prompt (lists of token ids).
+                 feedback: str | None = None, progress: bool = False, score_every: int = 1,
+                 prefill_cache: PrefillCache | None = None, query_ids: Sequence | None = None) -> GenerationResult:
+        """Generate for every prompt: lists of token ids, or a tokenizer's output (a BatchEncoding
+        or a dict with "input_ids", e.g. from apply_chat_template; padding is dropped by its attention_mask).
 
         arms: one Arm for all rows, one per row, or an ArmPolicy choosing every round.
-        sampling: None for greedy, else Sampling(temperature, top_p).
+        sampling: None for greedy, else Sampling(temperature, top_p, top_k, min_p); its warped target
+        distribution is both what is sampled and the p that speculative verification accepts against.
         feedback: "bandit" (only the played drafter runs) or "full" (every drafter catches up
-        each round and reports its acceptance at every committed position).
+        each round and reports its acceptance at every committed position); None (default): the
+        policy's mode, "full" for a learner that needs full information (HedgeSpec), else "bandit".
         score_every: greedy full information only: drafters with `deferred_scoring` (EAGLE
         heads) score the committed positions of up to this many rounds in one forward, and
         the policy learns of those rounds then (delayed feedback, as a learner gets anyway).
-        Fewer, wider drafter forwards; the output is the same.
+        Fewer, wider drafter forwards; the output is the same. Under bandit feedback it has
+        no effect, and a value other than 1 warns (a UserWarning).
         prefill_cache: a PrefillCache shared by calls that decode the same prompts: the target's
         prefill is computed once and copied, and its measured seconds are still charged.
+        query_ids: one id (int or str) per prompt, stored as RoundRecord.query of its records
+        (default: the prompt's index in this call, as RoundRecord.row).
         """
         prompts = as_prompts(prompts)
         max_new_tokens, seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(seed)
-        policy = self._check(prompts, arms, max_new_tokens, sampling, feedback, score_every)
+        policy, feedback = self._check(prompts, arms, max_new_tokens, sampling, feedback, score_every)
+        query_ids = check_query_ids(query_ids, len(prompts))
         fb = FullInformation(self.drafters, policy, sampling is None, score_every) if feedback == "full" \
             else BanditFeedback(self.drafters, policy)
         policy.start(len(prompts))
@@ -145,6 +156,7 @@ class SpecEngine:
         layers = sorted(draft_layers | fb.capture_layers())
         t_start = _clock(self.device)
         batch = self._prefill(prompts, max_new_tokens, sampling, generator, fb, sorted(draft_layers), prefill_cache)
+        batch.query_ids = query_ids
         prefill_s = _clock(self.device) - t_start + batch.reused_s
         bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not progress, leave=False)
         while len(batch.row_ids):
@@ -169,20 +181,21 @@ class SpecEngine:
         wall_s = _clock(self.device) - t_start + batch.reused_s
         return GenerationResult(batch.outputs, batch.records, wall_s, prefill_s, batch.by_eos)
 
-    def _check(self, prompts, arms, max_new_tokens: int, sampling, feedback: str, score_every) -> ArmPolicy:
-        """Refuse bad arguments with a one-line error (specsel.engine.checks); returns the policy to play."""
+    def _check(self, prompts, arms, max_new_tokens: int, sampling, feedback: str | None,
+               score_every) -> tuple[ArmPolicy, str]:
+        """Refuse bad arguments with a one-line error (specsel.engine.checks); returns the policy to
+        play and the feedback mode (the policy's when `feedback` is None)."""
         check_int("score_every", score_every, 1)
         check_sampling(sampling)
-        if feedback not in ("bandit", "full"):
-            raise ValueError(f"feedback must be 'bandit' or 'full' (got {feedback!r})")
         check_prompts(prompts, max_new_tokens, self.target.config.vocab_size, self.context)
         policy = as_policy(arms, len(prompts))
         if policy.arms is not None:
             validate_arms(policy.arms, self.drafters)
-        if policy.needs_full_information and feedback != "full":
-            raise ValueError(f"{type(policy).__name__} learns from every drafter's counterfactual acceptance: "
-                             "pass feedback='full'")
-        return policy
+        feedback = check_feedback(feedback, policy)
+        if feedback == "bandit" and score_every != 1:
+            warnings.warn(f"score_every={score_every} has no effect under bandit feedback (only full information "
+                          "scores drafters): drop it, or pass feedback='full'", stacklevel=4)  # the caller of generate
+        return policy, feedback
 
     def _prefill(self, prompts, max_new_tokens, sampling, generator, fb, draft_layers, reuse) -> _Batch:
         """Cache every prompt token but the last (or copy a reused prefill: specsel.engine.prefill);
@@ -213,7 +226,8 @@ class SpecEngine:
             unit.start(ctx)
         ctx.target_hidden = None
         return _Batch(ctx, kv, lens, max_new_tokens, torch.arange(B, device=dev),
-                      torch.zeros(B, dtype=torch.long, device=dev), [None] * B, [False] * B, reused_s=reused_s)
+                      torch.zeros(B, dtype=torch.long, device=dev), [None] * B, [False] * B, list(range(B)),
+                      reused_s=reused_s)
 
     def _units(self) -> list:
         """What keeps per-row state: each drafter, or its family once for all its members."""
@@ -324,7 +338,8 @@ class SpecEngine:
             row=int(row_ids[i]), round=int(batch.rounds[row_ids[i]]), drafter=arms_now[i].drafter,
             gamma=arms_now[i].gamma, drafted=int(draft.lengths[i]), accepted=int(verdict.accepted[i]),
             committed=int(m[i]), draft_s=float(draft.seconds[i]), verify_s=verify_s, batch=n,
-            position_acceptance=None if acceptance is None else {k: v[i] for k, v in acceptance.items()})
+            position_acceptance=None if acceptance is None else {k: v[i] for k, v in acceptance.items()},
+            query=batch.query_ids[int(row_ids[i])])
             for i in range(n)]
         batch.records.extend(records)
         batch.rounds[row_ids] += 1

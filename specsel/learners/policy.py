@@ -1,7 +1,10 @@
 """Online arm selection in the engine: learners fed through the same FeedbackRouter as replay.
 
-    policy = LearnerPolicy("hedgespec", arms, drafters=["ngram", "early_exit"])
-    engine.generate(prompts, policy, feedback="full")
+    policy = LearnerPolicy("hedgespec", [Arm("ngram", 4), Arm("early_exit", 2)])
+    engine.generate(prompts, policy)        # feedback="full": the learner's mode (HedgeSpec needs it)
+
+`drafters` (optional) fixes the order of the drafters the learner scores (default: the arms'
+drafters, in the order they first appear); every arm's drafter must be among them.
 
 Per-query learners are the default (Not-a-Bandit competes with the best arm per query);
 `shared=True` plays one learner per batch, one arm for every row (BanditSpec's code).
@@ -43,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from specsel.core.arms import Arm, arm_pairs, validate_arms
+from specsel.core.arms import Arm, arm_pairs
 from specsel.core.costs import BatchRound, RelativeCostModel
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo
@@ -58,8 +61,28 @@ DEFAULT_LAZY_DRAFTERS = 1   # in between, each row's favourite: 1.01x the best f
                             # weighted drafter (recipes/bench_joint.py on the tuning queries, README); 2: 0.96x ad hoc
 
 
+def _drafters_of(arms: list[Arm], drafters: Sequence[str] | None) -> list[str]:
+    """The drafters a learner scores: `drafters`, or the arms' drafters in first-seen order; a
+    one-line ValueError for an arm whose drafter is not among the given ones."""
+    bad = next((i for i, a in enumerate(arms) if not isinstance(a, Arm)), None)
+    if bad is not None:
+        raise TypeError(f"arms[{bad}] is a {type(arms[bad]).__name__}, not an Arm: e.g. Arm('ngram', 4)")
+    if drafters is None:
+        return list(dict.fromkeys(a.drafter for a in arms if a.drafter is not None))
+    if isinstance(drafters, str):
+        raise TypeError(f"drafters must be a list of drafter names (got the str {drafters!r}): e.g. [{drafters!r}]")
+    drafters = list(drafters)
+    for arm in arms:
+        if arm.drafter is not None and arm.drafter not in drafters:
+            raise ValueError(f"arm {arm}: unknown drafter '{arm.drafter}', not in the drafters given to "
+                             f"LearnerPolicy ({', '.join(drafters) or 'none'}): add it, or leave drafters out "
+                             "(default: the arms' drafters)")
+    return drafters
+
+
 class LearnerPolicy(ArmPolicy):
-    def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str], objective: str = "length",
+    def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str] | None = None,
+                 objective: str = "length",
                  shared: bool = False, seed: int = 0, lazy_scoring: bool | None = None,
                  refresh_every: int = DEFAULT_REFRESH, lazy_drafters: int | None = DEFAULT_LAZY_DRAFTERS,
                  batch_cost: bool = True, draft_calls: dict[str, str] | None = None, priors=None, **learner_kw):
@@ -74,8 +97,7 @@ class LearnerPolicy(ArmPolicy):
         self.arms = list(arms)
         if not self.arms:
             raise ValueError("a learner needs at least one arm")
-        self.drafters = list(drafters)
-        validate_arms(self.arms, self.drafters)
+        self.drafters = _drafters_of(self.arms, drafters)
         self.name, self.objective, self.shared, self.seed = learner, objective, shared, seed
         self.learner_kw = learner_kw
         self.priors = priors        # query number -> a prior over self.arms (router learners), or None

@@ -33,7 +33,8 @@ def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
                     "range another study evaluates)")
     ap.add_argument("--split", default="eval", choices=("eval", "train"), help="which split of each domain: eval "
                     "(held-out benchmark, default) or train (the drafters' training split, e.g. to fit a router)")
-    ap.add_argument("--pool", default=None, help="Python file defining build_pool(target) (default: drafters.pool)")
+    ap.add_argument("--pool", default=None, help="Python file defining build_pool(target), default drafters.pool "
+                    "(the file is executed as Python: only pass files you trust)")
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
     add_config_arguments(ap, ["settings", "learners", "gamma", "gammas", "bsz", "max_new_tokens", "temperature",
                               "top_p", "seed", "fixed_candidates", "score_every", "repeats",

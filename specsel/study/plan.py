@@ -12,6 +12,7 @@ Per batch size the same prompts, in the same batches, with the same seeds, are d
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
@@ -92,15 +93,57 @@ def target_record(target) -> dict:
     return {"dtype": str(first.dtype).removeprefix("torch."), "device": first.device.type}
 
 
+def specsel_version() -> str:
+    """The installed specsel's version: part of a study's resume identity (store.IDENTITY)."""
+    import specsel
+    return specsel.__version__
+
+
+FINGERPRINT_SAMPLES = 256       # evenly spaced elements of each parameter tensor in the checksum
+UNSTABLE_CONFIG_KEYS = ("transformers_version", "torch_dtype", "dtype")     # not the model itself
+
+
+def target_fingerprint(target) -> str | None:
+    """A short fingerprint (16 hex digits) of the target model: sha256 over its config (without
+    the keys starting with "_", such as its path, nor the transformers version or dtype), every
+    parameter's name and shape, and FINGERPRINT_SAMPLES evenly spaced values of each parameter,
+    taken at bfloat16 precision, so float32 weights loaded as bfloat16 fingerprint alike (float16
+    may not; the dtype is checked on its own). Another model, or retrained weights, differ. No pass
+    over the weights: about 5 ms for a 135M model on a CPU. None for a target without parameters."""
+    import hashlib
+
+    import torch
+
+    params = list(target.named_parameters()) if hasattr(target, "named_parameters") else []
+    if not params:
+        return None
+    h = hashlib.sha256()
+    config = getattr(target, "config", None)
+    if hasattr(config, "to_dict"):
+        fields = {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k not in UNSTABLE_CONFIG_KEYS}
+        h.update(json.dumps(fields, sort_keys=True, default=str).encode())
+    samples = []
+    with torch.no_grad():
+        for name, p in params:
+            h.update(f"{name}:{tuple(p.shape)};".encode())
+            flat = p.detach().reshape(-1)
+            step = max(1, flat.numel() // FINGERPRINT_SAMPLES)
+            samples.append(flat[::step][:FINGERPRINT_SAMPLES].to(torch.bfloat16))
+        values = torch.cat(samples).view(torch.int16).cpu().numpy()
+    h.update(values.tobytes())
+    return h.hexdigest()[:16]
+
+
 def study_record(cfg: StudyConfig, drafters: Sequence[str], items: Sequence[StudyItem], source: RunSpec,
                  weights: str | None, replay_exact: Mapping[str, bool], target=None) -> dict:
     """The config.json record of a study: its options, arms and objective per setting, the query
     stream (each prompt's hash), the full-information run and which drafters replay exactly; the
-    target's dtype and device (`target`: the loaded model); and, when the stream holds user domains
-    (NAME=PATH), each one's file and its sha256."""
+    target's dtype, device and fingerprint (`target`: the loaded model); the specsel version; and,
+    when the stream holds user domains (NAME=PATH), each one's file and its sha256."""
     users = user_domain_records(list(dict.fromkeys(it.domain for it in items)))
     return {**asdict(cfg), "version": CONFIG_VERSION, "drafters": list(drafters), "weights": weights,
-            **({} if target is None else target_record(target)),
+            "specsel_version": specsel_version(),
+            **({} if target is None else {**target_record(target), "target_fingerprint": target_fingerprint(target)}),
             "settings": {s: {"arms": cfg.arms(s, drafters), "objective": OBJECTIVE[s]} for s in cfg.settings},
             "bsz": list(cfg.bsz), "learners": list(cfg.learners), "gammas": list(cfg.gammas),
             "queries": [{"qid": it.qid, "domain": it.domain, "index": i, "prompt_hash": prompt_hash(it.prompt)}

@@ -29,7 +29,7 @@ from specsel.study.offline import regret_vs_arms
 from specsel.study.plan import RunSpec, dynamic_gamma_drafter, fullinfo_run, live_runs, stream_batches, study_record
 from specsel.study.pool import replay_exact
 from specsel.study.routing import load_study_router, router_folder, router_record, study_priors
-from specsel.study.store import ResultStore, check_out, write_config
+from specsel.study.store import ResultStore, check_out, study_lock, write_config
 
 
 def warm_cost_model(policy, lines: Sequence[dict]) -> None:
@@ -164,7 +164,8 @@ class _Decoder:
                 res = self.engine.generate([items[i].prompt for i in batch], policy,
                                            max_new_tokens=cfg.max_new_tokens, sampling=self.sampling,
                                            seed=batch_seed(cfg.seed, bsz, b), feedback=spec.feedback,
-                                           score_every=cfg.score_every, prefill_cache=self.prefills)
+                                           score_every=cfg.score_every if spec.feedback == "full" else 1,
+                                           prefill_cache=self.prefills)
                 store.append(self.query_lines(spec, bsz, b, batch, res))
                 bar.update(len(batch))
                 if self.hook is not None:
@@ -199,12 +200,12 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
 
     `target`, `pool` ({name: Drafter}) and `items` are built by the caller, so tests can pass tiny
     models. `hook(run, bsz, batch)` is called after every batch is safely on disk. `warn` gets
-    one-line notices (a --resume with nothing to resume).
+    one-line notices (a --resume with nothing to resume). The study holds OUT/.lock while it runs
+    (store.study_lock): a second study into OUT meanwhile is refused in one line.
     """
     import torch  # noqa: F401  (the engine needs it; keeps `import specsel.study` light for --help)
 
     _check_inputs(pool, items, cfg)
-    drafters = list(pool)
     out = Path(out_dir)
     check_out(out, resume)
     try:
@@ -212,6 +213,16 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     except OSError as exc:
         raise StudyError(f"--out {out}: cannot create the folder ({exc.strerror or exc}); pass a folder you can "
                          "write to") from None
+    with study_lock(out):                       # one writer per OUT, until the study returns or fails
+        return _run_locked(target, pool, items, cfg, out, resume, eos_token_id, progress, hook, log, plots, weights,
+                           router, data, fullinfo_only, warn)
+
+
+def _run_locked(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, out: Path, resume: bool,
+                eos_token_id, progress: bool, hook, log, plots: bool, weights, router, data, fullinfo_only: bool,
+                warn) -> dict:
+    """run_study once it holds OUT/.lock: record the config, decode both phases, report."""
+    drafters = list(pool)
     store = ResultStore(out / "queries.jsonl", resume)
     source = fullinfo_run(cfg, drafters)
     record = study_record(cfg, drafters, items, source, weights, replay_exact(pool), target=target)

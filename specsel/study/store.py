@@ -3,12 +3,14 @@
 Every finished batch appends one JSON line per query in a single write followed by fsync; a
 torn last line (an interrupted write) is cut off before a resumed study appends, so an
 interrupted study loses nothing it finished. config.json records what the results depend on:
-a resume with different options (``IDENTITY``) is refused instead of mixing results.
+a resume with different options (``IDENTITY``) is refused instead of mixing results. OUT/.lock
+(``study_lock``) keeps a second process from writing the same study.
 """
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from evaluators.lines import done_batches, index_runs
@@ -21,17 +23,22 @@ CONFIG_VERSION = 5      # 3: EAGLE prompt window, FactoredHedge stream prior, in
                         # 5: FactoredHedge cold start, batch caps (eq. 20) and eq. 23, interpolated verify widths
 # 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
 # options that must not change between a study and its --resume (they change what a run outputs)
-IDENTITY = ("target", "dtype", "device", "drafters", "weights", "max_new_tokens", "temperature", "top_p", "seed",
-            "gamma", "gammas", "queries", "prompts", "score_every", "joint_hedgespec", "user_domains", "router")
+IDENTITY = ("specsel_version", "target", "dtype", "device", "target_fingerprint", "drafters", "weights",
+            "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas", "queries", "prompts", "score_every",
+            "joint_hedgespec", "user_domains", "router")
 # recorded by newer studies only: a config.json without one (older) resumes unchecked on it
-RECORDED_LATER = ("dtype", "device", "prompts")
+RECORDED_LATER = ("dtype", "device", "prompts", "specsel_version", "target_fingerprint")
 # what each option is called and the flag that sets it, in a refused resume's message (else: the key, --KEY)
 DESCRIBED = {"queries": ("query stream", "--domains, --limit, --skip, --split, --seed and --data-dir"),
              "weights": ("set of drafter weights (retrained or another --pool)", "--pool and drafter weights"),
              "drafters": ("drafter set", "--drafters and --pool"),
-             "router": ("router (--router: another folder, or refitted)", "--router")}
-SHOWN = ("target", "dtype", "device", "drafters", "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas",
-         "score_every", "joint_hedgespec")      # short values: the message says "old -> new"
+             "router": ("router (--router: another folder, or refitted)", "--router"),
+             "specsel_version": ("specsel version", "specsel version (install the one it was run with)"),
+             "target_fingerprint": ("target model (its config or weights changed; fingerprint)",
+                                    "--target and the same model files")}
+# short values: the message says "old -> new" (a target fingerprint is 16 hex digits)
+SHOWN = ("specsel_version", "target_fingerprint", "target", "dtype", "device", "drafters", "max_new_tokens",
+         "temperature", "top_p", "seed", "gamma", "gammas", "score_every", "joint_hedgespec")
 
 
 class ResultStore:
@@ -71,18 +78,57 @@ class ResultStore:
         return list(index_runs(lines).get((run, bsz), {}).values())
 
 
+@contextmanager
+def study_lock(out: Path):
+    """Hold an exclusive lock on OUT/.lock while a study writes OUT; a second holder (another
+    process, or another open of the file in this one) is refused in one line. The kernel drops
+    the lock when its process dies, so a .lock file left by a killed study does not block; the
+    pid written into it only names the holder in the message."""
+    try:
+        import fcntl
+    except ImportError:                         # no flock (Windows): unguarded, as before
+        yield
+        return
+    path = out / ".lock"
+    f = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "unknown"
+            raise StudyError(f"{out} is being written by another specsel process (pid {pid}, see {path}); wait "
+                             "for it or choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()                        # released: no pid names a holder any more
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    finally:
+        f.close()
+
+
 def holds_results(out: Path) -> str:
     return f"{out} already holds results (queries.jsonl); pass --resume to continue them, or choose another --out"
 
 
 def check_out(out: str | Path, resume: bool) -> bool:
-    """Refuse an --out that is a file (or lies under one), or that holds results without --resume;
-    cheap, so the command line checks it before the model loads. True when OUT holds results."""
+    """Refuse an --out that is a file (or lies under one), that another study is writing (OUT/.lock
+    held), or that holds results without --resume; cheap, so the command line checks it before the
+    model loads. True when OUT holds results."""
     out = Path(out)
     for folder in (out, *out.parents):
         if folder.exists() and not folder.is_dir():
             where = "" if folder == out else f" lies under {folder}, which"
             raise StudyError(f"--out {out}{where} is a file; pass a folder")
+    if (out / ".lock").is_file():
+        with study_lock(out):                   # another process writing OUT: say so now, not after the load
+            pass
     results = out / "queries.jsonl"
     held = results.is_file() and results.stat().st_size > 0
     if held and not resume:

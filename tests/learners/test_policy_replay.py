@@ -135,7 +135,7 @@ def test_lazy_scoring_asks_for_each_rows_favourite_drafters(lazy_drafters, expec
 def test_full_information_learner_needs_full_feedback():
     policy = LearnerPolicy("hedgespec", arm_grid(POOL, [2]), POOL)
     with pytest.raises(ValueError, match="feedback='full'"):
-        engine().generate(prompts(2), policy, max_new_tokens=8)
+        engine().generate(prompts(2), policy, max_new_tokens=8, feedback="bandit")
 
 
 def test_unknown_drafter_or_objective_is_a_clear_error():

@@ -374,3 +374,147 @@ def test_eval_reports_a_bad_pool_file_in_one_line(tmp_path, tiny_loader, capsys,
     assert main(["eval", "--domains", f"t={tickets}", "--pool", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"specsel eval: error: --pool {path}") and "not a Drafter" in err and "\n" not in err
+
+
+# --------------------------------------------------------------------------
+# 11. OUT/.lock: one process writes a study at a time
+# --------------------------------------------------------------------------
+
+
+def snapshot(out):
+    return {name: (out / name).read_bytes() for name in ("queries.jsonl", "config.json")}
+
+
+def test_a_locked_out_is_refused_in_one_line_and_left_unchanged(copy_of):
+    import fcntl
+
+    before = snapshot(copy_of)
+    with open(copy_of / ".lock", "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242\n")
+        held.flush()
+        for resume in (True, False):
+            with pytest.raises(StudyError, match="being written by another specsel process") as err:
+                study(copy_of, resume=resume)
+            msg = one_line(err)
+            assert f"{copy_of} is being written" in msg and "pid 4242" in msg and str(copy_of / ".lock") in msg
+            assert msg.endswith("wait for it or choose another --out")
+        assert snapshot(copy_of) == before
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    said = []
+    study(copy_of, resume=True, warn=said.append)                   # released: it runs
+    assert said == [] and snapshot(copy_of)["queries.jsonl"] == before["queries.jsonl"]
+    assert (copy_of / ".lock").read_text() == ""                    # no holder named once released
+
+
+def test_a_second_study_in_the_same_process_is_refused_while_the_first_runs(tmp_path):
+    import os
+
+    out = tmp_path / "out"
+    seen = []
+
+    def second(spec, bsz, b):
+        if not seen:
+            with pytest.raises(StudyError, match=f"pid {os.getpid()}, see") as err:
+                study(out, resume=True)
+            seen.append(one_line(err))
+
+    run_study(target_model("llama"), {"ngram": NgramDrafter()}, items(), config(), out, eos_token_id=1,
+              progress=False, log=lambda s: None, plots=False, hook=second)
+    assert len(seen) == 1 and (out / "summary.csv").exists()
+
+
+def test_the_lock_is_released_when_the_study_fails(tmp_path):
+    out = tmp_path / "out"
+
+    def interrupt(spec, bsz, b):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(target_model("llama"), {"ngram": NgramDrafter()}, items(), config(), out, eos_token_id=1,
+                  progress=False, log=lambda s: None, plots=False, hook=interrupt)
+    study(out, resume=True)                                         # not blocked by the interrupted one
+    assert (out / "summary.csv").exists()
+
+
+def test_a_leftover_lock_file_without_a_holder_does_not_block(copy_of):
+    (copy_of / ".lock").write_text("999999\n")                      # left by a killed process: no flock held
+    study(copy_of, resume=True)
+    assert (copy_of / ".lock").read_text() == ""
+
+
+def test_eval_refuses_a_locked_out_before_the_model_loads(copy_of, no_model, capsys):
+    import fcntl
+
+    with open(copy_of / ".lock", "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert "is being written by another specsel process" in cli_error(["--out", str(copy_of), "--resume"], capsys)
+
+
+# --------------------------------------------------------------------------
+# 12. the specsel version and the target's fingerprint: part of the resume identity
+# --------------------------------------------------------------------------
+
+
+def test_config_records_the_version_and_the_targets_fingerprint(finished):
+    import specsel
+    from specsel.study.plan import target_fingerprint
+
+    config = json.loads((finished / "config.json").read_text())
+    assert config["specsel_version"] == specsel.__version__
+    llama = target_model("llama")
+    assert config["target_fingerprint"] == target_fingerprint(llama) and len(config["target_fingerprint"]) == 16
+    assert target_fingerprint(copy.deepcopy(llama)) == target_fingerprint(llama)
+    assert target_fingerprint(copy.deepcopy(llama).to(torch.bfloat16)) == target_fingerprint(llama)
+    assert target_fingerprint(target_model("qwen2")) != target_fingerprint(llama)
+    assert target_fingerprint(object()) is None
+
+
+def test_resume_refuses_another_specsel_version(copy_of, monkeypatch):
+    import specsel.study.plan
+
+    before = snapshot(copy_of)
+    monkeypatch.setattr(specsel.study.plan, "specsel_version", lambda: "9.9.9")
+    with pytest.raises(StudyError, match="specsel version") as err:
+        study(copy_of, resume=True)
+    msg = one_line(err)
+    assert f"{specsel.__version__} -> 9.9.9" in msg and "another --out" in msg
+    assert snapshot(copy_of) == before
+
+
+def test_resume_refuses_another_target(copy_of):
+    from specsel.study.plan import target_fingerprint
+
+    from conftest import noisy_copy
+
+    other = noisy_copy(target_model("llama"))
+    with pytest.raises(StudyError, match="target model") as err:
+        study(copy_of, target=other, resume=True)
+    msg = one_line(err)
+    assert f"{target_fingerprint(target_model('llama'))} -> {target_fingerprint(other)}" in msg
+    assert "--target" in msg and "another --out" in msg
+
+
+def test_an_old_config_without_version_or_fingerprint_resumes_unchecked(copy_of, monkeypatch):
+    import specsel.study.plan
+
+    from conftest import noisy_copy
+
+    def forget(config):
+        del config["specsel_version"], config["target_fingerprint"]
+    edit_config(copy_of, forget)
+    monkeypatch.setattr(specsel.study.plan, "specsel_version", lambda: "9.9.9")
+    study(copy_of, target=noisy_copy(target_model("llama")), resume=True)       # unknown then: not checked
+    config = json.loads((copy_of / "config.json").read_text())
+    assert config["specsel_version"] == "9.9.9" and len(config["target_fingerprint"]) == 16   # recorded from now on
+
+
+def test_pool_help_says_the_file_is_executed():
+    import argparse
+
+    from specsel.study.cli import add_eval_arguments
+
+    ap = argparse.ArgumentParser()
+    add_eval_arguments(ap)
+    pool = next(a for a in ap._actions if "--pool" in a.option_strings)
+    assert "(the file is executed as Python: only pass files you trust)" in pool.help
