@@ -99,7 +99,8 @@ def main(argv=None) -> int:
                     if learner:
                         policy.seek(b * args.bsz)
                     out = engines[pool].generate(prompts, policy if learner else policy[: len(prompts)],
-                                                 max_new_tokens=args.max_new_tokens, score_every=args.score_every,
+                                                 max_new_tokens=args.max_new_tokens,
+                                                 score_every=args.score_every if learner else 1,
                                                  feedback="full" if learner else "bandit")
                     seconds[k, run, pool] += out.wall_s
                     tokens[k, run, pool] += out.new_tokens

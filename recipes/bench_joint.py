@@ -218,7 +218,8 @@ def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[d
                 if learner:
                     policy.seek(batch[0])
                 res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
-                                      feedback="full" if learner else "bandit", score_every=args.score_every,
+                                      feedback="full" if learner else "bandit",
+                                      score_every=args.score_every if learner else 1,
                                       prefill_cache=prefills)
                 store.append([{"run": run, "bsz": bsz, "batch": b, "batch_qids": [items[i].qid for i in batch],
                                "row": r, "index": i, "qid": items[i].qid, "tokens": res.tokens[r],
