@@ -83,6 +83,15 @@ def one_line_error(call) -> str:
     return msg
 
 
+def one_line(info, *needles) -> str:
+    """The message of a caught exception (pytest.raises(...) as info): one line holding every needle."""
+    msg = str(info.value)
+    assert msg and "\n" not in msg, msg
+    for needle in needles:
+        assert needle in msg, f"{needle!r} not in {msg!r}"
+    return msg
+
+
 def fake_hub(monkeypatch, rows) -> list:
     """Point datasets.load_dataset at in-memory rows (a list, or a function of the config name);
     returns the (path, config, split) of every call, as they come."""

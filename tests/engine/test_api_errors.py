@@ -11,21 +11,13 @@ from specsel.core.arms import MAX_GAMMA
 from specsel.core.policy import FixedArms
 from specsel.learners.dynamic_gamma import DynamicGamma
 
-from conftest import drafter_models, target_model
+from conftest import drafter_models, one_line, target_model
 
 PROMPT = [2, 3, 4, 2, 3]
 
 
 def engine() -> SpecEngine:
     return SpecEngine(target_model("llama"), {"ngram": NgramDrafter()}, eos_token_id=1)
-
-
-def one_line(info, *needles) -> str:
-    msg = str(info.value)
-    assert msg and "\n" not in msg, msg
-    for needle in needles:
-        assert needle in msg, f"{needle!r} not in {msg!r}"
-    return msg
 
 
 # ----------------------------------------------------------------------------- prompts

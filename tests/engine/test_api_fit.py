@@ -14,7 +14,7 @@ from evaluators.records import append_records, by_query, read_records, to_dict
 from specsel import Arm, SpecEngine, arm_grid
 from specsel.learners.policy import LearnerPolicy
 
-from conftest import drafter_models, hf_greedy, target_model
+from conftest import drafter_models, hf_greedy, one_line, target_model
 
 PROMPTS = [[2, 3, 4, 2, 3], [5, 6, 7]]
 PAD = 0
@@ -34,14 +34,6 @@ def left_padded(prompts):
     ids = [[PAD] * (width - len(p)) + p for p in prompts]
     mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
     return ids, mask
-
-
-def one_line(info, *needles) -> str:
-    msg = str(info.value)
-    assert msg and "\n" not in msg, msg
-    for needle in needles:
-        assert needle in msg, f"{needle!r} not in {msg!r}"
-    return msg
 
 
 # ----------------------------------------------------------------------------- BatchEncoding prompts
