@@ -72,13 +72,14 @@ def arm_grid(drafters: Iterable[str], gammas: Iterable[int]) -> list[Arm]:
     return [Arm(d, g) for d in drafters for g in gammas]
 
 
-def validate_arms(arms: Iterable[Arm], pool: Iterable[str]) -> None:
-    """Raise a one-line error for an arm whose drafter is not in the pool."""
-    pool = set(pool)
+def validate_arms(arms: Iterable[Arm], pool: Iterable[str], where: str | None = None) -> None:
+    """Raise a one-line error for an arm whose drafter is not in the pool; `where` replaces the
+    message's "; the pool has: ..." (e.g. to name another list of drafters and its fix)."""
+    pool = list(pool)
     for arm in arms:
         if arm.drafter is not None and arm.drafter not in pool:
-            raise ValueError(f"arm {arm}: unknown drafter '{arm.drafter}'; "
-                             f"the pool has: {', '.join(sorted(pool)) or 'nothing'}")
+            said = where if where is not None else f"; the pool has: {', '.join(sorted(pool)) or 'nothing'}"
+            raise ValueError(f"arm {arm}: unknown drafter '{arm.drafter}'{said}")
 
 
 def arm_pairs(arms: Sequence[Arm], drafters: Sequence[str]) -> list[tuple[int, int]]:

@@ -46,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from specsel.core.arms import Arm, arm_pairs
+from specsel.core.arms import Arm, arm_pairs, validate_arms
 from specsel.core.costs import BatchRound, RelativeCostModel
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo
@@ -72,11 +72,9 @@ def _drafters_of(arms: list[Arm], drafters: Sequence[str] | None) -> list[str]:
     if isinstance(drafters, str):
         raise TypeError(f"drafters must be a list of drafter names (got the str {drafters!r}): e.g. [{drafters!r}]")
     drafters = list(drafters)
-    for arm in arms:
-        if arm.drafter is not None and arm.drafter not in drafters:
-            raise ValueError(f"arm {arm}: unknown drafter '{arm.drafter}', not in the drafters given to "
-                             f"LearnerPolicy ({', '.join(drafters) or 'none'}): add it, or leave drafters out "
-                             "(default: the arms' drafters)")
+    given = ", ".join(drafters) or "none"
+    validate_arms(arms, drafters, where=f", not in the drafters given to LearnerPolicy ({given}): add it, or leave "
+                  "drafters out (default: the arms' drafters)")
     return drafters
 
 

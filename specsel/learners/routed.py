@@ -22,27 +22,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Learner
+from .baselines import Fixed
 from .hedgespec import HedgeSpec, check_prior
 
 
-class RoutedArm(Learner):
-    """Plays ``argmax(prior)`` every round (the lowest index on ties); updates change nothing."""
+class RoutedArm(Fixed):
+    """The fixed arm ``argmax(prior)`` (the lowest index on ties), chosen per query by the router."""
 
     name = "router"
 
     def __init__(self, n_arms, reward_range, seed=None, prior=None):
-        super().__init__(n_arms, reward_range, seed)
         if prior is None:
             raise ValueError("the router learner needs a prior over its arms (specsel eval --router DIR)")
-        self.prior = check_prior(prior, self.n_arms)
-        self.arm = int(np.argmax(self.prior))
-
-    def select(self) -> int:
-        return self.arm
-
-    def update(self, played, reward, all_rewards=None) -> None:
-        pass
+        self.prior = check_prior(prior, int(n_arms))
+        super().__init__(n_arms, reward_range, seed, arm=int(np.argmax(self.prior)))
 
 
 class RouterHedgeSpec(HedgeSpec):

@@ -59,7 +59,8 @@ def load_study_router(folder: Path) -> dict:
 
 
 def _floor(p: np.ndarray) -> np.ndarray:
-    """Mix with the uniform floor: (1 - f) p + f / K, rows summing to 1."""
+    """Mix with the uniform floor: (1 - f) p + f / K, rows summing to 1 (RouterModel.prior does the
+    same for arms matched by name; drafters need the router's arms summed first)."""
     p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
     return (1.0 - ROUTER_FLOOR) * p + ROUTER_FLOOR / p.shape[1]
 
@@ -79,20 +80,12 @@ def drafter_probs(model, texts: Sequence[str], drafters: Sequence[str]) -> np.nd
     return out
 
 
-def arm_probs(model, texts: Sequence[str], arms: Sequence[str]) -> np.ndarray:
-    """[n, len(arms)]: the router's probability of each of `arms` by name, before the floor."""
-    probs = model.predict_proba(list(texts))
-    known = {a: k for k, a in enumerate(model.arms)}
-    if not any(a in known for a in arms):
-        raise StudyError(f"the router knows none of the study's arms ({', '.join(arms)}; it was fitted on "
-                         f"{', '.join(model.arms)}); refit it on this pool (specsel router fit)")
-    return np.stack([probs[:, known[a]] if a in known else np.zeros(len(texts)) for a in arms], axis=1)
-
-
 def study_priors(models: dict, texts: Sequence[str], settings: dict, drafters: Sequence[str]) -> dict:
     """The priors of the router rows, per stream position: {(setting, "drafters"|"arms"): [n, K]}.
     "drafters" is over the pool's drafters (the drafter setting, whose arms are the drafters at one
     gamma, and the joint setting's factored HedgeSpec); "arms" over the joint setting's arms."""
+    from specsel.router import RouterError
+
     out = {}
     for setting, spec in settings.items():
         model = models.get(setting)
@@ -100,6 +93,9 @@ def study_priors(models: dict, texts: Sequence[str], settings: dict, drafters: S
             raise StudyError(f"the router has no model for the {setting} setting (it has: {', '.join(models)}); "
                              "refit it from a full-information run (specsel router fit fits every setting)")
         out[setting, "drafters"] = _floor(drafter_probs(model, texts, drafters))
-        if setting == "joint":
-            out[setting, "arms"] = _floor(arm_probs(model, texts, spec["arms"]))
+        if setting == "joint":                  # by arm name, floor included (RouterModel.prior)
+            try:
+                out[setting, "arms"] = model.prior(list(texts), spec["arms"], floor=ROUTER_FLOOR)
+            except RouterError as exc:
+                raise StudyError(str(exc)) from None
     return out
