@@ -10,41 +10,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-MAX_SEED = 2**64 - 1        # the largest seed torch.Generator.manual_seed takes (specsel.engine.checks.MAX_SEED)
-
-
-def _int_in(flag: str, value, low: int, high: int | None = None, why: str = "") -> None:
-    """Refuse an integer argument outside [low, high] (None: not given, nothing to check)."""
-    if value is not None and (value < low or (high is not None and value > high)):
-        span = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{flag} must be {span} (got {value}){why}")
-
-
-def _check_seed(flag: str, value) -> None:
-    if value is not None and not 0 <= value <= MAX_SEED:
-        raise ValueError(f"{flag} must be an integer >= 0 (and below 2**64) (got {value})")
-
-
-def _gamma_cap() -> tuple[int, str]:
-    from specsel.core.arms import MAX_GAMMA
-    return MAX_GAMMA, f": a draft longer than {MAX_GAMMA} tokens cannot pay"
-
 
 def _check_generate_args(args) -> None:
-    """Every numeric argument of `specsel generate`, checked before the (slow) model load."""
-    cap, why = _gamma_cap()
-    _int_in("--gamma", args.gamma, 1, cap, why if args.gamma > cap else "")
-    _int_in("--max-new-tokens", args.max_new_tokens, 1)
-    _check_seed("--seed", args.seed)
-    _int_in("--threads", args.threads, 1)
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise ValueError(f"--temperature must be >= 0 (0 = greedy) (got {args.temperature})")
-    if not 0 < args.top_p <= 1:       # checked under greedy too: a bad value is never silently ignored
-        raise ValueError(f"--top-p must be in (0, 1] (got {args.top_p}); 1 keeps the whole distribution")
+    """What `specsel generate` checks beyond the shared numbers (specsel.options), before the model loads."""
     _check_pool_file(args.pool)
 
 
@@ -55,7 +26,11 @@ def _check_pool_file(pool: str | None) -> None:
 
 
 def _generate(args) -> int:
+    from specsel.options import unused_sampling
+
     _check_generate_args(args)
+    if unused_sampling(args):
+        print(f"specsel generate: warning: {unused_sampling(args)}", file=sys.stderr)
     import torch
 
     from evaluators.metrics import summarize
@@ -72,12 +47,12 @@ def _generate(args) -> int:
             print(f"specsel: error: unknown drafter '{args.drafter}'; the default pool has: "
                   f"{', '.join(known_pool_names())}, or none", file=sys.stderr)
             return 2
-    model, tokenizer = load_target(args.target)
+    model, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
     prompt = encode_prompts(tokenizer, [Query("user", "cli", [{"role": "user", "content": args.prompt}], "")])[0]
     pool = {} if args.drafter in (None, "none") else load_pool(model, [args.drafter], args.pool)
     engine = SpecEngine(model, pool, eos_token_id=tokenizer.eos_token_id)
     arm = Arm.autoregressive() if args.drafter in (None, "none") else Arm(args.drafter, args.gamma)
-    sampling = None if args.temperature == 0 else Sampling(args.temperature, args.top_p)
+    sampling = None if args.temperature == 0 else Sampling(args.temperature, args.top_p, args.top_k, args.min_p)
     runs = {"autoregressive": Arm.autoregressive(), str(arm): arm} if args.compare else {str(arm): arm}
     results = {name: engine.generate([prompt], a, max_new_tokens=args.max_new_tokens, sampling=sampling,
                                      seed=args.seed, progress=True) for name, a in runs.items()}
@@ -104,8 +79,9 @@ def _generate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from specsel.modeling.target import EMBEDDED_DEFAULT
+    from specsel.options import OneLineParser
 
-    parser = argparse.ArgumentParser(prog="specsel", description="Speculative decoding that picks its own drafter.")
+    parser = OneLineParser(prog="specsel", description="Speculative decoding that picks its own drafter.")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate for one prompt and print per-round stats")
     gen.add_argument("--prompt", required=True)
@@ -114,8 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--gamma", type=int, default=4, help="speculation length (draft tokens per round)")
     gen.add_argument("--max-new-tokens", type=int, default=96)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--top-p", type=float, default=1.0, help="sampling: nucleus mass kept (1 = off)")
+    gen.add_argument("--top-k", type=int, default=0, help="sampling: most likely tokens kept (0 = off; Hugging "
+                     "Face's generate applies 50 unless the model's generation_config says otherwise)")
+    gen.add_argument("--min-p", type=float, default=0.0, help="sampling: drop tokens below min-p x the top "
+                     "probability (0 = off)")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
+    gen.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible)")
     gen.add_argument("--threads", type=int, default=None)
     gen.add_argument("--compare", action="store_true",
                      help="also run plain autoregressive decoding and report the speedup")
@@ -170,11 +152,6 @@ def _router_collect(args) -> int:
 def _router_fit(args) -> int:
     from specsel.study.router_fit import fit_router
 
-    _int_in("--folds", args.folds, 2)
-    if not (math.isfinite(args.C) and args.C > 0):
-        raise ValueError(f"--C must be > 0 (got {args.C})")
-    _check_seed("--seed", args.seed)
-    _int_in("--bsz", args.bsz, 1)
     fit_router(args.records, args.out, args.data_dir, args.bsz, args.folds, args.C, args.seed,
                command="specsel " + " ".join(sys.argv[1:]))
     return 0
@@ -209,21 +186,10 @@ def _drafters(args) -> int:
     return 0
 
 
-def _check_replay_args(args) -> list[int] | None:
-    """`specsel replay`'s numeric arguments, before the records are read; returns --gammas parsed."""
-    from specsel.study import parse_ints
-
-    _check_seed("--seed", args.seed)
-    _int_in("--bsz", args.bsz, 1)
-    if not args.gammas:
-        return None
-    gammas = parse_ints(args.gammas, "--gammas")
-    cap, why = _gamma_cap()
-    bad = [g for g in gammas if not 1 <= g <= cap]
-    if bad:
-        raise ValueError(f"--gammas must be integers in [1, {cap}] (got {', '.join(map(str, bad))})"
-                         + (why if max(bad) > cap else ""))
-    return gammas
+def _replay_gammas(args) -> list[int] | None:
+    """`specsel replay --gammas` parsed (its values are checked with every option, in main)."""
+    from specsel.options import parse_ints
+    return parse_ints(args.gammas, "--gammas") if args.gammas else None
 
 
 def _replay_source(path: Path, args) -> tuple[str, int | None, list[dict], dict | None]:
@@ -307,7 +273,7 @@ def _replay(args) -> int:
     from specsel.study import parse_csv
     from specsel.study.offline import replay_rows
 
-    gammas = _check_replay_args(args)
+    gammas = _replay_gammas(args)
     path = Path(args.records)
     run, bsz, lines, told = _replay_source(path, args)
     seen = lines[0]["records"][0]["position_acceptance"] if lines[0]["records"] else None
@@ -361,8 +327,11 @@ def _command(args) -> str:
 
 
 def main(argv=None) -> int:
+    from specsel.options import check_args
+
     args = build_parser().parse_args(argv)
     try:
+        check_args(args)                     # every number and choice, one place for all commands
         return args.func(args)
     except KeyboardInterrupt:                # Ctrl-C: one line, the shell's status for SIGINT
         print(f"\n{_command(args)}: interrupted", file=sys.stderr)

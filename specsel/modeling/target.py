@@ -52,7 +52,7 @@ _HUB_FIX = "pass a local directory, or run where the hub is reachable"
 _LOCAL_FIX = ("re-download the model, or re-save it with save_pretrained (the directory needs config.json, "
               "complete weights and the tokenizer files)")
 
-_DTYPE_NAMES = {
+DTYPE_NAMES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
@@ -81,12 +81,12 @@ def _resolve_dtype(dtype, device) -> torch.dtype:
         return default_dtype(device)
     if isinstance(dtype, torch.dtype):
         return dtype
-    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPE_NAMES:
-        return _DTYPE_NAMES[dtype.lower().removeprefix("torch.")]
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in DTYPE_NAMES:
+        return DTYPE_NAMES[dtype.lower().removeprefix("torch.")]
     raise TargetError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16")
 
 
-def _resolve_device(device) -> torch.device:
+def resolve_device(device) -> torch.device:
     try:
         dev = torch.device(device if device is not None else default_device())
     except (RuntimeError, TypeError) as err:
@@ -138,7 +138,7 @@ def load_target(spec: str, dtype=None, device=None, attn_implementation: str | N
         raise TargetError(f"target spec must be a non-empty string, got {spec!r}; "
                           f"pass a local directory, a hub id or {EMBEDDED_DEFAULT!r}")
     spec = str(spec).strip()
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     dt = _resolve_dtype(dtype, dev)
     attn = attn_implementation or pick_attention(dev, dt)
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Callable
 
 from specsel.data.user_domain import DOMAIN_SPEC_HELP, resolve_domains
+from specsel.options import OneLineParser, check_args, unused_sampling
 from specsel.study.config import StudyError, add_config_arguments, config_from_args, parse_csv, warn_stderr
-from specsel.study.items import load_items
+from specsel.study.items import encode_items, load_stream
 from specsel.study.pool import known_pool_names, load_pool, pool_weights
-from specsel.study.routing import router_folder
+from specsel.study.routing import load_study_router, router_folder
 from specsel.study.runner import run_study
 from specsel.study.store import check_out
 
@@ -37,7 +38,7 @@ def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
                     "(the file is executed as Python: only pass files you trust)")
     ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
     add_config_arguments(ap, ["settings", "learners", "gamma", "gammas", "bsz", "max_new_tokens", "temperature",
-                              "top_p", "seed", "fixed_candidates", "score_every", "repeats",
+                              "top_p", "top_k", "min_p", "seed", "fixed_candidates", "score_every", "repeats",
                               "joint_hedgespec", "router"])
     ap.add_argument("--out", default="results", help="output folder")
     ap.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished batches")
@@ -49,18 +50,17 @@ def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = wa
     """The eval command: load the target, the pool and the data, then run_study (only its
     full-information run with `fullinfo_only`: `specsel router collect`). Every option and the
     output folder are checked before the model loads; `warn` gets one-line notices."""
+    check_args(args, StudyError)                # every number and --dtype, as every command checks them
     cfg = config_from_args(args)
-    if args.limit is not None and args.limit < 1:
-        raise StudyError(f"--limit must be >= 1 (got {args.limit})")
-    if args.skip < 0:
-        raise StudyError(f"--skip must be >= 0 (got {args.skip})")
-    if args.threads is not None and args.threads < 1:
-        raise StudyError(f"--threads must be >= 1 (got {args.threads}); leave it out for torch's default")
+    if unused_sampling(args):
+        warn(unused_sampling(args))
     names = parse_csv(args.drafters) if args.drafters is not None else None
     if names is not None and not names:
         raise StudyError("--drafters is empty; name at least one drafter, or leave it out for the whole pool")
     check_out(args.out, args.resume)
     router = router_folder(cfg.router, args.target, args.pool) if cfg.router else None
+    if router is not None:
+        load_study_router(router)               # a damaged router is refused now, not after the load
     domains = resolve_domains(args.domains)     # registers NAME=PATH user domains; fails before the model loads
     if not domains:
         raise StudyError("--domains is empty; e.g. --domains math,humaneval,medqa")
@@ -74,9 +74,9 @@ def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = wa
         unknown = [n for n in names if n not in known]
         if unknown:
             raise StudyError(f"unknown drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")
+    stream = load_stream(domains, args.data_dir, args.limit, args.seed, skip=args.skip, split=args.split, warn=warn)
     target, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
-    items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed, skip=args.skip, split=args.split,
-                       warn=warn)
+    items = encode_items(tokenizer, stream)
     pool = load_pool(target, names, args.pool)
     data = {"data_dir": args.data_dir, "domains": args.domains, "split": args.split, "skip": args.skip,
             "limit": args.limit}
@@ -86,7 +86,7 @@ def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = wa
 
 
 def main(argv=None, prog: str = "domain_eval") -> int:
-    ap = argparse.ArgumentParser(prog=prog, description="Every selection rule on one mixed stream of domain prompts.")
+    ap = OneLineParser(prog=prog, description="Every selection rule on one mixed stream of domain prompts.")
     add_eval_arguments(ap)
     args = ap.parse_args(argv)
     return eval_command(args, prog)

@@ -7,21 +7,17 @@ taken from the dataclass) and ``config_from_args`` reads them back into a valida
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import MISSING, dataclass, fields
 from typing import Sequence
 
 from specsel.core.arms import arm_name
 from specsel.core.runs import ROUTER_LEARNERS, SETTINGS, STUDY_LEARNERS
-
-try:                                            # the engine's cap on a draft's length, where it declares one
-    from specsel.core.arms import MAX_GAMMA as MAX_STUDY_GAMMA
-except ImportError:                             # pragma: no cover (older specsel.core.arms)
-    MAX_STUDY_GAMMA = 64
+from specsel.options import OptionError, check_value, parse_csv
+from specsel.options import parse_ints as _parse_ints
 
 
-class StudyError(ValueError):
+class StudyError(OptionError):
     """Bad study options or output folder; the message is one line that names the fix."""
 
 
@@ -29,6 +25,10 @@ def warn_stderr(message: str) -> None:
     """A one-line notice on stderr (the default `warn` of load_items and run_study)."""
     print(f"warning: {message}", file=sys.stderr)
 
+
+# StudyConfig's numeric options, checked against specsel.options.BOUNDS
+NUMBERS = ("gamma", "gammas", "bsz", "max_new_tokens", "temperature", "top_p", "top_k", "min_p", "seed",
+           "fixed_candidates", "score_every", "repeats")
 
 # the joint setting's HedgeSpec: "factored" learns the drafter and picks gamma (0 included) by cost
 # (specsel.learners.factored); "arms" learns over every drafter x gamma arm (specsel.learners.policy)
@@ -45,6 +45,8 @@ class StudyConfig:
     max_new_tokens: int = 64
     temperature: float = 0.0                    # 0 = greedy
     top_p: float = 1.0
+    top_k: int = 0                              # sampling: 0 = off
+    min_p: float = 0.0                          # sampling: 0 = off
     seed: int = 0
     fixed_candidates: int = 2                   # joint: fixed arms run live (best by estimate); 0 = all
     score_every: int = 3                        # full information: EAGLE heads score this many rounds at once
@@ -71,32 +73,11 @@ class StudyConfig:
         if not self.router and any(l in ROUTER_LEARNERS for l in self.learners):
             raise StudyError(f"the learners {', '.join(ROUTER_LEARNERS)} need a router: pass --router default "
                              "(the shipped one) or --router DIR (specsel router fit)")
-        for name, values, example in (("--gamma", [self.gamma], "--gamma 4"), ("--gammas", self.gammas,
-                                                                                "--gammas 1,2,4")):
-            if not values or any(not isinstance(g, int) or g < 1 for g in values):
-                raise StudyError(f"{name} must be integers >= 1 (got {list(values)}); e.g. {example}")
-            if any(g > MAX_STUDY_GAMMA for g in values):
-                raise StudyError(f"{name} must be at most {MAX_STUDY_GAMMA} (got {list(values)}), the longest draft "
-                                 f"the engine takes; e.g. {example}")
-        if not self.bsz or any(not isinstance(b, int) or b < 1 for b in self.bsz):
-            raise StudyError(f"--bsz must be integers >= 1 (got {list(self.bsz)}); e.g. --bsz 1,4")
-        if self.max_new_tokens < 1:
-            raise StudyError(f"--max-new-tokens must be >= 1 (got {self.max_new_tokens})")
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise StudyError(f"--temperature must be >= 0 (got {self.temperature}); 0 means greedy")
-        if not 0 < self.top_p <= 1:
-            raise StudyError(f"--top-p must be in (0, 1] (got {self.top_p})")
-        if not isinstance(self.score_every, int) or self.score_every < 1:
-            raise StudyError(f"--score-every must be an integer >= 1 (got {self.score_every}); 1 scores every round")
+        for name in NUMBERS:                    # the same ranges as every command's (specsel.options)
+            check_value(name, getattr(self, name), StudyError)
         if self.joint_hedgespec not in JOINT_HEDGESPEC:
             raise StudyError(f"--joint-hedgespec must be one of {', '.join(JOINT_HEDGESPEC)} "
                              f"(got {self.joint_hedgespec!r})")
-        if not isinstance(self.repeats, int) or self.repeats < 1:
-            raise StudyError(f"--repeats must be an integer >= 1 (got {self.repeats}); 3 gives a median and spread")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise StudyError(f"--seed must be an integer >= 0 (got {self.seed}); e.g. --seed 0")
-        if self.fixed_candidates < 0:
-            raise StudyError(f"--fixed-candidates must be >= 0 (got {self.fixed_candidates}); 0 runs every fixed arm")
 
     def arms(self, setting: str, drafters: Sequence[str]) -> list[str]:
         """The setting's arms, longest gamma first per drafter: a learner plays arm 0 until its
@@ -110,17 +91,9 @@ class StudyConfig:
         return [arm_name(d, g) for d in drafters for g in gammas] + [arm_name(None, 0)]
 
 
-def parse_csv(text: str) -> list[str]:
-    """The items of a comma list, stripped, empty ones dropped: "a, b," -> ["a", "b"]."""
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def parse_ints(text: str, option: str) -> list[int]:
     """The integers of a comma list; a StudyError naming `option` otherwise."""
-    try:
-        return [int(t) for t in parse_csv(text)]
-    except ValueError:
-        raise StudyError(f"{option} takes comma-separated integers (got {text!r}); e.g. {option} 1,2,4") from None
+    return _parse_ints(text, option, StudyError)
 
 
 @dataclass(frozen=True)
@@ -170,7 +143,9 @@ CONFIG_FLAGS = (
     Flag("bsz", "ints", "comma list of batch sizes"),
     Flag("max_new_tokens", "number"),
     Flag("temperature", "number", "0 = greedy (default); > 0 samples"),
-    Flag("top_p", "number"),
+    Flag("top_p", "number", "sampling: nucleus mass kept (1 = off)"),
+    Flag("top_k", "number", "sampling: most likely tokens kept (0 = off)"),
+    Flag("min_p", "number", "sampling: drop tokens below min-p x the top probability (0 = off)"),
     Flag("seed", "number", "stream order, learner seeds, sampling seeds"),
     Flag("fixed_candidates", "number", "joint setting: fixed arms run live, the best by the full-information "
                                        "estimate (0 = every arm, both settings)"),

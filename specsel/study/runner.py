@@ -66,7 +66,7 @@ class _Decoder:
         self.calls = draft_calls(pool)      # drafters of one family draft in one call: learners cost it once
         self.engine = SpecEngine(target, pool, eos_token_id=eos_token_id)
         self.prefills = PrefillCache()      # every run of a batch starts from one target prefill
-        self.sampling = None if cfg.temperature == 0 else Sampling(cfg.temperature, cfg.top_p)
+        self.sampling = None if cfg.temperature == 0 else Sampling(cfg.temperature, cfg.top_p, cfg.top_k, cfg.min_p)
         self.progress, self.hook = progress, hook
         self.priors = priors or {}          # the router rows' priors (specsel.study.routing.study_priors)
         self.warmed = False

@@ -24,8 +24,10 @@ CONFIG_VERSION = 5      # 3: EAGLE prompt window, FactoredHedge stream prior, in
 # 2: the joint setting's autoregressive arm and dynamic_gamma row; fullinfo/<setting>/<learner>
 # options that must not change between a study and its --resume (they change what a run outputs)
 IDENTITY = ("specsel_version", "target", "dtype", "device", "target_fingerprint", "drafters", "weights",
-            "max_new_tokens", "temperature", "top_p", "seed", "gamma", "gammas", "queries", "prompts", "score_every",
-            "joint_hedgespec", "user_domains", "router")
+            "max_new_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "gamma", "gammas", "queries",
+            "prompts", "score_every", "joint_hedgespec", "user_domains", "router")
+# options added later whose value, in an older config.json without them, was this
+ADDED_WITH_DEFAULT = {"top_k": 0, "min_p": 0.0}
 # recorded by newer studies only: a config.json without one (older) resumes unchecked on it
 RECORDED_LATER = ("dtype", "device", "prompts", "specsel_version", "target_fingerprint")
 # what each option is called and the flag that sets it, in a refused resume's message (else: the key, --KEY)
@@ -38,7 +40,7 @@ DESCRIBED = {"queries": ("query stream", "--domains, --limit, --skip, --split, -
                                     "--target and the same model files")}
 # short values: the message says "old -> new" (a target fingerprint is 16 hex digits)
 SHOWN = ("specsel_version", "target_fingerprint", "target", "dtype", "device", "drafters", "max_new_tokens",
-         "temperature", "top_p", "seed", "gamma", "gammas", "score_every", "joint_hedgespec")
+         "temperature", "top_p", "top_k", "min_p", "seed", "gamma", "gammas", "score_every", "joint_hedgespec")
 
 
 class ResultStore:
@@ -140,7 +142,7 @@ def identity(config: dict, key: str):
     """What must not change on --resume. A user domain's file counts by its content (sha256), so
     it may move, but not change; a hub split by its name. "queries" is the stream (ids, domains,
     order), "prompts" each query's prompt token ids (their hash, {qid: hash}; None when not recorded)."""
-    value = config.get(key)
+    value = config.get(key, ADDED_WITH_DEFAULT.get(key))
     if key == "user_domains" and value:
         return {name: rec.get("sha256") or rec.get("hub") for name, rec in value.items()}
     if key == "router":                         # a router counts by its weights, wherever it lies

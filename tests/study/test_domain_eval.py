@@ -173,20 +173,6 @@ def test_without_hedgespec_a_fixed_arm_gives_the_full_information(tmp_path):
     assert learners == {"autoregressive", "best_fixed", "oracle", "ucbspec"}
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(learners=("hedgespec", "thompson")), "unknown learner"),
-    (dict(settings=("both",)), "unknown setting"),
-    (dict(gammas=(0, 2)), "--gammas must be integers >= 1"),
-    (dict(bsz=(0,)), "--bsz"),
-    (dict(max_new_tokens=0), "--max-new-tokens"),
-    (dict(joint_hedgespec="bandit"), "--joint-hedgespec must be one of factored, arms"),
-])
-def test_bad_options_are_one_line_errors(kw, match, tmp_path):
-    with pytest.raises(StudyError, match=match) as err:
-        study(tmp_path, config(**kw))
-    assert "\n" not in str(err.value)
-
-
 def test_pool_file(tmp_path):
     path = tmp_path / "mypool.py"
     path.write_text("from drafters import NgramDrafter\n\ndef build_pool(target):\n"

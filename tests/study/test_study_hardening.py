@@ -10,8 +10,8 @@ import torch
 
 from drafters import NgramDrafter
 from specsel.cli import main
+from specsel.core.arms import MAX_GAMMA as MAX_STUDY_GAMMA
 from specsel.study import StudyConfig, StudyError, StudyItem, load_pool, run_study
-from specsel.study.config import MAX_STUDY_GAMMA
 from specsel.study.plan import fullinfo_run, prompt_hash, study_record, target_record
 from specsel.study.store import write_config
 from specsel.testing import random_prompts
@@ -139,86 +139,13 @@ def test_an_old_config_without_prompt_hashes_resumes_unchecked(copy_of):
 
 
 # --------------------------------------------------------------------------
-# 3, 5, 10: options refused by StudyConfig.validate (before the model loads)
+# 3, 5, 10: bad options are rows of tests/test_bad_inputs.py; here the cap itself
 # --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("kw, match", [
-    (dict(seed=-1), "--seed must be an integer >= 0"),
-    (dict(temperature=float("nan")), "--temperature must be >= 0"),
-    (dict(learners=()), "--learners is empty; name at least one of .*hedgespec"),
-    (dict(gamma=MAX_STUDY_GAMMA + 1), f"--gamma must be at most {MAX_STUDY_GAMMA}"),
-    (dict(gammas=(1, 2, 100)), f"--gammas must be at most {MAX_STUDY_GAMMA}"),
-])
-def test_validate_refuses(kw, match):
-    with pytest.raises(StudyError, match=match) as err:
-        config(**kw).validate()
-    one_line(err)
 
 
 def test_the_gamma_cap_is_the_engines():
-    import specsel.core.arms
-    assert MAX_STUDY_GAMMA == getattr(specsel.core.arms, "MAX_GAMMA", 64) == 64
+    assert MAX_STUDY_GAMMA == 64
     config(gamma=64, gammas=(1, 64)).validate()
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """The eval command stops where the target would load."""
-    import specsel.modeling.target
-
-    def stop(*a, **kw):
-        raise OSError("stopped before the target loads")
-
-    monkeypatch.setattr(specsel.modeling.target, "load_target", stop)
-
-
-def cli_error(argv, capsys) -> str:
-    assert main(["eval", "--domains", "math", *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("specsel eval: error:") and "\n" not in err and "Traceback" not in err
-    assert "stopped before the target loads" not in err                 # refused before the model loads
-    return err
-
-
-@pytest.mark.parametrize("argv, match", [
-    (["--seed", "-1"], "--seed must be an integer >= 0"),
-    (["--temperature", "nan"], "--temperature must be >= 0"),
-    (["--threads", "-1"], "--threads must be >= 1 (got -1)"),
-    (["--threads", "0"], "--threads must be >= 1 (got 0)"),
-    (["--learners", ""], "--learners is empty; name at least one of"),
-    (["--drafters", ""], "--drafters is empty"),
-    (["--drafters", " , "], "--drafters is empty"),
-    (["--gamma", "65"], "--gamma must be at most 64"),
-    (["--gammas", "1,128"], "--gammas must be at most 64"),
-])
-def test_eval_refuses_bad_options_before_the_model_loads(argv, match, tmp_path, no_model, capsys):
-    assert match in cli_error([*argv, "--out", str(tmp_path / "out")], capsys)
-
-
-# --------------------------------------------------------------------------
-# 4. --out is a file
-# --------------------------------------------------------------------------
-
-
-def test_eval_refuses_an_out_that_is_a_file(tmp_path, no_model, capsys):
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    assert f"--out {afile} is a file; pass a folder" in cli_error(["--out", str(afile)], capsys)
-    assert "is a file; pass a folder" in cli_error(["--out", str(afile / "sub")], capsys)
-    held = tmp_path / "held"
-    held.mkdir()
-    (held / "queries.jsonl").write_text("{}\n")                       # results, no --resume: also refused early
-    assert "already holds results" in cli_error(["--out", str(held)], capsys)
-
-
-def test_run_study_refuses_an_out_that_is_a_file(tmp_path):
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    with pytest.raises(StudyError, match="is a file; pass a folder") as err:
-        study(afile)
-    one_line(err)
-    assert afile.read_text() == "x"
 
 
 # --------------------------------------------------------------------------
@@ -328,16 +255,18 @@ def interrupted_load(monkeypatch):
     monkeypatch.setattr(specsel.modeling.target, "load_target", interrupt)
 
 
-def test_ctrl_c_before_any_batch_says_nothing_was_saved(tmp_path, interrupted_load, capsys):
+@pytest.mark.usefixtures("clean_user_domains")
+def test_ctrl_c_before_any_batch_says_nothing_was_saved(tmp_path, tickets, interrupted_load, capsys):
     out = tmp_path / "out"
-    assert main(["eval", "--domains", "math", "--out", str(out)]) == 130
+    assert main(["eval", "--domains", f"t={tickets}", "--out", str(out)]) == 130
     err = capsys.readouterr().err.strip()
     assert err == "specsel eval: interrupted before any batch finished; nothing was saved"
     assert not out.exists()
 
 
-def test_ctrl_c_with_saved_batches_names_them(copy_of, interrupted_load, capsys):
-    assert main(["eval", "--domains", "math", "--out", str(copy_of), "--resume"]) == 130
+@pytest.mark.usefixtures("clean_user_domains")
+def test_ctrl_c_with_saved_batches_names_them(copy_of, tickets, interrupted_load, capsys):
+    assert main(["eval", "--domains", f"t={tickets}", "--out", str(copy_of), "--resume"]) == 130
     err = capsys.readouterr().err.strip()
     assert f"every finished batch is saved in {copy_of / 'queries.jsonl'}" in err and "--resume" in err
 
@@ -441,14 +370,6 @@ def test_a_leftover_lock_file_without_a_holder_does_not_block(copy_of):
     (copy_of / ".lock").write_text("999999\n")                      # left by a killed process: no flock held
     study(copy_of, resume=True)
     assert (copy_of / ".lock").read_text() == ""
-
-
-def test_eval_refuses_a_locked_out_before_the_model_loads(copy_of, no_model, capsys):
-    import fcntl
-
-    with open(copy_of / ".lock", "a+") as held:
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert "is being written by another specsel process" in cli_error(["--out", str(copy_of), "--resume"], capsys)
 
 
 # --------------------------------------------------------------------------
