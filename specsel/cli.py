@@ -44,9 +44,8 @@ def _generate(args) -> int:
     if args.pool is None and args.drafter not in (None, "none"):   # fail before the model loads
         from specsel.study import known_pool_names
         if args.drafter not in known_pool_names():
-            print(f"specsel: error: unknown drafter '{args.drafter}'; the default pool has: "
-                  f"{', '.join(known_pool_names())}, or none", file=sys.stderr)
-            return 2
+            raise ValueError(f"unknown drafter '{args.drafter}'; the default pool has: "
+                             f"{', '.join(known_pool_names())}, or none")
     model, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
     prompt = encode_prompts(tokenizer, [Query("user", "cli", [{"role": "user", "content": args.prompt}], "")])[0]
     pool = {} if args.drafter in (None, "none") else load_pool(model, [args.drafter], args.pool)
@@ -338,7 +337,7 @@ def main(argv=None) -> int:
         return 130
     except (ValueError, OSError) as exc:     # our errors are one line that names the fix
         text = str(exc).strip()
-        print(f"specsel: error: {text.splitlines()[0] if text else type(exc).__name__}", file=sys.stderr)
+        print(f"{_command(args)}: error: {text.splitlines()[0] if text else type(exc).__name__}", file=sys.stderr)
         return 2
 
 
