@@ -84,7 +84,10 @@ def early_exit_model(target, num_layers: int):
         setattr(thin_base, name, getattr(base, name))
     thin_base.layers = nn.ModuleList(list(base.layers[:num_layers]))
 
-    left = [n for n, t in [*thin.named_parameters(), *thin.named_buffers()] if t.is_meta]
+    # every tensor must be the target's own (by identity: a target split by a device map keeps
+    # offloaded weights on the meta device, loaded by accelerate's hooks when the layer runs)
+    shared = {id(t) for t in [*target.parameters(), *target.buffers()]}
+    left = [n for n, t in [*thin.named_parameters(), *thin.named_buffers()] if id(t) not in shared]
     if left:
         raise DrafterError(f"early_exit: could not share {', '.join(left)} with the {type(target).__name__} "
                            "target; this architecture is not supported")

@@ -73,6 +73,14 @@ def footnotes(summary: dict) -> list[str]:
         "oracle: the best fixed arm of each query, computed offline from the full-information records; it has "
         "no measured tokens/s.",
     ]
+    procs = summary.get("processes") or {}
+    if procs.get("count", 1) > 1:
+        rate = procs.get("aggregate_tokens_per_s")
+        notes.append(f"{procs['count']} processes decoded the study, each its share of the batches: tokens/s and "
+                     "speedup are per process (a batch is timed on the process that decoded it); together they "
+                     f"decoded {procs.get('new_tokens', 0):.0f} new tokens in {procs.get('wall_s', 0):.0f} s wall"
+                     + (f", {rate:.1f} tokens/s in aggregate" if rate else "") + ". Learners shared across batches "
+                     "(the joint setting's) learn per process.")
     for key, best in summary.get("best_fixed", {}).items():
         cands = summary.get("fixed_candidates", {}).get(key, {})
         measured = ", ".join(f"{a} {v['tokens_per_s']:.2f} tok/s" for a, v in cands.items()

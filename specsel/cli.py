@@ -46,7 +46,7 @@ def _generate(args) -> int:
         if args.drafter not in known_pool_names():
             raise ValueError(f"unknown drafter '{args.drafter}'; the default pool has: "
                              f"{', '.join(known_pool_names())}, or none")
-    model, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
+    model, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device, device_map=args.device_map)
     prompt = encode_prompts(tokenizer, [Query("user", "cli", [{"role": "user", "content": args.prompt}], "")])[0]
     pool = {} if args.drafter in (None, "none") else load_pool(model, [args.drafter], args.pool)
     engine = SpecEngine(model, pool, eos_token_id=tokenizer.eos_token_id)
@@ -77,6 +77,7 @@ def _generate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from specsel.modeling.device_map import DEVICE_MAP_HELP
     from specsel.modeling.target import EMBEDDED_DEFAULT
     from specsel.options import OneLineParser
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
     gen.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible)")
+    gen.add_argument("--device-map", default=None, help=DEVICE_MAP_HELP)
     gen.add_argument("--threads", type=int, default=None)
     gen.add_argument("--compare", action="store_true",
                      help="also run plain autoregressive decoding and report the speedup")

@@ -135,8 +135,15 @@ def _number(text: str, name: str, bound: Bound, error: type[ValueError]):
 
 
 def check_target_options(values: dict, error: type[ValueError] = OptionError) -> None:
-    """--dtype is a dtype's name and --device one this machine has (cheap: nothing loads)."""
-    dtype, device = values.get("dtype"), values.get("device")
+    """--dtype is a dtype's name, --device one this machine has, --device-map auto, balanced or a
+    JSON file of one (cheap: nothing loads)."""
+    dtype, device, device_map = values.get("dtype"), values.get("device"), values.get("device_map")
+    if device_map is not None:
+        from specsel.modeling.device_map import read_device_map
+        try:
+            read_device_map(device_map)
+        except ValueError as exc:
+            raise error(str(exc)) from None
     if dtype is None and device is None:
         return
     from specsel.modeling.target import DTYPE_NAMES, resolve_device

@@ -120,6 +120,9 @@ CASES = [
     cli("generate dtype float64", [*GEN, "--drafter", "none", "--dtype", "float64"], "unknown dtype"),
     cli("generate device tpu", [*GEN, "--device", "tpu"], "--device tpu: unknown device"),
     cli("generate device cuda without a GPU", [*GEN, "--device", "cuda"], "CUDA is not available"),
+    cli("generate device map missing", [*GEN, "--device-map", "{ws}/nosuch.json"], "not auto or balanced, and no "
+        "such file"),
+    cli("eval device map not JSON", [*EVAL, "--device-map", "{ws}/tickets.jsonl"], "not valid JSON"),
     cli("generate unknown flag", [*GEN, "--gama", "4"], "unrecognized arguments: --gama 4; see specsel --help"),
     cli("generate unknown drafter", [*GEN, "--drafter", "nosuch"], "unknown drafter 'nosuch'"),
     cli("generate pool missing", [*GEN, "--pool", "{ws}/nosuch.py"], "nosuch.py: no such file"),

@@ -125,7 +125,7 @@ def embedded_cache_dir() -> Path:
 # ----------------------------------------------------------------------------- public entry points
 
 
-def load_target(spec: str, dtype=None, device=None, attn_implementation: str | None = None):
+def load_target(spec: str, dtype=None, device=None, attn_implementation: str | None = None, device_map=None):
     """Load the target model and its tokenizer: `(model, tokenizer)`.
 
     `spec` is a local directory (or a `.gguf` file), a hub id, or `EMBEDDED_DEFAULT`.
@@ -133,12 +133,18 @@ def load_target(spec: str, dtype=None, device=None, attn_implementation: str | N
     as "bf16"); `device` defaults to "cuda" when available, else "cpu"; the attention
     implementation defaults to `pick_attention(device, dtype)`. The model is returned in
     eval mode with gradients off; the tokenizer gets eos as pad token when it has none.
+    `device_map` ('auto', 'balanced', {module: device} or a JSON file of one) spreads the
+    target over several devices with accelerate, instead of moving it to `device`
+    (specsel.modeling.device_map).
     """
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
         raise TargetError(f"target spec must be a non-empty string, got {spec!r}; "
                           f"pass a local directory, a hub id or {EMBEDDED_DEFAULT!r}")
     spec = str(spec).strip()
     dev = resolve_device(device)
+    if device_map is not None:
+        from specsel.modeling.device_map import read_device_map
+        device_map = read_device_map(device_map)  # a bad map is refused before the weights load
     dt = _resolve_dtype(dtype, dev)
     attn = attn_implementation or pick_attention(dev, dt)
 
@@ -156,6 +162,9 @@ def load_target(spec: str, dtype=None, device=None, attn_implementation: str | N
                           f"(org/name) or {EMBEDDED_DEFAULT!r}")
     else:
         model, tokenizer = _load_hub(spec, dt, attn)
+    if device_map is not None:
+        from specsel.modeling.device_map import dispatch
+        return _finish(dispatch(model, device_map), tokenizer, None)
     return _finish(model, tokenizer, dev)
 
 
@@ -278,7 +287,7 @@ def _drop_quantization_state(model):
 
 
 def _finish(model, tokenizer, device):
-    model = model.to(device).eval()
+    model = (model if device is None else model.to(device)).eval()
     model.requires_grad_(False)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token

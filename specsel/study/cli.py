@@ -12,6 +12,7 @@ from specsel.options import OneLineParser, check_args, unused_sampling
 from specsel.study.config import StudyError, add_config_arguments, config_from_args, parse_csv, warn_stderr
 from specsel.study.items import encode_items, load_stream
 from specsel.study.pool import known_pool_names, load_pool, pool_weights
+from specsel.study.ranks import join, launched_ranks, leave
 from specsel.study.routing import load_study_router, router_folder
 from specsel.study.runner import run_study
 from specsel.study.store import check_out
@@ -21,11 +22,13 @@ __all__ = ["add_eval_arguments", "config_from_args", "run_eval", "eval_command",
 
 def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
     """The eval flags: what to load (target, data, pool), the StudyConfig flags, the output."""
+    from specsel.modeling.device_map import DEVICE_MAP_HELP
     from specsel.modeling.target import EMBEDDED_DEFAULT
 
     add_config_arguments(ap, ["target"], target=EMBEDDED_DEFAULT)
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible)")
+    ap.add_argument("--device-map", default=None, help=DEVICE_MAP_HELP + "; with torchrun, one process per node")
     ap.add_argument("--data-dir", default=None, help="folder laid out like shared/data (default: hub data sets)")
     ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP + "; PATH is not under "
                     "--data-dir (README, 'Your own data')")
@@ -50,6 +53,9 @@ def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = wa
     """The eval command: load the target, the pool and the data, then run_study (only its
     full-information run with `fullinfo_only`: `specsel router collect`). Every option and the
     output folder are checked before the model loads; `warn` gets one-line notices."""
+    ranks = launched_ranks()                    # torchrun / accelerate launch: this process's share of the batches
+    if not ranks.leader:
+        warn = _quiet                           # rank 0 says it once
     check_args(args, StudyError)                # every number and --dtype, as every command checks them
     cfg = config_from_args(args)
     if unused_sampling(args):
@@ -57,7 +63,7 @@ def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = wa
     names = parse_csv(args.drafters) if args.drafters is not None else None
     if names is not None and not names:
         raise StudyError("--drafters is empty; name at least one drafter, or leave it out for the whole pool")
-    check_out(args.out, args.resume)
+    check_out(args.out, args.resume, lock=ranks.leader)
     router = router_folder(cfg.router, args.target, args.pool) if cfg.router else None
     if router is not None:
         load_study_router(router)               # a damaged router is refused now, not after the load
@@ -75,14 +81,22 @@ def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = wa
         if unknown:
             raise StudyError(f"unknown drafter(s) {', '.join(unknown)}; the default pool has: {', '.join(known)}")
     stream = load_stream(domains, args.data_dir, args.limit, args.seed, skip=args.skip, split=args.split, warn=warn)
-    target, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
+    device = join(ranks, args.device)
+    target, tokenizer = load_target(args.target, dtype=args.dtype, device=device, device_map=args.device_map)
     items = encode_items(tokenizer, stream)
     pool = load_pool(target, names, args.pool)
     data = {"data_dir": args.data_dir, "domains": args.domains, "split": args.split, "skip": args.skip,
             "limit": args.limit}
-    return run_study(target, pool, items, cfg, args.out, resume=args.resume, eos_token_id=tokenizer.eos_token_id,
-                     progress=not args.no_progress, weights=pool_weights(list(pool), args.pool), router=router,
-                     data=data, fullinfo_only=fullinfo_only, warn=warn)
+    try:
+        return run_study(target, pool, items, cfg, args.out, resume=args.resume, eos_token_id=tokenizer.eos_token_id,
+                         progress=not args.no_progress, weights=pool_weights(list(pool), args.pool), router=router,
+                         data=data, fullinfo_only=fullinfo_only, warn=warn, ranks=ranks)
+    finally:
+        leave(ranks)
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def main(argv=None, prog: str = "domain_eval") -> int:

@@ -28,6 +28,7 @@ from specsel.study.items import StudyItem
 from specsel.study.offline import regret_vs_arms
 from specsel.study.plan import RunSpec, dynamic_gamma_drafter, fullinfo_run, live_runs, stream_batches, study_record
 from specsel.study.pool import replay_exact
+from specsel.study.ranks import Ranks, launched_ranks
 from specsel.study.routing import load_study_router, router_folder, router_record, study_priors
 from specsel.study.store import ResultStore, check_out, study_lock, write_config
 
@@ -57,7 +58,8 @@ class _Decoder:
     """Decodes runs of the plan batch by batch into the store (one study, one engine)."""
 
     def __init__(self, target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, store: ResultStore,
-                 config: dict, source: RunSpec, eos_token_id, progress: bool, hook, priors: dict | None = None):
+                 config: dict, source: RunSpec, eos_token_id, progress: bool, hook, priors: dict | None = None,
+                 ranks: Ranks = Ranks()):
         from specsel.core.sampling import Sampling
         from specsel.engine import PrefillCache, SpecEngine
 
@@ -67,7 +69,9 @@ class _Decoder:
         self.engine = SpecEngine(target, pool, eos_token_id=eos_token_id)
         self.prefills = PrefillCache()      # every run of a batch starts from one target prefill
         self.sampling = None if cfg.temperature == 0 else Sampling(cfg.temperature, cfg.top_p, cfg.top_k, cfg.min_p)
-        self.progress, self.hook = progress, hook
+        self.progress, self.hook = progress and ranks.leader, hook    # one progress bar: rank 0's share
+        self.ranks = ranks
+        self.decoded = 0                    # new tokens this process decoded (aggregate throughput)
         self.priors = priors or {}          # the router rows' priors (specsel.study.routing.study_priors)
         self.warmed = False
 
@@ -87,7 +91,7 @@ class _Decoder:
             from specsel.learners.factored import FactoredHedge
             policy = FactoredHedge(self.drafters, self.cfg.gammas, seed=self.cfg.seed, draft_calls=self.calls,
                                    learner=spec.learner, priors=priors)
-            done = self.store.run_lines(spec.name, bsz)
+            done = self.own_lines(spec.name, bsz)
             warm_cost_model(policy, done)
             warm_stream_prior(policy, done)
             return policy
@@ -97,8 +101,13 @@ class _Decoder:
                                lazy_scoring=False if spec == self.source else None, draft_calls=self.calls,
                                priors=priors)
         if policy.cost is not None:
-            warm_cost_model(policy, self.store.run_lines(spec.name, bsz))
+            warm_cost_model(policy, self.own_lines(spec.name, bsz))
         return policy
+
+    def own_lines(self, run: str, bsz: int) -> list[dict]:
+        """The stored lines of this process's batches: what a learner shared across batches saw
+        (with several processes each has its own, fed only its share of the stream)."""
+        return [line for line in self.store.run_lines(run, bsz) if self.ranks.owns(line["batch"])]
 
     def prior_of(self, spec: RunSpec):
         """The router rows' prior of each query (a function of its stream position), else None. The
@@ -145,7 +154,8 @@ class _Decoder:
         from specsel.learners.policy import LearnerPolicy
 
         store, cfg, items = self.store, self.cfg, self.items
-        todo = [(b, spec) for b in range(len(batches)) for spec in runs if (spec.name, bsz, b) not in store.done]
+        todo = [(b, spec) for b in range(len(batches)) for spec in runs
+                if self.ranks.owns(b) and (spec.name, bsz, b) not in store.done]
         if not todo:
             return
         self.warm_up()
@@ -153,6 +163,8 @@ class _Decoder:
         bar = tqdm(total=sum(len(batches[b]) for b, _ in todo), desc=desc, unit="query", disable=not self.progress,
                    dynamic_ncols=True)
         for b, batch in enumerate(batches):
+            if not self.ranks.owns(b):
+                continue
             order = runs[b % len(runs):] + runs[:b % len(runs)] if rotate else runs
             for spec in order:
                 if (spec.name, bsz, b) in store.done:
@@ -167,6 +179,7 @@ class _Decoder:
                                            score_every=cfg.score_every if spec.feedback == "full" else 1,
                                            prefill_cache=self.prefills)
                 store.append(self.query_lines(spec, bsz, b, batch, res))
+                self.decoded += res.new_tokens
                 bar.update(len(batch))
                 if self.hook is not None:
                     self.hook(spec, bsz, b)
@@ -188,7 +201,8 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
               resume: bool = False, eos_token_id=None, progress: bool = True,
               hook: Callable[[RunSpec, int, int], None] | None = None, log: Callable[[str], None] = print,
               plots: bool = True, weights: str | None = None, router=None, data: dict | None = None,
-              fullinfo_only: bool = False, warn: Callable[[str], None] = warn_stderr) -> dict:
+              fullinfo_only: bool = False, warn: Callable[[str], None] = warn_stderr,
+              ranks: Ranks | None = None) -> dict:
     """Run (or continue) the study and write its report; returns the summary dict (plus "table").
 
     `weights` identifies the drafters' weights (e.g. drafters.pool.weights_fingerprint()): a
@@ -202,28 +216,34 @@ def run_study(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, 
     models. `hook(run, bsz, batch)` is called after every batch is safely on disk. `warn` gets
     one-line notices (a --resume with nothing to resume). The study holds OUT/.lock while it runs
     (store.study_lock): a second study into OUT meanwhile is refused in one line.
+
+    `ranks` (default: what torchrun or accelerate launch set, else one process) splits the
+    batches between processes (specsel.study.ranks): each appends to its own shard, they meet
+    after each full-information run, and rank 0 merges the shards and writes the report; the
+    other ranks return {"rank": r}.
     """
     import torch  # noqa: F401  (the engine needs it; keeps `import specsel.study` light for --help)
 
     _check_inputs(pool, items, cfg)
+    ranks = ranks if ranks is not None else launched_ranks()
     out = Path(out_dir)
-    check_out(out, resume)
+    check_out(out, resume, lock=ranks.leader)   # rank 0 holds OUT/.lock (the others: .lock.rank{r})
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StudyError(f"--out {out}: cannot create the folder ({exc.strerror or exc}); pass a folder you can "
                          "write to") from None
-    with study_lock(out):                       # one writer per OUT, until the study returns or fails
+    with study_lock(out, ".lock" if ranks.leader else f".lock.rank{ranks.rank}"):   # one writer per OUT
         return _run_locked(target, pool, items, cfg, out, resume, eos_token_id, progress, hook, log, plots, weights,
-                           router, data, fullinfo_only, warn)
+                           router, data, fullinfo_only, warn, ranks)
 
 
 def _run_locked(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig, out: Path, resume: bool,
                 eos_token_id, progress: bool, hook, log, plots: bool, weights, router, data, fullinfo_only: bool,
-                warn) -> dict:
+                warn, ranks: Ranks) -> dict:
     """run_study once it holds OUT/.lock: record the config, decode both phases, report."""
     drafters = list(pool)
-    store = ResultStore(out / "queries.jsonl", resume)
+    store = ResultStore(out / "queries.jsonl", resume, rank=ranks.rank if ranks.sharded else None)
     source = fullinfo_run(cfg, drafters)
     record = study_record(cfg, drafters, items, source, weights, replay_exact(pool), target=target)
     if data is not None:
@@ -233,16 +253,28 @@ def _run_locked(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig
         folder = Path(router) if router is not None else router_folder(cfg.router)
         priors = study_priors(load_study_router(folder), [it.text for it in items], record["settings"], drafters)
         record["router"] = router_record(folder)
-    write_config(out, record, resume)           # refuses a resume with other options (even with no results yet)
-    if resume and not store.lines:
+    record["processes"] = ranks.world
+    refused = None
+    if ranks.leader:                            # refuses a resume with other options (even with no results yet)
+        try:
+            write_config(out, record, resume)
+        except StudyError as exc:
+            refused = str(exc)
+    refused = ranks.from_leader(refused)        # every rank stops with rank 0's message
+    if refused:
+        raise StudyError(refused)
+    if resume and not store.lines and ranks.leader:
         warn(f"--resume: nothing to resume in {out} (no finished batch); the study starts from the beginning")
     config = json.loads((out / "config.json").read_text())
-    decoder = _Decoder(target, pool, items, cfg, store, config, source, eos_token_id, progress, hook, priors)
+    decoder = _Decoder(target, pool, items, cfg, store, config, source, eos_token_id, progress, hook, priors, ranks)
 
     t0 = time.perf_counter()
     for bsz in cfg.bsz:
         batches = stream_batches(len(items), bsz)
         decoder.execute([source], bsz, batches, f"bsz {bsz} full-information run", rotate=False)
+        if ranks.sharded:                       # phase 2 is planned from every rank's full-information lines
+            ranks.barrier()
+            store.refresh()
         if fullinfo_only:
             continue
         fi = FullInfo(store.run_lines(source.name, bsz), drafters, cfg.seed, config["replay_exact"])
@@ -254,13 +286,20 @@ def _run_locked(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig
         runs = [replace(spec, name=repeat_run(spec.name, k)) for k in range(cfg.repeats)
                 for spec in live_runs(cfg, fixed, source, dynamic)]
         decoder.execute(runs, bsz, batches, f"bsz {bsz} {len(runs)} runs", rotate=True)
+    ranks.barrier()
     run_s = time.perf_counter() - t0
+    decoded = ranks.total(decoder.decoded)
+    if not ranks.leader:
+        return {"rank": ranks.rank, "run_s": run_s}
+    store.merge()                               # the shards of every rank (also an earlier launch's) into one file
     if fullinfo_only:
         log(f"full-information records of {len(items)} queries in {out}/queries.jsonl ({run_s:.0f} s); fit a "
             f"router on them: specsel router fit --records {out}/queries.jsonl --out ROUTER_DIR")
         return {"run_s": run_s, "queries": len(items)}
 
     summary = summarize_study(store.lines, config)
+    summary["processes"] = {"count": ranks.world, "wall_s": run_s, "new_tokens": decoded,
+                            "aggregate_tokens_per_s": decoded / run_s if run_s > 0 else None}
     curve = None
     first = store.run_lines(source.name, config["bsz"][0])
     if first:

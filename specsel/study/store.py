@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from evaluators.lines import done_batches, index_runs
+from evaluators.lines import complete_lines, done_batches, index_runs
 from evaluators.records import read_records
 from specsel.core.runs import ROUTER_LEARNERS, STUDY_LEARNERS
 from specsel.study.config import StudyError
@@ -44,29 +44,65 @@ SHOWN = ("specsel_version", "target_fingerprint", "target", "dtype", "device", "
 
 
 class ResultStore:
-    """OUT/queries.jsonl: one JSON line per finished query, appended a batch at a time."""
+    """OUT/queries.jsonl: one JSON line per finished query, appended a batch at a time.
 
-    def __init__(self, path: str | Path, resume: bool):
+    A study split across processes (specsel.study.ranks) gives each rank its own shard,
+    queries.rank{r}.jsonl next to `path`, with the same append/fsync/torn-tail rules; every
+    reader sees `path` and all shards, so a resume skips what any rank finished, and `merge`
+    folds the shards into `path` at the end."""
+
+    def __init__(self, path: str | Path, resume: bool, rank: int | None = None):
         self.path = Path(path)
+        self.own = self.path if rank is None else self.path.with_name(f"{self.path.stem}.rank{rank}.jsonl")
         self.lines: list[dict] = []
-        if self.path.exists() and self.path.stat().st_size > 0:
+        if any(f.stat().st_size > 0 for f in self.files()):
             if not resume:
                 raise StudyError(holds_results(self.path.parent))
             self._cut_torn_tail()
-            self.lines = read_records(self.path)
+            self.refresh()
         self.done = done_batches(self.lines)
+
+    def files(self) -> list[Path]:
+        """`path` and every shard beside it (existing ones)."""
+        shards = sorted(self.path.parent.glob(f"{self.path.stem}.rank*.jsonl"))
+        return [f for f in [self.path, *shards] if f.is_file()]
+
+    def refresh(self) -> None:
+        """Read every file again (what the other ranks wrote since)."""
+        self.lines = [line for f in self.files() for line in read_records(f)]
+        self.done = done_batches(self.lines)
+
+    def merge(self) -> None:
+        """Fold the shards into `path` (complete batches, one line per query and run) and remove
+        them; the new file replaces the old one in one rename, so a kill leaves one or the other."""
+        shards = [f for f in self.files() if f != self.path]
+        if not shards:
+            return
+        self.refresh()
+        self.lines = complete_lines(self.lines)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w") as f:
+            f.write("".join(json.dumps(l) + "\n" for l in self.lines))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        for shard in shards:
+            shard.unlink()
+        self.own = self.path
 
     def _cut_torn_tail(self) -> None:
         """An interrupted write may leave a partial last line: cut it so appends start on a fresh line."""
-        data = self.path.read_bytes()
+        if not self.own.is_file():
+            return
+        data = self.own.read_bytes()
         if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as f:
+            with self.own.open("r+b") as f:
                 f.truncate(data.rfind(b"\n") + 1)
 
     def append(self, lines: list[dict]) -> None:
         text = "".join(json.dumps(l) + "\n" for l in lines)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
+        self.own.parent.mkdir(parents=True, exist_ok=True)
+        with self.own.open("a") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -81,7 +117,7 @@ class ResultStore:
 
 
 @contextmanager
-def study_lock(out: Path):
+def study_lock(out: Path, name: str = ".lock"):
     """Hold an exclusive lock on OUT/.lock while a study writes OUT; a second holder (another
     process, or another open of the file in this one) is refused in one line. The kernel drops
     the lock when its process dies, so a .lock file left by a killed study does not block; the
@@ -91,7 +127,7 @@ def study_lock(out: Path):
     except ImportError:                         # no flock (Windows): unguarded, as before
         yield
         return
-    path = out / ".lock"
+    path = out / name
     f = open(path, "a+")
     try:
         try:
@@ -119,7 +155,7 @@ def holds_results(out: Path) -> str:
     return f"{out} already holds results (queries.jsonl); pass --resume to continue them, or choose another --out"
 
 
-def check_out(out: str | Path, resume: bool) -> bool:
+def check_out(out: str | Path, resume: bool, lock: bool = True) -> bool:
     """Refuse an --out that is a file (or lies under one), that another study is writing (OUT/.lock
     held), or that holds results without --resume; cheap, so the command line checks it before the
     model loads. True when OUT holds results."""
@@ -128,11 +164,10 @@ def check_out(out: str | Path, resume: bool) -> bool:
         if folder.exists() and not folder.is_dir():
             where = "" if folder == out else f" lies under {folder}, which"
             raise StudyError(f"--out {out}{where} is a file; pass a folder")
-    if (out / ".lock").is_file():
+    if lock and (out / ".lock").is_file():
         with study_lock(out):                   # another process writing OUT: say so now, not after the load
             pass
-    results = out / "queries.jsonl"
-    held = results.is_file() and results.stat().st_size > 0
+    held = any(f.stat().st_size > 0 for f in [out / "queries.jsonl", *out.glob("queries.rank*.jsonl")] if f.is_file())
     if held and not resume:
         raise StudyError(holds_results(out))
     return held

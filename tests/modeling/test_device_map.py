@@ -1,0 +1,79 @@
+"""A target split by a device map (specsel.modeling.device_map): a tiny model in two parts, its
+first half in memory and its second half offloaded to disk (accelerate loads each offloaded
+layer when it runs), decodes through the engine exactly as the unsplit model does, with an
+n-gram, an early-exit (sharing the target's layers) and an EAGLE-style drafter (reading the
+target's features). Bad maps are one-line errors. With SPECSEL_GPU_MAP=1 on a CUDA machine
+(recipes/gpu_checks.sh) the first half sits on the GPU and the second is offloaded to CPU
+memory, run on the GPU by accelerate's hooks, against the whole model on the GPU."""
+import copy
+import json
+import os
+
+import pytest
+import torch
+
+from drafters import EarlyExitDrafter, NgramDrafter
+from drafters.eagle import EagleDrafter
+from drafters.eagle_head import new_eagle_head
+from specsel import Arm, SpecEngine
+from specsel.modeling.device_map import DeviceMapError, dispatch, read_device_map
+from specsel.testing import random_prompts, tiny_model
+
+LAYERS, MAX_NEW = 4, 16
+GPU = os.environ.get("SPECSEL_GPU_MAP") == "1" and torch.cuda.is_available()
+FIRST, REST = (0, "cpu") if GPU else ("cpu", "disk")
+
+
+def two_parts(layers=LAYERS) -> dict:
+    """Embeddings and the first half of the layers on FIRST, the rest (norm and head too) offloaded to REST."""
+    half = layers // 2
+    first = {"model.embed_tokens": FIRST, "model.rotary_emb": FIRST,
+             **{f"model.layers.{i}": FIRST for i in range(half)}}
+    rest = {**{f"model.layers.{i}": REST for i in range(half, layers)}, "model.norm": REST, "lm_head": REST}
+    return {**first, **rest}
+
+
+def pools(target):
+    head = new_eagle_head(target, 1, seed=1)
+    return {"ngram": NgramDrafter(), "early_exit": EarlyExitDrafter(target, 2), "eagle": EagleDrafter(target, head)}
+
+
+def decode(target, prompts):
+    engine = SpecEngine(target, pools(target), eos_token_id=[])
+    return {name: engine.generate(prompts, Arm(name, 3), max_new_tokens=MAX_NEW).tokens
+            for name in ("ngram", "early_exit", "eagle")} | \
+        {"autoregressive": engine.generate(prompts, Arm.autoregressive(), max_new_tokens=MAX_NEW).tokens}
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_a_split_target_decodes_what_the_whole_one_does(arch, tmp_path):
+    whole = tiny_model(arch, seed=0, num_layers=LAYERS)
+    prompts = [p + p[:4] for p in random_prompts(3, min_len=4, max_len=10, seed=5)]
+    split = dispatch(copy.deepcopy(whole), two_parts(), offload_dir=tmp_path / "offload")
+    expected = decode(whole.to("cuda:0") if GPU else whole, prompts)
+    assert any(p.device.type == "meta" for p in split.parameters())        # the second half really is offloaded
+    assert decode(split, prompts) == expected
+    assert len({tuple(map(tuple, t)) for t in expected.values()}) == 1     # every drafter: the target's output
+
+
+def test_a_device_map_file_is_read(tmp_path):
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps(two_parts()))
+    assert read_device_map(str(path)) == json.loads(json.dumps(two_parts()))
+    assert read_device_map("auto") == "auto"
+
+
+@pytest.mark.parametrize("write, needle", [
+    (None, "no such file"),
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "one non-empty JSON object"),
+    ('{"model.no_such_module": "cpu"}', "has no module 'model.no_such_module'"),
+])
+def test_bad_device_maps_are_one_line(write, needle, tmp_path):
+    path = tmp_path / "map.json"
+    if write is not None:
+        path.write_text(write)
+    with pytest.raises(DeviceMapError) as info:
+        dispatch(tiny_model("llama", seed=0, num_layers=2), str(path))
+    message = str(info.value)
+    assert "\n" not in message and needle in message
