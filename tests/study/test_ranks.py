@@ -1,7 +1,8 @@
 """One study across processes (specsel.study.ranks): every batch on one rank, one shard per rank,
 merged by rank 0. The slow tests launch `torchrun --nproc_per_node 2 -m specsel eval` on CPU
-(gloo, one thread a rank) and check that tokens, MAT, regret and the lossless verdict equal a
-one-process run's, also after rank 1 was killed mid-study and the study resumed."""
+(gloo, one thread a rank; also `accelerate launch` and torchrun's two-node form) and check that
+tokens, MAT, regret and the lossless verdict equal a one-process run's, also after rank 1 was
+killed mid-study and the study resumed."""
 import importlib.util
 import json
 import os
@@ -85,12 +86,32 @@ def study_args(tmp_path, out):
             "--out", str(out)]
 
 
-def torchrun(args, **kw):
+def launch(args, form="torchrun"):
+    """Two processes of `python -m specsel ARGS` (gloo, one thread each): torchrun on one node,
+    accelerate launch, or torchrun's multi-node form (two launchers meeting at a rendezvous,
+    here both on this machine); returns the launchers' processes."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             "--nproc_per_node", "2", "-m", "specsel", *args], env={**env, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            **kw)
+    env["OMP_NUM_THREADS"] = "1"
+    run = [sys.executable, "-m", "torch.distributed.run"]
+    if form == "torchrun":
+        commands = [[*run, "--standalone", "--nproc_per_node", "2"]]
+    elif form == "accelerate":
+        commands = [[sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                     "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+                     str(free_port())]]
+    else:
+        rdzv = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+                f"localhost:{free_port()}", "--rdzv_id", "specsel-test"]
+        commands = [[*run, *rdzv], [*run, *rdzv]]
+    return [subprocess.Popen([*c, "-m", "specsel", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True) for c in commands]
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
 
 
 def results(out):
@@ -110,17 +131,21 @@ def one_process(tmp_path_factory):
     return results(tmp / "study")
 
 
-def finish(proc, timeout=600):
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-3000:]
-    return out
+def finish(procs, timeout=600):
+    logs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, out[-3000:]
+        logs.append(out)
+    return "".join(logs)
 
 
 @pytest.mark.slow
 @needs_target
-def test_two_ranks_give_the_one_process_results(one_process, tmp_path):
+@pytest.mark.parametrize("form", ["torchrun", "accelerate", "two nodes"])
+def test_two_ranks_give_the_one_process_results(one_process, tmp_path, form):
     out = tmp_path / "study"
-    log = finish(torchrun(study_args(tmp_path, out)))
+    log = finish(launch(study_args(tmp_path, out), form))
     assert results(out) == one_process
     assert one_process[2] is True and one_process[3] > 0
     assert not list(out.glob("queries.rank*.jsonl"))                     # merged by rank 0
@@ -132,7 +157,7 @@ def test_two_ranks_give_the_one_process_results(one_process, tmp_path):
 @needs_target
 def test_a_study_whose_rank_1_was_killed_resumes_to_the_same_results(one_process, tmp_path):
     out = tmp_path / "study"
-    proc = torchrun(study_args(tmp_path, out))
+    [proc] = launch(study_args(tmp_path, out))
     shard, lock = out / "queries.rank1.jsonl", out / ".lock.rank1"
     deadline = time.time() + 300
     while not (shard.is_file() and shard.stat().st_size > 0 and lock.is_file() and lock.read_text().strip()):
@@ -142,6 +167,6 @@ def test_a_study_whose_rank_1_was_killed_resumes_to_the_same_results(one_process
     proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert shard.stat().st_size > 0 and not (out / "summary.json").exists()
-    finish(torchrun([*study_args(tmp_path, out), "--resume"]))
+    finish(launch([*study_args(tmp_path, out), "--resume"]))
     assert results(out) == one_process
     shutil.rmtree(out)
