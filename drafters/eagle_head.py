@@ -139,11 +139,16 @@ class EagleHead(nn.Module):
         if self.version == 3:
             return self.lm_head.weight, None
         head = self.target_head[0]
-        if self.draft_vocab_size == head.weight.shape[0]:
+        # a target split by a device map may hold its head elsewhere, or offloaded (meta until it runs)
+        away = head.weight.is_meta or head.weight.device != self.device
+        if self.draft_vocab_size == head.weight.shape[0] and not away:
             return head.weight, head.bias
         if self.head_rows.shape[0] != self.draft_vocab_size or self.head_rows.dtype != head.weight.dtype:
-            self.head_rows = head.weight.detach()[self.draft_to_target].contiguous()
-            self.head_bias = None if head.bias is None else head.bias.detach()[self.draft_to_target]
+            from accelerate.utils import align_module_device
+            with align_module_device(head, self.device):        # the real weights, here, for this copy
+                rows = self.draft_to_target.to(head.weight.device)
+                self.head_rows = head.weight.detach()[rows].to(self.device).contiguous()
+                self.head_bias = None if head.bias is None else head.bias.detach()[rows].to(self.device)
         return self.head_rows, self.head_bias
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

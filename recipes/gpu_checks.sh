@@ -6,4 +6,4 @@
 set -euo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" SPECSEL_GPU_MAP=1 PYTHONUNBUFFERED=1
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'; print(torch.cuda.get_device_name(0), torch.__version__)"
-python3 -m pytest -q -p no:cacheprovider tests/modeling/test_device_map.py -k split
+python3 -m pytest -q -p no:cacheprovider tests/modeling/test_device_map.py -k "split or two_devices"

@@ -68,9 +68,11 @@ def capture_hidden_states(model, indices: Sequence[int]):
     L = len(base.layers)
     handles = []
 
+    home = model.device     # a layer may sit on another device (a device map): features come home
+
     def keep(index):
         def hook(module, args, output):
-            captured[index] = output[0] if isinstance(output, tuple) else output
+            captured[index] = (output[0] if isinstance(output, tuple) else output).to(home)
         return hook
 
     try:

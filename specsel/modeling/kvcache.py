@@ -86,6 +86,8 @@ class RaggedKVCache:
                              logits_to_keep=0 if logits else 1,
                              **model_kwargs)
         out.captured = captured
+        if getattr(out, "logits", None) is not None and out.logits.device != self.device:
+            out.logits = out.logits.to(self.device)     # a head on another device (a device map)
         self.tail_valid = torch.cat([self.tail_valid, window_valid], dim=1)
         assert self.width == T + W
         return out
@@ -132,8 +134,9 @@ class RaggedKVCache:
                     H, D = layer.keys.shape[1], layer.keys.shape[3]
                     keys.append(layer.keys.new_zeros(B, H, W, D))
                     values.append(layer.values.new_zeros(B, H, W, layer.values.shape[3]))
-                keys[i][rows, :, :w] = layer.keys
-                values[i][rows, :, :w] = layer.values
+                at = rows.to(layer.keys.device)     # a layer may sit on another device (a device map)
+                keys[i][at, :, :w] = layer.keys
+                values[i][at, :, :w] = layer.values
             for k, h in out.captured.items():
                 if k not in captured:
                     captured[k] = h.new_zeros(B, W, h.shape[-1])
@@ -176,7 +179,8 @@ class RaggedKVCache:
         width = int(part.lengths.max()) if len(rows) else 0
         if width:
             for i, layer in enumerate(self.cache.layers):
-                part.cache.update(layer.keys[rows, :, :width], layer.values[rows, :, :width], i)
+                at = rows.to(layer.keys.device)
+                part.cache.update(layer.keys[at, :, :width], layer.values[at, :, :width], i)
         part.committed_width = width
         return part
 
@@ -195,8 +199,9 @@ class RaggedKVCache:
                 self.cache.update(layer.keys.new_zeros(B, H, W - T0, D),
                                   layer.values.new_zeros(B, H, W - T0, layer.values.shape[3]), i)
             mine = self.cache.layers[i]
-            mine.keys[rows, :, :W] = layer.keys[:, :, :W]
-            mine.values[rows, :, :W] = layer.values[:, :, :W]
+            at = rows.to(mine.keys.device)
+            mine.keys[at, :, :W] = layer.keys[:, :, :W]
+            mine.values[at, :, :W] = layer.values[:, :, :W]
         self.lengths[rows] = part.lengths
         self.committed_width = max(T0, W)
 
@@ -233,8 +238,8 @@ class RaggedKVCache:
                 for name in ("keys", "values"):
                     kv = getattr(layer, name)
                     H, D = kv.shape[1], kv.shape[3]
-                    src_idx = order[:, None, :, None].expand(-1, H, -1, D)
-                    dst_idx = dest[:, None, :, None].expand(-1, H, -1, D)
+                    src_idx = order[:, None, :, None].expand(-1, H, -1, D).to(kv.device)
+                    dst_idx = dest[:, None, :, None].expand(-1, H, -1, D).to(kv.device)
                     kv.scatter_(2, dst_idx, kv.gather(2, src_idx))
         self._crop(new_width)
         self.lengths = new_lengths
@@ -255,8 +260,9 @@ class RaggedKVCache:
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
                 if isinstance(layer, GrowingLayer) and layer.select_rows(kept):
                     continue            # moved down in place: no copy of the whole cache
-                layer.keys = layer.keys.index_select(0, rows)
-                layer.values = layer.values.index_select(0, rows)
+                at = rows.to(layer.keys.device)
+                layer.keys = layer.keys.index_select(0, at)
+                layer.values = layer.values.index_select(0, at)
         self.lengths = self.lengths.index_select(0, rows)
         self.tail_valid = self.tail_valid.index_select(0, rows)
         width = int(self.lengths.max()) if len(rows) else 0

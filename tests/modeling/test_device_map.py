@@ -39,22 +39,50 @@ def pools(target):
     return {"ngram": NgramDrafter(), "early_exit": EarlyExitDrafter(target, 2), "eagle": EagleDrafter(target, head)}
 
 
-def decode(target, prompts):
-    engine = SpecEngine(target, pools(target), eos_token_id=[])
-    return {name: engine.generate(prompts, Arm(name, 3), max_new_tokens=MAX_NEW).tokens
-            for name in ("ngram", "early_exit", "eagle")} | \
-        {"autoregressive": engine.generate(prompts, Arm.autoregressive(), max_new_tokens=MAX_NEW).tokens}
+def decode(target, prompts, eos=(), rounds=False):
+    """Each drafter's output tokens (with `rounds`: also what it drafted and what was accepted,
+    round by round: a drafter that runs but drafts garbage keeps the tokens, not the rounds)."""
+    engine = SpecEngine(target, pools(target), eos_token_id=list(eos) if isinstance(eos, tuple) else eos)
+    out = {}
+    for name in ("ngram", "early_exit", "eagle", None):
+        res = engine.generate(prompts, Arm(name, 3) if name else Arm.autoregressive(), max_new_tokens=MAX_NEW)
+        out[name or "autoregressive"] = (res.tokens, [(r.row, r.drafted, r.accepted) for r in res.records]) \
+            if rounds else res.tokens
+    return out
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_a_split_target_decodes_what_the_whole_one_does(arch, tmp_path):
-    whole = tiny_model(arch, seed=0, num_layers=LAYERS)
+    whole = tiny_model(arch, seed=0, num_layers=LAYERS, tie_word_embeddings=False)   # untied: the head moves too
     prompts = [p + p[:4] for p in random_prompts(3, min_len=4, max_len=10, seed=5)]
     split = dispatch(copy.deepcopy(whole), two_parts(), offload_dir=tmp_path / "offload")
-    expected = decode(whole.to("cuda:0") if GPU else whole, prompts)
-    assert any(p.device.type == "meta" for p in split.parameters())        # the second half really is offloaded
-    assert decode(split, prompts) == expected
-    assert len({tuple(map(tuple, t)) for t in expected.values()}) == 1     # every drafter: the target's output
+    expected = decode(whole.to("cuda:0") if GPU else whole, prompts, rounds=True)
+    assert split.lm_head.weight.is_meta                                     # the second half really is offloaded
+    assert decode(split, prompts, rounds=True) == expected                  # same tokens, same drafts accepted
+    assert len({tuple(map(tuple, tokens)) for tokens, _ in expected.values()}) == 1   # all: the target's output
+    # the EAGLE head projects through the target's LM head, offloaded here: the same logits as the whole one's
+    hidden = torch.randn(2, 3, whole.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    heads = [new_eagle_head(m, 1, seed=1) for m in (whole, split)]
+    logits = [h.logits(hidden.to(h.device, h.dtype)).cpu() for h in heads]
+    assert not logits[1].is_meta and torch.allclose(logits[0], logits[1], atol=1e-5)
+
+
+@pytest.mark.skipif(not GPU, reason="the device check: SPECSEL_GPU_MAP=1 on a CUDA machine (recipes/gpu_checks.sh)")
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_layers_on_two_devices_decode_the_targets_own_greedy_output(arch):
+    """The first half of the layers runs on the GPU, the second on the CPU (accelerate's
+    main_device 'cpu' keeps CPU-mapped modules there instead of offloading them)."""
+    from accelerate import dispatch_model
+
+    from conftest import hf_greedy
+
+    whole = tiny_model(arch, seed=0, num_layers=LAYERS, tie_word_embeddings=False)   # untied: the head moves too
+    split = dispatch_model(copy.deepcopy(whole), device_map=two_parts(), main_device="cpu")
+    assert {p.device.type for p in split.parameters()} == {"cuda", "cpu"}
+    prompts = [p + p[:4] for p in random_prompts(3, min_len=4, max_len=10, seed=5)]
+    expected = [hf_greedy(split, p, MAX_NEW) for p in prompts]            # eos 1, as the engine's below
+    for name, tokens in decode(split, prompts, eos=1).items():
+        assert tokens == expected, name
 
 
 def test_a_device_map_file_is_read(tmp_path):
