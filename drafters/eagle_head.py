@@ -242,12 +242,21 @@ def from_checkpoint_keys(state: dict, version: int) -> dict:
     return out
 
 
+_DAMAGED = "re-train it (recipes/train_eagle.py) or restore it (the shipped one: git checkout drafters/weights)"
+
+
 def _read_state(path: Path) -> dict:
-    if (path / "model.safetensors").exists():
-        from safetensors.torch import load_file
-        return load_file(path / "model.safetensors")
-    if (path / "pytorch_model.bin").exists():
-        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).exists():
+            try:
+                if name == "model.safetensors":
+                    from safetensors.torch import load_file
+                    return load_file(path / name)
+                return torch.load(path / name, map_location="cpu", weights_only=True)
+            except Exception as err:        # SafetensorError, UnpicklingError, OSError: a damaged file
+                first = (str(err).splitlines() or [""])[0]
+                raise DrafterError(f"{path / name}: cannot read the EAGLE head's weights ({type(err).__name__}: "
+                                   f"{first}); {_DAMAGED}") from None
     raise DrafterError(f"{path} has no model.safetensors or pytorch_model.bin: point at an EAGLE head directory")
 
 
@@ -261,7 +270,12 @@ def load_eagle_head(path: str | Path, target) -> EagleHead:
     version = 3 if any(k.startswith("midlayer.") for k in state) else 1
     if version == 1 and not any(k.startswith("layers.0.") for k in state):
         raise DrafterError(f"{path}: unrecognised EAGLE checkpoint (no `layers.0.*` or `midlayer.*` keys)")
-    raw = json.loads((path / "config.json").read_text())
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except ValueError as err:
+        raise DrafterError(f"{path / 'config.json'}: not valid JSON ({err}); {_DAMAGED}") from None
+    if not isinstance(raw, dict):
+        raise DrafterError(f"{path / 'config.json'}: not a JSON object; {_DAMAGED}")
     tc = target.config
     for key in ("hidden_size", "vocab_size"):
         if key in raw and raw[key] != getattr(tc, key):

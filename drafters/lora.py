@@ -20,6 +20,7 @@ adapter_model.safetensors, as written by recipes/train_lora_drafter.py).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -37,6 +38,20 @@ def _check_adapter_dir(name: str, path) -> None:
     if not (Path(path) / "adapter_config.json").exists():
         raise DrafterError(f"lora adapter '{name}': no adapter_config.json in {path}; point at a directory "
                            "written by recipes/train_lora_drafter.py or PeftModel.save_pretrained")
+
+
+@contextmanager
+def _adapter_errors(name: str, path):
+    """A damaged adapter folder (truncated weights, broken JSON) is one DrafterError naming it."""
+    try:
+        yield
+    except DrafterError:
+        raise
+    except Exception as err:                # SafetensorError, JSONDecodeError, ValueError, OSError
+        first = (str(err).splitlines() or [""])[0]
+        raise DrafterError(f"lora adapter '{name}' in {path}: cannot be loaded ({type(err).__name__}: {first}); "
+                           "re-train it (recipes/train_lora_drafter.py) or restore it (the shipped ones: git "
+                           "checkout drafters/weights)") from None
 
 
 def _lora_layers(module: nn.Module) -> list:
@@ -61,7 +76,8 @@ class AdapterSet:
         for name, path in adapters.items():
             _check_adapter_dir(name, path)
         items = list(adapters.items())
-        self.peft = PeftModel.from_pretrained(base, str(items[0][1]), adapter_name=items[0][0])
+        with _adapter_errors(*items[0]):
+            self.peft = PeftModel.from_pretrained(base, str(items[0][1]), adapter_name=items[0][0])
         self.module = base              # the base module, LoRA layers injected in place
         self.names = [items[0][0]]
         for name, path in items[1:]:
@@ -75,7 +91,8 @@ class AdapterSet:
         if name in self.names:
             raise DrafterError(f"lora adapter '{name}' is already loaded on this base; pick another name")
         _check_adapter_dir(name, path)
-        self.peft.load_adapter(str(path), adapter_name=name)
+        with _adapter_errors(name, path):
+            self.peft.load_adapter(str(path), adapter_name=name)
         self.names.append(name)
         self.peft.eval()
         self.layers = _lora_layers(self.module)

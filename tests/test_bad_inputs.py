@@ -1,8 +1,8 @@
 """Every bad input we know a user can give, one row each: the command line, the Python API and
 the user's own files (pool files, target folders, data files, records, routers, study folders).
 
-Each row runs in a copy of one workspace holding a finished tiny study, a saved tiny target, a
-router, a data file and a pool file. It asserts that the refusal is one line that says what is
+Each row runs in a copy of one workspace holding a finished tiny study, a saved tiny target, an
+EAGLE head and a LoRA adapter for it, a router, a data file and a pool file. It asserts that the refusal is one line that says what is
 wrong (no traceback; exit status 2 on the command line) and that no file of the workspace was
 changed, added or removed. Command-line rows say where the target may load: "none" (the check
 must come before the load; loading fails the test), "tiny" (a tiny random target) or "real"
@@ -10,6 +10,7 @@ must come before the load; loading fails the test), "tiny" (a tiny random target
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import hashlib
 import json
@@ -23,6 +24,10 @@ import pytest
 
 import specsel.modeling.target
 from drafters import NgramDrafter
+from drafters.eagle import EagleDrafter
+from drafters.eagle_head import new_eagle_head
+from drafters.lora import lora_experts
+from drafters.training.lora import new_lora
 from specsel import Arm, Sampling, SpecEngine
 from specsel.cli import main
 from specsel.study import StudyConfig, StudyItem, load_pool, run_study
@@ -58,9 +63,11 @@ def write(name: str, text: str | bytes) -> Callable[[Path], None]:
     return setup
 
 
-def truncate_weights(ws: Path) -> None:
-    weights = ws / "target" / "model.safetensors"
-    os.truncate(weights, weights.stat().st_size // 2)
+def truncate(name: str) -> Callable[[Path], None]:
+    """A setup that cuts the file `name` of the workspace in half (an interrupted download or copy)."""
+    def setup(ws: Path) -> None:
+        os.truncate(ws / name, (ws / name).stat().st_size // 2)
+    return setup
 
 
 def tamper_router(ws: Path) -> None:
@@ -202,7 +209,7 @@ CASES = [
         "returned 42 (int) for 'x', not a Drafter",
         setup=write("bad.py", "def build_pool(target):\n    return {'x': 42}\n"), loader="tiny"),
     cli("target weights truncated", [*GEN, "--target", "{ws}/target", "--drafter", "none"], "re-download the model",
-        setup=truncate_weights, loader="real"),
+        setup=truncate("target/model.safetensors"), loader="real"),
     cli("target config.json damaged", [*GEN, "--target", "{ws}/target", "--drafter", "none"], "config",
         setup=write("target/config.json", '{"model_type": "llama", '), loader="real"),
     cli("target folder without weights", [*GEN, "--target", "{ws}/tickets.jsonl", "--drafter", "none"],
@@ -237,6 +244,16 @@ CASES = [
     api("run_study into a file", lambda ws: run_study(target_model("llama"), {"ngram": NgramDrafter()},
                                                      [StudyItem("q", "d", PROMPT)], StudyConfig(),
                                                      ws / "tickets.jsonl"), "is a file; pass a folder"),
+    api("EAGLE head weights truncated", lambda ws: EagleDrafter(target_model("llama"), str(ws / "head")),
+        "cannot read the EAGLE head's weights (SafetensorError", setup=truncate("head/model.safetensors")),
+    api("EAGLE head config.json damaged", lambda ws: EagleDrafter(target_model("llama"), str(ws / "head")),
+        "config.json: not valid JSON", setup=write("head/config.json", "{oops")),
+    api("LoRA adapter weights truncated", lambda ws: lora_experts(target_model("llama"), new_eagle_head(
+        target_model("llama"), 1, seed=1), {"x": ws / "adapter"}), "lora adapter 'x'",
+        setup=truncate("adapter/adapter_model.safetensors")),
+    api("LoRA adapter config damaged", lambda ws: lora_experts(target_model("llama"), new_eagle_head(
+        target_model("llama"), 1, seed=1), {"x": ws / "adapter"}), "cannot be loaded",
+        setup=write("adapter/adapter_config.json", "{oops")),
     api("load_target missing folder", lambda ws: specsel.modeling.target.load_target(str(ws / "nosuch")), "nosuch"),
 ]
 
@@ -265,6 +282,9 @@ def built(tmp_path_factory) -> Path:
                                                                   enumerate(prompts)],
               cfg, ws / "study", eos_token_id=1, progress=False, log=lambda s: None, plots=False)
     target_model("llama").save_pretrained(ws / "target")
+    head = new_eagle_head(target_model("llama"), 1, seed=1)
+    head.save(ws / "head")
+    new_lora(copy.deepcopy(head), rank=4, seed=1).save_pretrained(ws / "adapter")
     shutil.copytree(ROUTER_DIR, ws / "router")
     (ws / "tickets.jsonl").write_text("".join(json.dumps({"prompt": f"ticket number {i} about a thing"}) + "\n"
                                               for i in range(5)))
