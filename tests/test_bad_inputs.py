@@ -2,11 +2,11 @@
 the user's own files (pool files, target folders, data files, records, routers, study folders).
 
 Each row runs in a copy of one workspace holding a finished tiny study, a saved tiny target, an
-EAGLE head and a LoRA adapter for it, a router, a data file and a pool file. It asserts that the refusal is one line that says what is
-wrong (no traceback; exit status 2 on the command line) and that no file of the workspace was
-changed, added or removed. Command-line rows say where the target may load: "none" (the check
-must come before the load; loading fails the test), "tiny" (a tiny random target) or "real"
-(the real loader, on the workspace's saved tiny target).
+EAGLE head and a LoRA adapter for it, a router, a data file and a pool file. It asserts that the
+refusal is one line that says what is wrong (no traceback; exit status 2 on the command line)
+and that no file of the workspace was changed, added or removed. Command-line rows say where the
+target may load: "none" (the check must come before the load; loading fails the test), "tiny"
+(a tiny random target) or "real" (the real loader, on the workspace's saved tiny target).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The command line refuses bad input with one line that names the fix (exit 2), before the model
-loads; Ctrl-C is one line (exit 130); records files that are not JSON lines, replays that are
-estimates, and damaged target folders are said so. No model is loaded here but tiny random ones."""
+"""The command line beyond its refusals (those are rows of tests/test_bad_inputs.py): good numbers
+reach the model; Ctrl-C is one line (exit 130); a torn last line of a records file is ignored;
+replays that are estimates are said so; damaged target folders are refused by load_target. No
+model is loaded here but tiny random ones."""
 import json
 import os
 
