@@ -33,10 +33,6 @@ class Ranks:
         rank, interleaved against drift as in one process)."""
         return batch % self.world == self.rank
 
-    def shard_name(self) -> str:
-        """The file this process appends its query lines to."""
-        return f"queries.rank{self.rank}.jsonl" if self.sharded else "queries.jsonl"
-
     def barrier(self) -> None:
         if self.sharded:
             import torch.distributed as dist

@@ -28,8 +28,7 @@ def test_every_batch_has_one_rank_and_the_shares_are_even():
     assert all(len(o) == 1 for o in owners)
     counts = [sum(1 for o in owners if o == [r]) for r in range(world)]
     assert max(counts) - min(counts) <= 1
-    assert Ranks().owns(7) and Ranks().shard_name() == "queries.jsonl"
-    assert Ranks(1, 2).shard_name() == "queries.rank1.jsonl"
+    assert Ranks().owns(7) and not Ranks().sharded and Ranks(1, 2).sharded
 
 
 def test_the_launchers_environment_sets_the_ranks(monkeypatch):
