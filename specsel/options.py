@@ -169,16 +169,9 @@ def check_args(args, error: type[ValueError] = OptionError) -> None:
 def unused_sampling(args) -> str | None:
     """A notice when greedy decoding (--temperature 0) is given sampling options it does not use."""
     values = vars(args)
-    if values.get("temperature") not in (0, "0", None):
+    if values.get("temperature") != 0:
         return None
-    unused = [flag(n) for n, neutral in SAMPLING_ONLY.items() if _as_float(values.get(n, neutral)) != neutral]
+    unused = [flag(n) for n, neutral in SAMPLING_ONLY.items() if values.get(n, neutral) != neutral]
     if not unused:
         return None
     return f"greedy decoding (--temperature 0) does not use {', '.join(unused)}; pass --temperature > 0 to sample"
-
-
-def _as_float(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None

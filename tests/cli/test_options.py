@@ -59,7 +59,7 @@ def test_study_errors_stay_study_errors():
 @pytest.mark.parametrize("values, said", [
     (dict(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0), None),
     (dict(temperature=0.0, top_k=5, top_p=1.0, min_p=0.0), "--top-k"),
-    (dict(temperature=0.0, top_k=0, top_p="0.9", min_p="0.1"), "--top-p, --min-p"),
+    (dict(temperature=0.0, top_k=0, top_p=0.9, min_p=0.1), "--top-p, --min-p"),
     (dict(temperature=0.7, top_k=5, top_p=0.9, min_p=0.1), None),
 ])
 def test_greedy_says_which_sampling_options_it_leaves_unused(values, said):
