@@ -196,8 +196,6 @@ def _replay_gammas(args) -> list[int] | None:
 def _replay_source(path: Path, args) -> tuple[str, int | None, list[dict], dict | None]:
     """(run, bsz, query lines, the study's replay_exact or None) of the full-information run to replay:
     the study's query lines (queries.jsonl), or per-round records made into one line per query."""
-    import json
-
     from evaluators.lines import complete_lines
     from evaluators.records import (
         QUERY_LINE_FIELDS,
@@ -208,6 +206,7 @@ def _replay_source(path: Path, args) -> tuple[str, int | None, list[dict], dict 
         read_records,
         replay_exact_of,
     )
+    from specsel.study.store import read_config
 
     if path.is_dir():
         raise ValueError(f"--records {path} is a folder; pass the queries.jsonl in it (written by `specsel eval`)")
@@ -229,13 +228,8 @@ def _replay_source(path: Path, args) -> tuple[str, int | None, list[dict], dict 
         if not runs:
             raise ValueError(f"--records {path}: no full-information run" + (f" named {args.run}" if args.run else "")
                              + (f" at bsz {args.bsz}" if args.bsz else "") + f"; {fix}")
-        config = path.parent / "config.json"       # the study's: its replay_exact rules, as in the study's report
-        try:
-            told = json.loads(config.read_text()).get("replay_exact") if config.is_file() else None
-        except (ValueError, AttributeError):
-            raise ValueError(f"{config}: not a study's config.json (invalid JSON); move the records away from it, "
-                             "or restore the study's config.json") from None
-        return *runs[0], by_run[runs[0]], told
+        config = read_config(path.parent)          # the study's: its replay_exact rules, as in the study's report
+        return *runs[0], by_run[runs[0]], (config or {}).get("replay_exact")
     check_fields(lines, RECORD_FIELDS, path)        # per-round records (evaluators.records)
     if any("query" not in r and "row" not in r for r in lines):
         raise ValueError(f"--records {path}: round records without a 'query' (or 'row') id; "
@@ -312,13 +306,9 @@ def _replay(args) -> int:
 
 def _study_seed(path: Path) -> int:
     """The seed of the study whose queries.jsonl `path` is (its config.json), else 0."""
-    import json
+    from specsel.study.store import read_config
 
-    config = path.parent / "config.json"
-    try:
-        seed = json.loads(config.read_text()).get("seed", 0) if config.is_file() else 0
-    except (ValueError, AttributeError):
-        return 0
+    seed = (read_config(path.parent) or {}).get("seed", 0)
     return seed if isinstance(seed, int) and seed >= 0 else 0
 
 

@@ -11,7 +11,6 @@ Honest protocol: fit on queries the evaluation never uses, e.g. the training spl
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +21,7 @@ from evaluators.lines import index_runs
 from evaluators.records import read_records
 from specsel.core.costs import setting_cost
 from specsel.study.config import StudyConfig, StudyError
+from specsel.study.store import read_config
 
 ROUTER_SETTINGS = ("drafter", "joint")
 
@@ -29,11 +29,11 @@ ROUTER_SETTINGS = ("drafter", "joint")
 def config_of(records: Path) -> dict:
     if not records.is_file():
         raise StudyError(f"--records {records}: no such file; pass the queries.jsonl of a study")
-    path = records.parent / "config.json"
-    if not path.is_file():
+    config = read_config(records.parent)
+    if config is None:
         raise StudyError(f"--records {records}: no config.json beside it; pass the queries.jsonl of a "
                          "`specsel eval` or `specsel router collect` folder")
-    return json.loads(path.read_text())
+    return config
 
 
 def fullinfo_of(records: Path, config: dict, bsz: int | None = None) -> FullInfo:

@@ -173,6 +173,21 @@ def check_out(out: str | Path, resume: bool, lock: bool = True) -> bool:
     return held
 
 
+def read_config(out: str | Path) -> dict | None:
+    """OUT/config.json as a dict, None when OUT has none; a damaged one is a one-line StudyError."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        config = None
+    if not isinstance(config, dict):
+        raise StudyError(f"{path}: not a study's config.json (invalid JSON); restore it, or move the study's "
+                         "records to a folder of their own")
+    return config
+
+
 def identity(config: dict, key: str):
     """What must not change on --resume. A user domain's file counts by its content (sha256), so
     it may move, but not change; a hub split by its name. "queries" is the stream (ids, domains,
@@ -217,7 +232,7 @@ def write_config(out: Path, config: dict, resume: bool) -> None:
     learners and batch sizes may grow (the union is kept)."""
     path = out / "config.json"
     if resume and path.exists():
-        old = json.loads(path.read_text())
+        old = read_config(out)
         if old.get("version") != config["version"]:
             raise StudyError(f"{out} holds results of another specsel version (study format {old.get('version')}, "
                              f"now {config['version']}); rerun into a new --out")
