@@ -14,11 +14,6 @@ import sys
 from pathlib import Path
 
 
-def _check_generate_args(args) -> None:
-    """What `specsel generate` checks beyond the shared numbers (specsel.options), before the model loads."""
-    _check_pool_file(args.pool)
-
-
 def _check_pool_file(pool: str | None) -> None:
     """--pool names a file (checked before the model loads: building the pool needs the target)."""
     if pool is not None and not Path(pool).expanduser().is_file():
@@ -28,9 +23,10 @@ def _check_pool_file(pool: str | None) -> None:
 def _generate(args) -> int:
     from specsel.options import unused_sampling
 
-    _check_generate_args(args)
-    if unused_sampling(args):
-        print(f"specsel generate: warning: {unused_sampling(args)}", file=sys.stderr)
+    _check_pool_file(args.pool)                 # the numbers were checked in main (specsel.options)
+    notice = unused_sampling(args)
+    if notice:
+        print(f"specsel generate: warning: {notice}", file=sys.stderr)
     import torch
 
     from evaluators.metrics import summarize

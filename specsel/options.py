@@ -13,8 +13,7 @@ import numbers
 from dataclasses import dataclass
 
 from specsel.core.arms import MAX_GAMMA
-
-MAX_SEED = 2**64 - 1        # the largest seed torch.Generator.manual_seed takes (specsel.engine.checks.MAX_SEED)
+from specsel.core.seeds import MAX_SEED
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -158,7 +157,7 @@ def check_target_options(values: dict, error: type[ValueError] = OptionError) ->
 
 def check_args(args, error: type[ValueError] = OptionError) -> None:
     """Check every option of a parsed command line that BOUNDS knows (None: not given), and its
-    --dtype and --device."""
+    --dtype, --device and --device-map."""
     values = vars(args)
     for name in BOUNDS:
         if values.get(name) is not None:

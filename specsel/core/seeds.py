@@ -1,6 +1,8 @@
 """The seed formulas, written once: live runs, resumed runs and offline replays of the same
 query or batch must draw the same numbers."""
 
+MAX_SEED = 2**64 - 1            # torch.Generator.manual_seed takes seeds up to this
+
 _QUERY_STRIDE = 1_000_003
 _BATCH_STRIDE = 10_007
 

@@ -12,8 +12,8 @@ import torch
 from specsel.core.drafting import Drafter, DrafterError
 from specsel.core.policy import ArmPolicy, FixedArms
 from specsel.core.sampling import Sampling
+from specsel.core.seeds import MAX_SEED
 
-MAX_SEED = 2**64 - 1            # torch.Generator.manual_seed takes seeds up to this
 _PROMPTS = "prompts must be a list of token-id lists"
 
 

@@ -58,8 +58,9 @@ def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = wa
         warn = _quiet                           # rank 0 says it once
     check_args(args, StudyError)                # every number and --dtype, as every command checks them
     cfg = config_from_args(args)
-    if unused_sampling(args):
-        warn(unused_sampling(args))
+    notice = unused_sampling(args)
+    if notice:
+        warn(notice)
     names = parse_csv(args.drafters) if args.drafters is not None else None
     if names is not None and not names:
         raise StudyError("--drafters is empty; name at least one drafter, or leave it out for the whole pool")

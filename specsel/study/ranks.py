@@ -40,7 +40,13 @@ class Ranks:
 
     def total(self, value: float) -> float:
         """The sum of `value` over every rank (on every rank)."""
-        return _total(self, value) if self.sharded else value
+        if not self.sharded:
+            return value
+        import torch
+        import torch.distributed as dist
+        t = torch.tensor([float(value)], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(t)
+        return t.item()
 
     def from_leader(self, value):
         """Rank 0's `value`, on every rank (each passes its own; only rank 0's counts)."""
@@ -50,15 +56,6 @@ class Ranks:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
-
-
-def _total(ranks: Ranks, value: float) -> float:
-    import torch
-    import torch.distributed as dist
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.item()
 
 
 def launched_ranks() -> Ranks:
