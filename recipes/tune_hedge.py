@@ -9,6 +9,8 @@ replays HedgeSpec offline with every --discounts value (its default loss: each d
 acceptance per position) and plain NormalHedge (length loss, no discount), next to every
 fixed drafter, the best fixed drafter over the stream and the per-query oracle. Greedy
 records replay exactly (specsel.learners.replay), so one decoding pass serves every discount.
+HedgeSpec is replayed with the study's feedback delay: --score-every k delivers its rounds k at a
+time (specsel.learners.replay.simulate), as deferred scoring does live.
 Records are appended per batch to --out/records.jsonl; a rerun resumes. Prints a table and writes --out/tune_hedge.json.
 """
 from __future__ import annotations
@@ -46,7 +48,8 @@ def parse_args(argv=None):
     ap.add_argument("--discounts", default="1,0.95,0.9,0.8,0.7,0.5")
     ap.add_argument("--bsz", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--score-every", type=int, default=3)
+    ap.add_argument("--score-every", type=int, default=1,
+                    help="the study's --score-every: HedgeSpec hears of its rounds this many at a time")
     ap.add_argument("--out", default="results/tune_hedge")
     args = ap.parse_args(argv)
     args.domain_names = domains_argument(ap, args.domains)
@@ -88,8 +91,9 @@ def decode(args, out: Path) -> tuple[list[dict], list[str]]:
     return [lines[it.qid] for it in items], list(pool)
 
 
-def table(lines: list[dict], drafters: list[str], gamma: int, discounts: list[float]) -> dict:
-    """Rounds of every fixed drafter, the oracle and HedgeSpec per discount -> MAT per domain."""
+def table(lines: list[dict], drafters: list[str], gamma: int, discounts: list[float], score_every: int = 1) -> dict:
+    """Rounds of every fixed drafter, the oracle and HedgeSpec per discount (hearing of its rounds
+    `score_every` at a time) -> MAT per domain."""
     arms = [(j, gamma) for j in range(len(drafters))]
     rounds = defaultdict(lambda: defaultdict(int))       # policy -> domain -> rounds
     tokens = defaultdict(int)
@@ -102,10 +106,10 @@ def table(lines: list[dict], drafters: list[str], gamma: int, discounts: list[fl
             rounds[name][d] += r
         rounds["oracle"][d] += min(fixed)
         plain = HedgeSpec(len(arms), reward_range=(1.0, gamma + 1.0), discount=1.0, loss="length")
-        rounds["plain NormalHedge (length loss)"][d] += len(simulate(plain, m, arms))
+        rounds["plain NormalHedge (length loss)"][d] += len(simulate(plain, m, arms, score_every=score_every))
         for disc in discounts:
             learner = HedgeSpec(len(arms), reward_range=(1.0, gamma + 1.0), discount=disc)
-            rounds[f"hedgespec discount={disc:g}"][d] += len(simulate(learner, m, arms))
+            rounds[f"hedgespec discount={disc:g}"][d] += len(simulate(learner, m, arms, score_every=score_every))
     total = sum(tokens.values())
     mat = {p: {**{d: tokens[d] / r[d] for d in tokens}, "mixed": total / sum(r.values())} for p, r in rounds.items()}
     best = max(drafters, key=lambda name: mat[name]["mixed"])
@@ -120,7 +124,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines, drafters = decode(args, out)
-    result = table(lines, drafters, args.gamma, discounts)
+    result = table(lines, drafters, args.gamma, discounts, args.score_every)
     mat, best = result["mat"], result["best_fixed"]
     domains = list(result["tokens"]) + ["mixed"]
     print(f"{'policy':32s}" + "".join(f"{d:>11s}" for d in domains) + "  vs best fixed  vs oracle")

@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--gammas", default=None, help="comma list (default: the gammas played in the records)")
     rp.add_argument("--learners", default=None, help="comma list (default: all)")
     rp.add_argument("--seed", type=int, default=None, help="learner seed (default: the study's, else 0)")
+    rp.add_argument("--score-every", type=int, default=None,
+                    help="full-information learners hear of their rounds this many at a time, as under deferred "
+                         "scoring (default: the study's --score-every for greedy records, else 1)")
     rp.set_defaults(func=_replay)
 
     ro = sub.add_parser("router", help="a prompt router: collect full-information records, fit a router on them")
@@ -262,7 +265,8 @@ def _replay(args) -> int:
     from specsel.core.arms import arm_name
     from specsel.core.runs import STUDY_LEARNERS
     from specsel.study import parse_csv
-    from specsel.study.offline import replay_rows
+    from specsel.study.offline import replay_rows, study_score_every
+    from specsel.study.store import read_config
 
     gammas = _replay_gammas(args)
     path = Path(args.records)
@@ -281,11 +285,13 @@ def _replay(args) -> int:
     if bad:
         raise ValueError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(STUDY_LEARNERS)}")
     seed = args.seed if args.seed is not None else _study_seed(path)
+    every = args.score_every if args.score_every is not None else study_score_every(read_config(path.parent))
     fi = FullInfo(lines, drafters, seed, told)     # told (config.json) decides, as in the study's report
     arms = [arm_name(d, g) for d in drafters for g in gammas]
-    rows = replay_rows(fi, arms, learners, seed, bsz=bsz)
+    rows = replay_rows(fi, arms, learners, seed, bsz=bsz, score_every=every)
     print(f"replay of {run}" + (f" (bsz {bsz})" if bsz else "") + f": {len(fi.qids)} queries, {len(arms)} arms "
-          f"({', '.join(arms)}), length objective")
+          f"({', '.join(arms)}), length objective" + (f", full information heard {every} rounds at a time"
+                                                       if every > 1 and fi.greedy else ""))
     print(_with_verdicts(format_table(rows), rows))
     inexact = [d for d in drafters if not fi.replay_exact[d]]
     if not fi.greedy:

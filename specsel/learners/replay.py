@@ -9,7 +9,9 @@ at the ``N - s`` tokens left. Sampling records (probabilities) cannot be replaye
 Bernoulli(gamma) on the recorded sequence, so the rounds are one Monte-Carlo approximation.
 
 Updates go through ``specsel.learners.feedback.FeedbackRouter``, the object the engine uses
-live, so replay and live runs update learners identically. Records-only measures of the
+live, so replay and live runs update learners identically. ``score_every=k`` replays deferred
+scoring (``generate(score_every=k)``, greedy full information): the learner hears of its rounds k
+at a time, so it chooses up to k - 1 rounds on stale weights, as it did live. Records-only measures of the
 rounds (fixed arms, oracles, regrets) are in ``evaluators.replay``.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["Round", "simulate"]
 
 
 def simulate(learner: Callable | object, correct, arms: Sequence[Arm], feedback: str | None = None,
-             cost: CostModel | None = None, seed: int | None = 0) -> list[Round]:
+             cost: CostModel | None = None, seed: int | None = 0, score_every: int = 1) -> list[Round]:
     """Run one query with a policy; returns its rounds.
 
     ``learner``: a learner instance (used as is, e.g. shared across queries) or
@@ -35,7 +37,9 @@ def simulate(learner: Callable | object, correct, arms: Sequence[Arm], feedback:
     ``"bandit"`` (learner sees the played arm's committed length) or ``"full"``
     (the router also gets the gammas of the committed positions); default:
     ``"full"`` if ``learner.full_information`` else ``"bandit"``.  ``seed``
-    drives the Bernoulli acceptances of sampling records (unused for 0/1).
+    drives the Bernoulli acceptances of sampling records (unused for 0/1). ``score_every``
+    (full feedback only): rounds are delivered to the learner in groups of this many, the last
+    group when the query ends (module docstring); bandit feedback is never deferred.
     """
     if not hasattr(learner, "select"):
         learner = learner()
@@ -43,18 +47,27 @@ def simulate(learner: Callable | object, correct, arms: Sequence[Arm], feedback:
         feedback = "full" if learner.full_information else "bandit"
     if feedback not in ("bandit", "full"):
         raise ValueError(f"feedback must be 'bandit' or 'full', got {feedback!r}")
+    if not isinstance(score_every, int) or score_every < 1:
+        raise ValueError(f"score_every must be an integer >= 1 (got {score_every!r}); 1 delivers every round at once")
+    hold = score_every if feedback == "full" else 1
     g = as_record(correct)
     n = g.shape[1]
     greedy = is_greedy_record(g)
     rng = np.random.default_rng(seed)
     router = FeedbackRouter(learner, arms, cost)
-    rounds, s = [], 0
+    rounds, s, pending = [], 0, []
     while s < n:
         i = int(learner.select())
         j, k = router.arms[i]
         committed = replay_round(g, j, k, s, greedy, rng)
-        router.on_round(i, committed, g[:, s:s + committed] if feedback == "full" else None)
+        pending.append((i, committed, g[:, s:s + committed] if feedback == "full" else None))
+        if len(pending) >= hold:
+            for args in pending:
+                router.on_round(*args)
+            pending = []
         rounds.append(Round(i, s, committed))
         s += committed
+    for args in pending:
+        router.on_round(*args)
     router.flush()
     return rounds

@@ -25,7 +25,7 @@ from specsel.core.runs import OBJECTIVE, ROUTER_LEARNERS, STUDY_LEARNERS, repeat
 from specsel.core.seeds import batch_seed
 from specsel.study.config import StudyConfig, StudyError, warn_stderr
 from specsel.study.items import StudyItem
-from specsel.study.offline import regret_vs_arms
+from specsel.study.offline import regret_vs_arms, study_score_every
 from specsel.study.plan import RunSpec, dynamic_gamma_drafter, fullinfo_run, live_runs, stream_batches, study_record
 from specsel.study.pool import replay_exact
 from specsel.study.ranks import Ranks, launched_ranks
@@ -305,7 +305,8 @@ def _run_locked(target, pool: dict, items: Sequence[StudyItem], cfg: StudyConfig
     if first:
         arms_for_curve = config["settings"].get("joint", config["settings"].get("drafter"))["arms"]
         curve = regret_vs_arms(FullInfo(first, drafters, cfg.seed, config["replay_exact"]), arms_for_curve,
-                               [l for l in config["learners"] if l in STUDY_LEARNERS], cfg.seed)
+                               [l for l in config["learners"] if l in STUDY_LEARNERS], cfg.seed,
+                               score_every=study_score_every(config))
     text = write_report(summary, out, curve, plots=plots)
     log(text)
     log(f"results in {out}/ (summary.csv, lossless.json, queries.jsonl, plots); decoding took {run_s:.0f} s")

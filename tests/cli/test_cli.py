@@ -159,3 +159,42 @@ def test_eval_flags_map_to_the_study_config():
     cfg = config_from_args(args)
     assert (cfg.gamma, cfg.gammas, cfg.bsz, cfg.top_p, cfg.settings, cfg.score_every) == (2, [1, 3], [1, 2], 0.9,
                                                                                           ["joint"], 1)
+
+
+def _hedge_row(out):
+    return next(l for l in out.splitlines() if l.startswith("replay") and " hedgespec " in l)
+
+
+def test_replay_hears_rounds_as_the_study_did(study_dir, tmp_path, capsys):
+    """A study run with --score-every k (greedy) is replayed with the same delay, unless
+    --score-every says otherwise; a records file without a study config replays without delay."""
+    import json
+    import shutil
+    for name in ("queries.jsonl", "config.json"):
+        shutil.copy(study_dir / name, tmp_path / name)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["score_every"] == 1                            # the study's default
+    config["score_every"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    records = str(tmp_path / "queries.jsonl")
+    assert main(["replay", "--records", records, "--learners", "hedgespec"]) == 0
+    told = capsys.readouterr().out
+    assert "full information heard 4 rounds at a time" in told
+    assert main(["replay", "--records", records, "--learners", "hedgespec", "--score-every", "1"]) == 0
+    now = capsys.readouterr().out
+    assert "heard" not in now
+    assert _hedge_row(told) != _hedge_row(now)                  # the delay changes what HedgeSpec plays
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(study_dir / "queries.jsonl", bare / "queries.jsonl")
+    assert main(["replay", "--records", str(bare / "queries.jsonl"), "--learners", "hedgespec", "--seed", "1",
+                 "--score-every", "4"]) == 0
+    assert _hedge_row(capsys.readouterr().out) == _hedge_row(told)
+
+
+def test_study_score_every_only_for_greedy_studies():
+    from specsel.study.offline import study_score_every
+    assert study_score_every(None) == 1 and study_score_every({}) == 1
+    assert study_score_every({"score_every": 3, "temperature": 0.0}) == 3
+    assert study_score_every({"score_every": 3, "temperature": 0.7}) == 1      # sampling never defers scoring
+    assert study_score_every({"score_every": "3", "temperature": 0.0}) == 1

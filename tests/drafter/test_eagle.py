@@ -248,6 +248,39 @@ def test_deferred_scoring_under_a_learner_stays_lossless(arch):
         engine.generate(prompts, policy, max_new_tokens=4, feedback="full", score_every=0)
 
 
+def test_replay_with_score_every_reproduces_a_deferred_live_run(arch):
+    """Live HedgeSpec under deferred scoring (score_every=k) plays exactly what simulate(...,
+    score_every=k) plays on its records. At gamma 1 an EAGLE draft is its teacher-forced
+    prediction, so the replay is exact. The pool starts on an untrained head and holds the
+    target itself as a drafter ("exact", always accepted): without the delay the replay leaves
+    the head sooner than the live run did."""
+    from drafters import ModelDrafter, NgramDrafter
+    from evaluators.records import acceptance_matrix, to_dict
+    from specsel.core.arms import arm_grid, arm_pairs
+    from specsel.core.seeds import query_seed
+    from specsel.learners import HedgeSpec
+    from specsel.learners.policy import LearnerPolicy
+    from specsel.learners.replay import simulate
+    target = target_of(arch)
+    pool = {"v1": EagleDrafter(target, heads(target)["v1"]), "ngram": NgramDrafter(), "exact": ModelDrafter(target)}
+    engine = SpecEngine(target, pool, eos_token_id=1)
+    arms = arm_grid(list(pool), [1])
+    pairs = arm_pairs(arms, list(pool))
+    differs = False
+    for seed, prompt in enumerate(random_prompts(2, min_len=3, max_len=9, seed=8)):
+        for k in (1, 3):
+            policy = LearnerPolicy("hedgespec", arms, list(pool), seed=seed)
+            out = engine.generate([prompt], policy, max_new_tokens=MAX_NEW, feedback="full", score_every=k)
+            live = sorted(out.records, key=lambda r: r.round)
+            matrix = acceptance_matrix([to_dict(r) for r in live], list(pool))
+            def replay(every):
+                learner = HedgeSpec(len(arms), reward_range=policy.reward_range, seed=query_seed(seed, 0))
+                return [arms[r.arm] for r in simulate(learner, matrix, pairs, score_every=every)]
+            assert replay(k) == [Arm(r.drafter, r.gamma) for r in live]
+            differs |= k > 1 and replay(1) != replay(k)
+    assert differs                                  # the delay is real: ignoring it replays other choices
+
+
 def test_scoring_a_subset_keeps_outputs_and_the_scored_records(arch):
     """A policy that asks for some drafters' acceptance gets exactly those, equal to what full
     scoring records; the others are skipped (their feeds keep only the last top-1); output unchanged."""

@@ -274,3 +274,57 @@ def test_acceptance_loss_needs_one_gamma_and_no_cost():
     assert not FeedbackRouter(HedgeSpec(2, reward_range=(1, 4), loss="length"), [(0, 3), (1, 3)]).acceptance
     with pytest.raises(ValueError, match="loss must be one of"):
         HedgeSpec(2, reward_range=(1, 4), loss="rounds")
+
+
+class Counting(Recorder):
+    """A Recorder that notes, at each select, how many updates it has had."""
+
+    def __init__(self, n_arms, full_information):
+        super().__init__(n_arms, full_information)
+        self.heard_at_select = []
+
+    def select(self):
+        self.heard_at_select.append(len(self.calls))
+        return 0
+
+
+@pytest.mark.parametrize("every", [1, 2, 3, 20])
+def test_score_every_delivers_full_feedback_in_groups_of_rounds(every):
+    """simulate(score_every=k) replays deferred scoring: with one gamma each committed position is
+    one update, and the learner hears of rounds 0..k-1 only before round k, and so on."""
+    arms = [(0, 1), (1, 1)]
+    rec = Counting(2, full_information=True)
+    rounds = simulate(rec, CORRECT, arms, feedback="full", score_every=every)
+    starts = [r.start for r in rounds]
+    assert rec.heard_at_select == [starts[every * (t // every)] for t in range(len(rounds))]
+    assert len(rec.calls) == CORRECT.shape[1]                   # every position arrives in the end
+    if every == 1:
+        assert rec.heard_at_select == starts                    # no delay: each round heard before the next
+    # the same choices and updates as without delay, only later (Recorder ignores what it hears)
+    plain = Counting(2, full_information=True)
+    assert simulate(plain, CORRECT, arms, feedback="full") == rounds
+    assert [c[0] for c in plain.calls] == [c[0] for c in rec.calls]
+
+
+def test_score_every_never_defers_bandit_feedback():
+    rec = Counting(5, full_information=False)
+    rounds = simulate(rec, CORRECT, REPLAY_ARMS, feedback="bandit", score_every=3)
+    assert rec.heard_at_select == list(range(len(rounds)))
+
+
+def test_deferred_feedback_changes_what_hedgespec_plays():
+    """A learner that hears late keeps playing its first arm longer: HedgeSpec with score_every=4
+    takes more rounds than with immediate feedback when the first arm is the wrong one."""
+    correct = np.stack([np.zeros(40), np.ones(40)])            # drafter 1 is always right
+    arms = [(0, 4), (1, 4)]
+    now = simulate(HedgeSpec(2, reward_range=(1, 5)), correct, arms)
+    late = simulate(HedgeSpec(2, reward_range=(1, 5)), correct, arms, score_every=4)
+    assert [r.arm for r in now[:2]] == [0, 1]                   # leaves arm 0 after one round
+    assert [r.arm for r in late[:5]] == [0, 0, 0, 0, 1]         # four rounds of arm 0 before it hears
+    assert len(late) == len(now) + 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, None])
+def test_score_every_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="score_every must be an integer >= 1"):
+        simulate(HedgeSpec(2, reward_range=(1, 5)), CORRECT, [(0, 1), (1, 1)], score_every=bad)

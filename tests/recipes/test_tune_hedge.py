@@ -35,3 +35,14 @@ def test_table_fixed_oracle_and_hedge(tune):
 def test_bad_discount_is_one_line(tune):
     with pytest.raises(ValueError, match="discount"):
         tune.main(["--discounts", "1.5"])
+
+
+def test_table_replays_the_studys_feedback_delay(tune):
+    """--score-every k: HedgeSpec hears of its rounds k at a time, as in a study run with it, so
+    it stays longer on a wrong first arm; fixed drafters and the oracle do not change."""
+    head = line("math", "q1", [0] * 24, [1] * 24)               # 'a' (the first arm) never right
+    now = tune.table([head], ["a", "b"], gamma=3, discounts=[0.5])["mat"]
+    late = tune.table([head], ["a", "b"], gamma=3, discounts=[0.5], score_every=3)["mat"]
+    assert late["hedgespec discount=0.5"]["math"] < now["hedgespec discount=0.5"]["math"]
+    for policy in ("a", "b", "oracle"):
+        assert late[policy] == now[policy]
