@@ -31,7 +31,9 @@ factored_no_prior (factored without the stream prior: each query starts from not
 (one learner per query over every drafter x gamma arm, lazy scoring, batch-aware cost), row_cost
 (per_query with each row costed alone), no_ar (per_query without the autoregressive arm),
 weighted (scores every drafter a row's learner weighs), full_scoring (lazy scoring off), shared
-(one learner per batch, kept over the stream).
+(one learner per batch, kept over the stream), factored_deferred (factored with its drafters'
+scores deferred three rounds at a time, generate(score_every=3), the study's default before
+2026-11-30; the other variants use --score-every).
 
 The --json ratios are those of the first --variants entry (and of each under "by_variant").
 Every run is repeated --repeats times (default 3), the repeats interleaved batch by batch, the
@@ -56,7 +58,7 @@ from specsel.study import ResultStore, load_items, load_pool, warm_cost_model, w
 VARIANTS = {"per_query": {}, "row_cost": {"batch_cost": False}, "no_ar": {}, "weighted": {"lazy_drafters": None},
             "full_scoring": {"lazy_scoring": False}, "shared": {"shared": True}, "factored": {},
             "factored_no_prior": {"stream_prior": False}, "factored_no_caps": {"batch_caps": False},
-            "factored_no_idle_prior": {"idle_prior": False}}
+            "factored_no_idle_prior": {"idle_prior": False}, "factored_deferred": {"score_every": 3}}
 AR = "autoregressive"
 DRAFTER_RUN = "drafter/hedgespec"
 DRAFTER_FIXED = "drafter/fixed:"      # + a drafter: the drafter setting's fixed arms, decoded live
@@ -93,7 +95,8 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every run; ratios are the median "
                     "over repeats with their min and max (this machine drifts by about 15%%)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--score-every", type=int, default=3)
+    ap.add_argument("--score-every", type=int, default=1, help="learners hear of their rounds this many at a time "
+                    "(the study's --score-every; a variant may set its own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="results/bench_joint")
@@ -154,6 +157,17 @@ def check_pool(args, pool) -> None:
                          "pass --dynamic-gamma '' to run none")
 
 
+def policy_options(variant: str) -> dict:
+    """A variant's options for its policy (score_every goes to generate(), see run_score_every)."""
+    return {k: v for k, v in VARIANTS[variant].items() if k != "score_every"}
+
+
+def run_score_every(run: str, args) -> int:
+    """How many rounds a learner run's full-information scores are deferred: its variant's, else --score-every."""
+    kind, _, name = run.partition("/")
+    return VARIANTS.get(name, {}).get("score_every", args.score_every) if kind == "hedgespec" else args.score_every
+
+
 def make_policy(run: str, args, drafters, store, calls=None):
     """The policy of one run (fresh learners; a HedgeSpec cost model re-fed the stored rounds)."""
     from specsel import Arm
@@ -171,7 +185,7 @@ def make_policy(run: str, args, drafters, store, calls=None):
     if kind == "hedgespec" and name.startswith("factored"):
         from specsel.learners.factored import FactoredHedge
         policy = FactoredHedge(drafters, [int(g) for g in args.gammas.split(",")], seed=args.seed, draft_calls=calls,
-                               **VARIANTS[name])
+                               **policy_options(name))
         done = complete_lines(line for line in store.lines if line["run"] == run)
         warm_cost_model(policy, done)
         warm_stream_prior(policy, done)
@@ -180,7 +194,7 @@ def make_policy(run: str, args, drafters, store, calls=None):
         gammas = sorted({int(g) for g in args.gammas.split(",")}, reverse=True)
         arms = [Arm(d, g) for d in drafters for g in gammas] + ([] if name == "no_ar" else [Arm.autoregressive()])
         policy = LearnerPolicy("hedgespec", arms, drafters, objective="throughput", seed=args.seed, draft_calls=calls,
-                               **VARIANTS[name])
+                               **policy_options(name))
         warm_cost_model(policy, [line for line in store.lines if line["run"] == run])
         return policy
     return Arm.parse(run)
@@ -219,7 +233,7 @@ def run_cell(engine, cell, items, args, drafters, out: Path, bar) -> list[list[d
                     policy.seek(batch[0])
                 res = engine.generate([items[i].prompt for i in batch], policy, max_new_tokens=args.max_new_tokens,
                                       feedback="full" if learner else "bandit",
-                                      score_every=args.score_every if learner else 1,
+                                      score_every=run_score_every(run, args) if learner else 1,
                                       prefill_cache=prefills)
                 store.append([{"run": run, "bsz": bsz, "batch": b, "batch_qids": [items[i].qid for i in batch],
                                "row": r, "index": i, "qid": items[i].qid, "tokens": res.tokens[r],

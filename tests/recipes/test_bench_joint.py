@@ -29,6 +29,19 @@ def test_bad_arguments_are_one_line_errors():
 
 
 
+def test_a_variant_may_defer_its_scores():
+    """factored_deferred: the factored policy with its scores deferred three rounds; every other
+    learner run hears its rounds --score-every at a time (default 1, the study's)."""
+    bench = load_recipe("bench_joint")
+    args = bench.parse_args([])
+    assert args.score_every == 1
+    assert bench.run_score_every("hedgespec/factored_deferred", args) == 3
+    assert bench.run_score_every("hedgespec/factored", args) == 1
+    assert bench.run_score_every("drafter/hedgespec", bench.parse_args(["--score-every", "2"])) == 2
+    assert bench.policy_options("factored_deferred") == {} == bench.policy_options("factored")
+    assert bench.policy_options("row_cost") == {"batch_cost": False}
+
+
 def test_oracle_arms_play_each_query_s_fewest_rounds_drafter():
     """oracle@G: per query, the drafter of fewest replayed rounds at length G, from the
     drafter-setting run's records of that batch; without them, a clear error."""
