@@ -284,8 +284,9 @@ def _replay(args) -> int:
     bad = [l for l in learners if l not in STUDY_LEARNERS]
     if bad:
         raise ValueError(f"unknown learner(s) {', '.join(bad)}; choose from {', '.join(STUDY_LEARNERS)}")
-    seed = args.seed if args.seed is not None else _study_seed(path)
-    every = args.score_every if args.score_every is not None else study_score_every(read_config(path.parent))
+    config = read_config(path.parent)              # the study's, if the records are a study's queries.jsonl
+    seed = args.seed if args.seed is not None else _study_seed(config)
+    every = args.score_every if args.score_every is not None else study_score_every(config)
     fi = FullInfo(lines, drafters, seed, told)     # told (config.json) decides, as in the study's report
     arms = [arm_name(d, g) for d in drafters for g in gammas]
     rows = replay_rows(fi, arms, learners, seed, bsz=bsz, score_every=every)
@@ -306,11 +307,9 @@ def _replay(args) -> int:
     return 0
 
 
-def _study_seed(path: Path) -> int:
-    """The seed of the study whose queries.jsonl `path` is (its config.json), else 0."""
-    from specsel.study.store import read_config
-
-    seed = (read_config(path.parent) or {}).get("seed", 0)
+def _study_seed(config: dict | None) -> int:
+    """The seed of a study (its config.json, read by store.read_config), else 0."""
+    seed = (config or {}).get("seed", 0)
     return seed if isinstance(seed, int) and seed >= 0 else 0
 
 

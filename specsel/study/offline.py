@@ -41,7 +41,7 @@ def replay_learner(fullinfo: FullInfo, learner: str, pairs: Sequence[tuple[int, 
 
 def study_score_every(config: Mapping | None) -> int:
     """How many rounds a study's full-information learners heard of at a time: its score_every
-    under greedy decoding (deferred scoring), else 1; 1 without a readable config."""
+    under greedy decoding (deferred scoring), else 1; 1 without a config."""
     config = config or {}
     k, temperature = config.get("score_every", 1), config.get("temperature", 0.0)
     return k if isinstance(k, int) and k >= 1 and temperature == 0 else 1
