@@ -38,8 +38,9 @@ def simulate(learner: Callable | object, correct, arms: Sequence[Arm], feedback:
     (the router also gets the gammas of the committed positions); default:
     ``"full"`` if ``learner.full_information`` else ``"bandit"``.  ``seed``
     drives the Bernoulli acceptances of sampling records (unused for 0/1). ``score_every``
-    (full feedback only): rounds are delivered to the learner in groups of this many, the last
-    group when the query ends (module docstring); bandit feedback is never deferred.
+    (full feedback, greedy records): rounds are delivered to the learner in groups of this many,
+    the last group when the query ends (module docstring); bandit feedback and sampling records
+    are never deferred, as live.
     """
     if not hasattr(learner, "select"):
         learner = learner()
@@ -49,10 +50,10 @@ def simulate(learner: Callable | object, correct, arms: Sequence[Arm], feedback:
         raise ValueError(f"feedback must be 'bandit' or 'full', got {feedback!r}")
     if not isinstance(score_every, int) or score_every < 1:
         raise ValueError(f"score_every must be an integer >= 1 (got {score_every!r}); 1 delivers every round at once")
-    hold = score_every if feedback == "full" else 1
     g = as_record(correct)
     n = g.shape[1]
     greedy = is_greedy_record(g)
+    hold = score_every if feedback == "full" and greedy else 1     # as live: only greedy scoring is deferred
     rng = np.random.default_rng(seed)
     router = FeedbackRouter(learner, arms, cost)
     rounds, s, pending = [], 0, []

@@ -27,7 +27,7 @@ def replay_learner(fullinfo: FullInfo, learner: str, pairs: Sequence[tuple[int, 
     `pairs` ((drafter index, gamma)) of every replayed query, length objective; `priors` ({qid:
     a prior over the arms}) for the router learners (specsel.learners.routed); `score_every`: a
     full-information learner hears of its rounds this many at a time, as under the live run's
-    deferred scoring (greedy records only; study_score_every)."""
+    deferred scoring (simulate defers greedy records only; study_score_every)."""
     high = max(g for _, g in pairs) + 1.0
     n_arms = len(pairs) if n_arms is None else n_arms
     out = {}
@@ -35,7 +35,7 @@ def replay_learner(fullinfo: FullInfo, learner: str, pairs: Sequence[tuple[int, 
         kw = {} if priors is None else {"prior": priors[q]}
         lrn = make_learner(learner, n_arms, reward_range=(1.0, high), seed=query_seed(seed, fullinfo.index[q]), **kw)
         out[q] = len(simulate(lrn, fullinfo.matrices[q], pairs, seed=query_seed(seed, fullinfo.index[q]),
-                              score_every=score_every if fullinfo.greedy else 1))
+                              score_every=score_every))
     return out
 
 

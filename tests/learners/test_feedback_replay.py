@@ -312,6 +312,15 @@ def test_score_every_never_defers_bandit_feedback():
     assert rec.heard_at_select == list(range(len(rounds)))
 
 
+def test_score_every_never_defers_sampling_records():
+    """Live, only greedy scoring is deferred; a sampling record's rounds are heard at once."""
+    probs = np.array([[0.9, 0.8, 0.1, 0.7, 0.9, 0.95], [0.2, 0.3, 0.9, 0.4, 0.5, 0.6]])
+    rec = Counting(2, full_information=True)
+    rounds = simulate(rec, probs, [(0, 1), (1, 1)], feedback="full", seed=4, score_every=3)
+    assert len(rounds) > 3
+    assert rec.heard_at_select == [r.start for r in rounds]       # every round heard before the next
+
+
 def test_deferred_feedback_changes_what_hedgespec_plays():
     """A learner that hears late keeps playing its first arm longer: HedgeSpec with score_every=4
     takes more rounds than with immediate feedback when the first arm is the wrong one."""
