@@ -1,9 +1,20 @@
-"""Train a general EAGLE-1 head for a target on this CPU, from teacher-forced target features.
+"""Train a general EAGLE head (EAGLE-3 by default, or EAGLE-1) for a target on this CPU.
 
-    python recipes/train_eagle.py --data-dir ../shared/data \
-        --out drafters/weights/smollm2-135m-instruct/eagle
+    python recipes/self_distill.py --data-dir ../shared/data --threads 1      # the corpus, resumable
+    python recipes/train_eagle.py --data-dir ../shared/data --out drafters/weights/smollm2-135m-instruct/eagle3
 
-Data: the training splits only (MATH train, MBPP, MedQA test records after the first 300),
+EAGLE-3 (--version 3, drafters/training/eagle3.py): trains on the self-distillation corpus of
+recipes/self_distill.py (the target's own greedy answers to training prompts of --domains, with
+the target features its generation kept: low, mid and high layers fused by the head's fc, and
+the final-norm output for the target's distribution). The head has its own norm and LM head
+over a draft vocabulary of the --draft-vocab most frequent answer tokens (+ special tokens),
+started from the target's final norm and LM-head rows. Loss: cross-entropy against the
+target's distribution over the draft vocabulary on answer tokens, over --ttt-steps unrolled
+draft steps (training-time test), step k weighted --ttt-decay^(k-1). Checkpoints every
+--save-every steps under --work: rerun to resume. The corpus' held-out shard (training
+prompts, drafters/training/corpus.py) gives the per-step top-1 on the model card.
+
+EAGLE-1 (--version 1) data: the training splits only (MATH train, MBPP, MedQA test records after the first 300),
 as chat dialogues in the evaluation prompt format, `--tokens-per-domain` tokens of each
 (shuffled with --seed), plus the target's own greedy answers to --self-distill-prompts
 training prompts per domain (self-distillation: the head learns what it will draft).
@@ -41,6 +52,7 @@ from drafters.training.eagle import (
     work_dir,
     write_json,
 )
+from drafters.training.selfdistill import DISTILL_DOMAINS
 from specsel.data import DOMAIN_SPEC_HELP, domains_argument
 from specsel.modeling.target import EMBEDDED_DEFAULT
 from specsel.study.heldout import measure_mat
@@ -50,8 +62,13 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default=EMBEDDED_DEFAULT)
     ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
-    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP + " (trains on the train "
-                    "parts)")
+    ap.add_argument("--version", type=int, default=3, choices=(1, 3), help="EAGLE-3 (default) or EAGLE-1 head")
+    ap.add_argument("--domains", default=None, help=DOMAIN_SPEC_HELP + " (trains on the train parts; default: "
+                    "math,humaneval,medqa for EAGLE-1, every corpus domain for EAGLE-3)")
+    ap.add_argument("--ttt-steps", type=int, default=3, help="EAGLE-3: unrolled draft steps of the training-time test")
+    ap.add_argument("--ttt-decay", type=float, default=0.8, help="EAGLE-3: loss weight of step k is decay^(k-1)")
+    ap.add_argument("--corpus-docs", type=int, default=None,
+                    help="EAGLE-3: at most this many corpus answers per domain (default: all generated so far)")
     ap.add_argument("--tokens-per-domain", type=int, default=50_000)
     ap.add_argument("--self-distill-prompts", type=int, default=300,
                     help="per domain: training prompts the target answers itself (greedy) to train on too")
@@ -72,12 +89,18 @@ def parse_args(argv=None):
     ap.add_argument("--eval-prompts", type=int, default=5, help="held-out eval prompts per domain for the model card")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
+    if args.domains is None:
+        args.domains = ",".join(DISTILL_DOMAINS if args.version == 3 else ("math", "humaneval", "medqa"))
     args.domain_names = domains_argument(ap, args.domains)
+    if args.version == 3 and args.ttt_steps < 1:
+        ap.error("--ttt-steps must be >= 1")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.version == 3:
+        return train_v3(args, argv)
     t0 = time.perf_counter()
     domains = args.domain_names
     target, tokenizer = frozen_target(args.target, args.threads)
@@ -151,6 +174,108 @@ def main(argv=None) -> int:
     (out / "README.md").write_text(model_card(card))
     print(json.dumps({k: v for k, v in card.items() if k != "data"}, indent=2))
     return 0
+
+
+def train_v3(args, argv) -> int:
+    """EAGLE-3 head from the self-distillation corpus (module docstring)."""
+    from drafters.eagle_head import load_eagle_head
+    from drafters.training.corpus import corpus_dir, corpus_rows
+    from drafters.training.eagle3 import coverage, eagle3_loss, heldout_top1, init_from_target
+    from drafters.training.selfdistill import corpus_stats
+    t0 = time.perf_counter()
+    target, tokenizer = frozen_target(args.target, args.threads)
+    work = work_dir(args.work, args.target)
+    root = corpus_dir(work, args.target, args.seed, args.self_distill_tokens)
+    domains = args.domain_names
+    pad = tokenizer.pad_token_id or 0
+    train_rows, held_rows, used = corpus_rows(root, domains, args.seq_len, pad, limit=args.corpus_docs)
+    tokens, valid, answer, features = train_rows
+    load_s = time.perf_counter() - t0
+    V = target.config.vocab_size
+    answers = [d[p:] for docs, plens in used.values() for d, p in zip(docs, plens)]
+    specials = [i for i in tokenizer.all_special_ids if i is not None]
+    draft_tokens = draft_vocabulary(answers, args.draft_vocab, V, always=specials) if args.draft_vocab else None
+    docs_all = [d for docs, _ in used.values() for d in docs]
+    plens_all = [p for _, plens in used.values() for p in plens]
+    cover = coverage(docs_all, plens_all, draft_tokens, V) if draft_tokens is not None else 1.0
+    n_answer = int((answer & valid).sum())
+    print(f"{len(tokens)} rows, {int(valid.sum())} tokens ({n_answer} answer tokens) of {len(docs_all)} answers from "
+          f"{', '.join(domains)}; draft vocabulary covers {cover:.1%} of answer tokens", flush=True)
+
+    head = init_from_target(new_eagle_head(target, 3, draft_tokens, seed=args.seed).float(), target)
+    target_rows = target.get_output_embeddings().weight.detach()[head.draft_to_target].float()
+
+    def loss_fn(rows, generator):
+        return eagle3_loss(head, target_rows, tokens[rows], features[rows].float(), valid[rows], answer[rows],
+                           steps=args.ttt_steps, decay=args.ttt_decay, generator=generator)
+
+    summary = train(head, loss_fn, len(tokens), args.steps, args.batch_size, args.lr,
+                    work / f"eagle3-ckpt-{args.seed}", save_every=args.save_every, seed=args.seed,
+                    fingerprint={"tokens": int(valid.sum()), "answers": len(docs_all), "draft_vocab": args.draft_vocab,
+                                 "domains": domains, "ttt": [args.ttt_steps, args.ttt_decay], "seq_len": args.seq_len})
+    head.save(args.out, dtype=torch.float16)
+    shipped = load_eagle_head(args.out, target)
+    held = heldout_top1(shipped.float(), target_rows, *held_rows, steps=args.ttt_steps) if held_rows else {}
+    mat = measure_mat(target, tokenizer, {"eagle3": EagleDrafter(target, shipped)},
+                      [d for d in ("math", "humaneval", "medqa") if d in domains] or domains[:1], args.data_dir,
+                      n_prompts=args.eval_prompts, gamma=4, max_new_tokens=64, offset=50)["eagle3"]
+    stats = corpus_stats(root, domains)
+    card = {
+        "kind": "EAGLE-3 head (fc over low/mid/high target features + one LlamaDecoderLayer with [embedding; "
+                "feature] attention input, own norm and LM head over a reduced draft vocabulary, d2t)",
+        "target": args.target, "domains": domains, "version": 3,
+        "data": {d: training_source(d) + ": the target's own greedy answers (up to "
+                 f"{args.self_distill_tokens} tokens) to {len(used[d][0])} of its training prompts" for d in domains},
+        "corpus": {"path": str(root), "domains": stats, "command": "python recipes/self_distill.py --data-dir "
+                   f"{args.data_dir} --domains {','.join(domains)} --max-new-tokens {args.self_distill_tokens} "
+                   f"--seed {args.seed}"},
+        "train_answers": len(docs_all), "train_tokens": int(valid.sum()), "train_answer_tokens": n_answer,
+        "seq_len": args.seq_len,
+        "draft_vocab": len(draft_tokens) if draft_tokens is not None else V, "draft_vocab_coverage": round(cover, 4),
+        "ttt_steps": args.ttt_steps, "ttt_decay": args.ttt_decay,
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "train_seconds": summary["seconds"], "load_seconds": round(load_s, 1),
+        "generation_seconds": round(sum(v["seconds"] for v in stats.values()), 1),
+        "final": {k: round(v, 4) for k, v in summary["last"].items() if k != "step"},
+        "heldout_top1_by_step": held,
+        "heldout_top1": "the corpus' held-out shard per domain (training prompts never trained on), answer positions",
+        "heldout_mat_gamma4": mat,
+        "heldout": f"eval prompts 50-{49 + args.eval_prompts} per domain, greedy, 64 new tokens",
+        "command": "python recipes/train_eagle.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    write_json(Path(args.out) / "training.json", card)
+    (Path(args.out) / "README.md").write_text(model_card3(card))
+    print(json.dumps({k: v for k, v in card.items() if k not in ("data", "corpus")}, indent=2))
+    return 0
+
+
+def model_card3(c: dict) -> str:
+    mats = ", ".join(f"{d} {m:.2f}" for d, m in c["heldout_mat_gamma4"].items())
+    data = "\n".join(f"- {d}: {src}" for d, src in c["data"].items())
+    corpus = "\n".join(f"  - {d}: {v['prompts']} answers, {v['prompt_tokens']} prompt + {v['answer_tokens']} answer "
+                        f"tokens, {v['seconds']:.0f} s" for d, v in c["corpus"]["domains"].items())
+    return f"""# EAGLE-3 head for {c['target']}
+
+{c['kind']}. Stored in float16 (config.json + model.safetensors, EAGLE-3 keys); the embedding is the target's.
+
+- Training data (training splits only, never an evaluation prompt): {c['train_answers']} self-distilled answers,
+  {c['train_tokens']} tokens of which {c['train_answer_tokens']} answer tokens carry the loss:
+{data}
+- Corpus (`{c['corpus']['command']}`, generation seconds on the 2-core CPU, one thread):
+{corpus}
+- Draft vocabulary: {c['draft_vocab']} most frequent answer tokens (+ special tokens), covering
+  {c['draft_vocab_coverage']:.1%} of answer tokens; `d2t` offsets map draft ids to target ids
+- Training-time test: {c['ttt_steps']} unrolled draft steps, step k weighted {c['ttt_decay']}^(k-1)
+- Steps: {c['steps']} x {c['batch_size']} rows of {c['seq_len']} tokens, lr {c['lr']}, seed {c['seed']};
+  {c['train_seconds']} s training
+- Final loss terms: {c['final']}
+- Held-out top-1 per draft step ({c['heldout_top1']}): {c['heldout_top1_by_step']}
+- Held-out greedy MAT at gamma 4 ({c['heldout']}): {mats}
+
+Reproduce:
+
+    {c['command']}
+"""
 
 
 def model_card(c: dict) -> str:
