@@ -9,6 +9,10 @@ that machine drift spreads evenly. Per arm and domain:
     mat          committed tokens per target forward (bonus included)
     tokens_per_s generated tokens / wall seconds (prefill included, as for the baseline)
     speedup      tokens_per_s / the autoregressive tokens_per_s of the same prompts in this run
+    draft_ms     the drafter's proposal time per drafted token (its rounds' draft_s / drafted)
+    verify_ms    mean target forward + verification per round (rounds after the first, whose
+                 forward is the prefill); verify_x = verify_ms / the autoregressive arm's, the
+                 cost of verifying a window of gamma + 1 tokens in plain forwards
 Every output is compared with the autoregressive one (greedy must be lossless).
 Per-prompt results are appended to <json>.partial.jsonl as they finish: rerunning the same
 command resumes where an interrupted run stopped.
@@ -38,6 +42,8 @@ def parse_args(argv=None):
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
     ap.add_argument("--prompts", type=int, default=20, help="held-out prompts per domain")
+    ap.add_argument("--offset", type=int, default=0,
+                    help="first eval prompt per domain (50: the benchmark prompts no study or tuning recipe uses)")
     ap.add_argument("--drafters", default=",".join(pool_names()), help="comma list of pool members")
     ap.add_argument("--gammas", default="2,4")
     ap.add_argument("--max-new-tokens", type=int, default=64)
@@ -84,7 +90,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial.jsonl")
     config = {"target": args.target, "max_new_tokens": N, "arms": list(arms),
-              "weights": weights_fingerprint(list(pool))}
+              "weights": weights_fingerprint(list(pool)), **({"offset": args.offset} if args.offset else {})}
     users = user_domain_records(domains)        # a changed NAME=PATH file is not mixed in
     config.update({"user_domains": users} if users else {})
     done = read_lines(partial)
@@ -99,7 +105,7 @@ def main(argv=None) -> int:
                     max_new_tokens=4)                         # warm-up
     names = list(arms)
     jobs = [(d, i, p) for d in domains
-            for i, p in enumerate(heldout_prompts(tokenizer, d, args.data_dir, args.prompts))]
+            for i, p in enumerate(heldout_prompts(tokenizer, d, args.data_dir, args.prompts, args.offset))]
     for k, (domain, i, prompt) in enumerate(tqdm(jobs, desc="bench drafters", unit="prompt")):
         if (domain, i) in finished:
             continue
@@ -110,7 +116,11 @@ def main(argv=None) -> int:
             res = engine.generate([prompt], arms[name], max_new_tokens=N)
             seconds = time.perf_counter() - t0
             outputs[name] = res.tokens[0]
-            row["arms"][name] = {"seconds": seconds, "tokens": len(res.tokens[0]), "rounds": len(res.records)}
+            later = [r for r in res.records if r.round > 0]      # round 0's forward is the prefill
+            row["arms"][name] = {"seconds": seconds, "tokens": len(res.tokens[0]), "rounds": len(res.records),
+                                 "draft_s": sum(r.draft_s for r in res.records),
+                                 "drafted": sum(r.drafted for r in res.records),
+                                 "verify_s": sum(r.verify_s for r in later), "verify_rounds": len(later)}
         row["lossless"] = all(o == outputs["autoregressive"] for o in outputs.values())
         append_line(partial, row)
 
@@ -119,20 +129,28 @@ def main(argv=None) -> int:
     for domain in domains:
         mine = [r for r in rows if r["domain"] == domain]
         def total(name, key):
-            return sum(r["arms"][name][key] for r in mine)
+            return sum(r["arms"][name].get(key, 0) for r in mine)
+
+        def verify_ms(name):
+            return 1000 * total(name, "verify_s") / max(total(name, "verify_rounds"), 1)
         ar_tps = total("autoregressive", "tokens") / total("autoregressive", "seconds")
         for name, arm in arms.items():
             tps = total(name, "tokens") / total(name, "seconds")
             results.append({"domain": domain, "drafter": arm.drafter or "autoregressive", "gamma": arm.gamma,
                             "mat": round(total(name, "tokens") / total(name, "rounds"), 3),
-                            "tokens_per_s": round(tps, 2), "speedup": round(tps / ar_tps, 3), "prompts": len(mine)})
+                            "tokens_per_s": round(tps, 2), "speedup": round(tps / ar_tps, 3),
+                            "draft_ms": round(1000 * total(name, "draft_s") / max(total(name, "drafted"), 1), 2),
+                            "verify_ms": round(verify_ms(name), 2),
+                            "verify_x": round(verify_ms(name) / max(verify_ms("autoregressive"), 1e-9), 3),
+                            "prompts": len(mine)})
     report = {**config, "prompts_per_domain": args.prompts, "lossless": lossless, "threads": torch.get_num_threads(),
               "arms": results}
     out.write_text(json.dumps(report, indent=2))
-    print(f"\n{'domain':<10}{'drafter':<15}{'gamma':>6}{'MAT':>7}{'tok/s':>8}{'speedup':>9}")
+    print(f"\n{'domain':<10}{'drafter':<15}{'gamma':>6}{'MAT':>7}{'tok/s':>8}{'speedup':>9}{'draft ms':>10}"
+          f"{'verify ms':>11}{'verify x':>10}")
     for r in results:
         print(f"{r['domain']:<10}{r['drafter']:<15}{r['gamma']:>6}{r['mat']:>7.2f}{r['tokens_per_s']:>8.1f}"
-              f"{r['speedup']:>9.2f}")
+              f"{r['speedup']:>9.2f}{r['draft_ms']:>10.2f}{r['verify_ms']:>11.2f}{r['verify_x']:>10.2f}")
     print(f"lossless {lossless}")
     return 0 if lossless else 1
 

@@ -62,3 +62,33 @@ def test_qwen2_example_with_eagle_and_small_model(tmp_path):
 def test_default_pool_rejects_unknown_names():
     with pytest.raises(DrafterError, match="unknown pool drafter.*has: ngram, eagle"):
         default_pool(tiny_model("llama"), ["ngram", "medusa"])
+
+
+def test_pool_builds_a_shipped_eagle3_head_and_its_experts_as_one_family(tmp_path, monkeypatch):
+    """EAGLE-3 members of the default pool: the head and its LoRA experts share one family
+    beside the EAGLE-1 head's, every member is lossless, and a member whose weights are not
+    shipped is a one-line error naming the recipe that trains it."""
+    import drafters.pool as pool_module
+    target = tiny_model("llama", seed=0, num_layers=4)
+    new_eagle_head(target, 1, seed=1).save(tmp_path / "eagle")
+    head3 = new_eagle_head(target, 3, draft_tokens=torch.arange(0, 128, 2), seed=2)
+    head3.save(tmp_path / "eagle3")
+    for seed, domain in enumerate(("math", "code")):
+        lora = new_lora(copy.deepcopy(head3), rank=2, seed=seed)
+        with torch.no_grad():          # a fresh adapter is the base itself: move it so the expert differs
+            for name, p in lora.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.2)
+        lora.save_pretrained(tmp_path / "eagle3_lora" / domain)
+    monkeypatch.setitem(pool_module.HEAD_DIRS, "eagle", tmp_path / "eagle")
+    monkeypatch.setitem(pool_module.HEAD_DIRS, "eagle3", tmp_path / "eagle3")
+    adapters = {n: tmp_path / "eagle3_lora" / n.split("_", 1)[1] for n in pool_module.EAGLE3_ADAPTER_DIRS}
+    monkeypatch.setitem(pool_module.HEAD_ADAPTERS, "eagle3", adapters)
+    pool = default_pool(target, ["ngram", "eagle", "eagle3", "eagle3_math", "eagle3_code"])
+    assert list(pool) == ["ngram", "eagle", "eagle3", "eagle3_math", "eagle3_code"]
+    assert pool["eagle3"].head.version == 3 and pool["eagle3"].head.draft_vocab_size == 64
+    assert pool["eagle3"].family is pool["eagle3_code"].family is not pool["eagle"].family
+    check_lossless(target, pool)
+    assert {"eagle3", "eagle3_math", "eagle3_code"} <= set(pool_module.pool_names(include_optional=True))
+    with pytest.raises(DrafterError, match="eagle3_medical are missing.*recipes/train_eagle3_expert.py"):
+        default_pool(target, ["eagle3_medical"])
