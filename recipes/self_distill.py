@@ -2,16 +2,18 @@
 
     nice -n 19 python recipes/self_distill.py --data-dir ../shared/data --prompts 600 --threads 1
 
-Every domain with a training split (MATH train, GSM8K train, MBPP posed as HumanEval poses
-problems, Code Alpaca [300:], MedQA test records 300+, PubMedQA's non-test questions, Spider
-questions on databases the evaluation part never uses, CNN/DailyMail train articles) gives its
+Every domain with a training split (MATH train, GSM8K train (from the hub: shared/data has only
+its test file), MBPP posed as HumanEval poses problems, Code Alpaca [300:], MedQA test records
+300+, PubMedQA's non-test questions, Spider questions on databases the evaluation part never
+uses, CNN/DailyMail train articles) gives its
 first --prompts prompts of a seeded order (rounded up to whole chunks of 8 batches); never an
 evaluation split. Batched greedy decoding (left-padded, KV cache) that keeps the target's
 hidden states an EAGLE-3 head trains on (low, mid, high and final-norm layers) from its own
 forwards, so training needs no second pass over the text; one shard per batch under
 <work>/selfdistill/<target>-s<seed>-n<tokens>/, written atomically: rerun the
 same command after a kill and it resumes. Domains take turns chunk by chunk, so a corpus
-stopped early still covers every domain. recipes/train_eagle.py --corpus trains on it.
+stopped early still covers every domain. recipes/train_eagle.py (--version 3) and
+recipes/train_eagle3_expert.py train on it.
 """
 from __future__ import annotations
 

@@ -215,7 +215,10 @@ def train_v3(args, argv) -> int:
                                  "domains": domains, "ttt": [args.ttt_steps, args.ttt_decay], "seq_len": args.seq_len})
     head.save(args.out, dtype=torch.float16)
     shipped = load_eagle_head(args.out, target)
-    held = heldout_top1(shipped.float(), target_rows, *held_rows, steps=args.ttt_steps) if held_rows else {}
+    held = {}
+    if held_rows:
+        h_tokens, h_valid, h_answer, h_features = held_rows
+        held = heldout_top1(shipped.float(), target_rows, h_tokens, h_features, h_valid, h_answer, steps=args.ttt_steps)
     mat = measure_mat(target, tokenizer, {"eagle3": EagleDrafter(target, shipped)},
                       [d for d in ("math", "humaneval", "medqa") if d in domains] or domains[:1], args.data_dir,
                       n_prompts=args.eval_prompts, gamma=4, max_new_tokens=64, offset=50)["eagle3"]

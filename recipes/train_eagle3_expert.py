@@ -23,8 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from drafters.eagle_head import load_eagle_head
 from drafters.lora import lora_experts
 from drafters.training.corpus import corpus_dir, corpus_rows
@@ -93,9 +91,11 @@ def main(argv=None) -> int:
                                  "alpha": args.alpha, "base": base_hash, "ttt": [args.ttt_steps, args.ttt_decay]})
     out = Path(args.out)
     model.save_pretrained(out)
-    with torch.no_grad():
-        held_top1 = {"base": heldout_top1(base, target_rows, *held, steps=args.ttt_steps),
-                     "expert": heldout_top1(head, target_rows, *held, steps=args.ttt_steps)} if held else {}
+    held_top1 = {}
+    if held:
+        h_tokens, h_valid, h_answer, h_features = held
+        held_top1 = {name: heldout_top1(m, target_rows, h_tokens, h_features, h_valid, h_answer, steps=args.ttt_steps)
+                     for name, m in (("base", base), ("expert", head))}
     pool = lora_experts(target, load_eagle_head(args.base, target), {name: out}, base_name="eagle3")
     mat = measure_mat(target, tokenizer, pool, [args.domain], args.data_dir, n_prompts=args.eval_prompts, gamma=4,
                       max_new_tokens=64, offset=50)
