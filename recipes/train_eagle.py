@@ -31,6 +31,7 @@ Evaluation prompts (MATH-500, HumanEval, MedQA test[:300]) are never seen. Steps
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -209,8 +210,12 @@ def train_v3(args, argv) -> int:
         return eagle3_loss(head, target_rows, tokens[rows], features[rows].float(), valid[rows], answer[rows],
                            steps=args.ttt_steps, decay=args.ttt_decay, generator=generator)
 
+    # one checkpoint folder per run shape, so runs on other domains or vocabularies never meet; the same
+    # shape on more (or other) answers is refused by train() with the fix (delete the checkpoint)
+    shape = hashlib.sha256(json.dumps([domains, args.draft_vocab, args.ttt_steps, args.ttt_decay, args.seq_len,
+                                       args.corpus_docs]).encode()).hexdigest()[:8]
     summary = train(head, loss_fn, len(tokens), args.steps, args.batch_size, args.lr,
-                    work / f"eagle3-ckpt-{args.seed}", save_every=args.save_every, seed=args.seed,
+                    work / f"eagle3-ckpt-{args.seed}-{shape}", save_every=args.save_every, seed=args.seed,
                     fingerprint={"tokens": int(valid.sum()), "answers": len(docs_all), "draft_vocab": args.draft_vocab,
                                  "domains": domains, "ttt": [args.ttt_steps, args.ttt_decay], "seq_len": args.seq_len})
     head.save(args.out, dtype=torch.float16)
