@@ -5,7 +5,7 @@ from specsel.core.runs import JOINT_BASELINES, ROUTER_LEARNERS, STUDY_LEARNERS
 
 SUMMARY_COLUMNS = ("setting", "domain", "bsz", "learner", "mat", "tokens_per_s", "speedup", "regret", "pct_oracle")
 EXTRA_COLUMNS = ("arm", "lossless", "queries", "new_tokens", "rounds", "wall_s", "prefill_s", "decode_tokens_per_s",
-                 "regret_unit", "exact", "speedup_min", "speedup_max", "repeats")
+                 "regret_unit", "exact", "speedup_min", "speedup_max", "speedup_n", "repeats", "unreliable")
 ROW_ORDER = ("autoregressive", "best_fixed", "oracle") + STUDY_LEARNERS + ROUTER_LEARNERS + JOINT_BASELINES
 
 

@@ -1,7 +1,7 @@
 """Round records on disk (JSONL, one object per round) and the per-query views replay needs.
 
 A record is the engine's RoundRecord as a plain dict plus `query` (a stable query id), so
-learners can be replayed offline without models (specsel.learners.replay, evaluators.replay).
+learners can be replayed offline without models (specsel.replay.simulate, specsel.replay.fixed).
 Writes append whole lines and flush, so an interrupted run keeps every query it finished.
 
 Replay exactness travels with the records. A greedy replay of full-information records is
@@ -17,8 +17,6 @@ import dataclasses
 import json
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
-
-import numpy as np
 
 
 def to_dict(record, query: str | None = None) -> dict:
@@ -108,27 +106,6 @@ def check_fields(items: Sequence[dict], fields: Sequence[str], path, what: str =
             check_fields(recs, RECORD_FIELDS, path, f"{what} {i + 1}, round record")
 
 
-def fully_scored(records: Sequence[dict]) -> bool:
-    """Every round of one query has every drafter's acceptance (not lazily scored)."""
-    first = records[0].get("position_acceptance") if records else None
-    return bool(first) and all(set(r.get("position_acceptance") or ()) == set(first) for r in records)
-
-
-def acceptance_matrix(records: Sequence[dict], drafters: Sequence[str]) -> np.ndarray:
-    """[n_drafters, N] acceptance at every generated position of ONE query (full-information records)."""
-    rounds = sorted(records, key=lambda r: r["round"])
-    if any(r.get("position_acceptance") is None for r in rounds):
-        raise ValueError("these records have no counterfactual acceptance: run with feedback='full'")
-    missing = [d for d in drafters if d not in rounds[0]["position_acceptance"]]
-    if missing:
-        raise ValueError(f"no acceptance recorded for drafter(s) {', '.join(missing)}; "
-                         f"recorded: {', '.join(rounds[0]['position_acceptance'])}")
-    if not fully_scored(rounds):
-        raise ValueError("some rounds lack some drafters' acceptance (a lazily scored run, e.g. the joint "
-                         "setting's HedgeSpec): replay from the study's full-information run instead")
-    return np.array([sum((r["position_acceptance"][d] for r in rounds), []) for d in drafters], dtype=float)
-
-
 def by_query(records: Iterable[dict], key: str = "query") -> dict:
     """Group records by query id (falls back to `row` when no query id was stored)."""
     groups: dict = {}
@@ -137,22 +114,16 @@ def by_query(records: Iterable[dict], key: str = "query") -> dict:
     return groups
 
 
-def replay_exact_of(items: Sequence[dict], drafters: Sequence[str],
-                    told: Mapping[str, bool] | None = None) -> dict[str, bool]:
-    """{drafter: whether greedy replays of its full-information records are exact}.
-
-    The rule: what the caller is told (`told`, e.g. a study's config.json ``replay_exact``,
-    built from the pool's capabilities) decides for the drafters it names. Otherwise the
-    records decide: a drafter is exact when every item (query line or round record) carries a
-    ``replay_exact`` mapping that says True for it. A drafter nobody vouches for (no field, or
-    an item without it: records written before the field existed) is NOT known exact, so rows
-    built on it are labelled estimates rather than claimed exact.
-    """
-    marks = [item.get("replay_exact") for item in items]
-    out = {}
-    for d in drafters:
-        if told is not None and d in told:
-            out[d] = bool(told[d])
-        else:
-            out[d] = bool(marks) and all(isinstance(m, dict) and m.get(d) is True for m in marks)
-    return out
+def read_config(out: str | Path) -> dict | None:
+    """OUT/config.json as a dict, None when OUT has none; a damaged one is a one-line StudyError."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        config = None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a study's config.json (invalid JSON); restore it, or move the study's "
+                         "records to a folder of their own")
+    return config

@@ -19,7 +19,7 @@ TABLE_COLUMNS = (("setting", "setting", "{}"), ("domain", "domain", "{}"), ("bsz
                  ("learner", "learner", "{}"), ("arm", "arm", "{}"), ("mat", "MAT", "{:.3f}"),
                  ("tokens_per_s", "tokens/s", "{:.2f}"), ("speedup", "speedup", "{:.2f}x"),
                  ("regret", "regret", "{:.2f}"), ("pct_oracle", "% oracle", "{:.1f}"),
-                 ("lossless", "lossless", "{}"))
+                 ("lossless", "lossless", "{}"), ("unreliable", "timing", "{}"))
 
 
 def _fmt(value, spec: str) -> str:
@@ -37,8 +37,10 @@ def format_table(rows: Sequence[dict], max_arm: int = 28) -> str:
         line = []
         for key, _, spec in TABLE_COLUMNS:
             text = _fmt(r.get(key), spec)
-            if key == "speedup" and (r.get("repeats") or 1) > 1:     # median (min-max) over repeats
+            if key == "speedup" and (r.get("speedup_n") or 1) > 1:     # median (min-max) of the per-batch ratios
                 text += f" ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})"
+            if key == "unreliable":
+                text = "" if r.get("tokens_per_s") is None else "UNRELIABLE" if r.get("unreliable") else "ok"
             if key == "arm" and len(text) > max_arm:
                 text = text[: max_arm - 3] + "..."
             line.append(text)
@@ -66,7 +68,8 @@ def footnotes(summary: dict) -> list[str]:
     notes = [
         "MAT: committed tokens per target forward (bonus included). tokens/s and speedup are measured live, end "
         "to end (prefill included; summary.csv has decode_tokens_per_s without it); a batch's wall time cannot be "
-        "split, so per-domain rows have them only at bsz 1.",
+        "split, so per-domain rows have them only at bsz 1. speedup: the median (min-max) over batches and repeats "
+        "of the ratio to the autoregressive run of the same batch, decoded beside it.",
         "regret: mean per query of (run cost - per-query oracle cost); drafter setting: target rounds (exact for "
         "greedy); joint setting: autoregressive-forward equivalents from the fitted step-cost model (estimated). "
         "% oracle = 100 * oracle cost / run cost.",
@@ -91,7 +94,17 @@ def footnotes(summary: dict) -> list[str]:
             how = "fewest measured rounds among the candidates run live (ranked by the full-information estimate)"
         else:
             how = "highest measured tokens/s among the candidates run live (ranked by the step-cost estimate)"
+        if best.get("chosen_by_estimate"):
+            how = ("best by the full-information estimate: the live timings are unreliable "
+                   f"({best['chosen_by_estimate']})")
         notes.append(f"best_fixed {key}: {best['arm']} ({how}" + (f"; live: {measured}" if measured else "") + ")")
+    unreliable = [r for r in summary.get("rows", []) if r.get("unreliable") and r.get("tokens_per_s") is not None]
+    for r in unreliable:
+        notes.append(f"timing UNRELIABLE ({r['setting']}, {r['domain']}, bsz {r['bsz']}, {r['learner']}): "
+                     f"{r['unreliable']}; its tokens/s and speedup are not to be compared")
+    machine = summary.get("machine") or {}
+    if machine.get("measured_batches"):
+        notes.append(f"machine: {machine_line(machine)}")
     ll = summary.get("lossless", {})
     if ll.get("lossless") is None:
         notes.append("lossless: not checked (sampling: outputs are random draws).")
@@ -99,9 +112,21 @@ def footnotes(summary: dict) -> list[str]:
         notes.append(f"lossless: {'true' if ll['lossless'] else 'FALSE'} ({ll['checked']} outputs compared with "
                      "the autoregressive output of the same query)")
     for t in summary.get("targets", []):
+        verdict = f"not judged ({t['not_judged']})" if t.get("met") is None else "met" if t["met"] else "NOT met"
         notes.append(f"target {t['setting']} bsz {t['bsz']}: {t['target']} = {t['ratio']:.3f} "
-                     f"(>= {t['required']}: {'met' if t['met'] else 'NOT met'})")
+                     f"(>= {t['required']}: {verdict})")
     return notes
+
+
+def machine_line(machine: dict) -> str:
+    """How much of the machine the timed batches had (evaluators.reliability.machine_summary), one line."""
+    waited = "" if machine.get("wait_share_median") is None else \
+        f"; the runs' threads waited for a CPU {machine['wait_share_median']:.0%} of the time in the median batch " \
+        f"({machine['wait_share_max']:.0%} at most)"
+    return (f"other processes took {machine['others_share_median']:.0%} of the CPUs in the median timed batch "
+            f"({machine['others_share_max']:.0%} at most){waited}; {machine['disturbed_batches']} of "
+            f"{machine['measured_batches']} batches disturbed (limits: {machine.get('wait_limit', 0):.0%} waiting, "
+            f"{machine['others_limit']:.0%} of the CPUs to others)")
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -8,7 +8,6 @@ whole command, and decoding alone) and the speedup of N processes, with its spre
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -18,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 
 
 def study_argv(args, out: Path, threads: int) -> list[str]:
@@ -41,20 +42,13 @@ def run(command: list[str], out: Path) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="math,humaneval,medqa")
-    ap.add_argument("--limit", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--bsz", default="2")
-    ap.add_argument("--settings", default="drafter")
-    ap.add_argument("--learners", default="hedgespec")
-    ap.add_argument("--drafters", default="ngram,eagle")
+    ap = flag_parser("bench_ranks", __doc__)
+    add_flags(ap, "data_dir", "domains", "limit", "max_new_tokens", "bsz", "settings", "learners", "drafters",
+              "repeats", "json", limit=4, max_new_tokens=32, bsz="2", settings="drafter", learners="hedgespec",
+              drafters="ngram,eagle", repeats=3)
     ap.add_argument("--procs", type=int, default=2, help="processes of the split study")
     ap.add_argument("--cores", type=int, default=2, help="CPU threads in all, shared by the processes")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", default=None, help="also write the measurements here")
-    args = ap.parse_args(argv)
+    args = parse_flags(ap, argv)
     if args.procs < 2 or args.cores < args.procs or args.repeats < 1:
         ap.error("--procs must be >= 2, --cores >= --procs and --repeats >= 1")
 
@@ -86,4 +80,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "bench_ranks"))

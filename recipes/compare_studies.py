@@ -13,12 +13,12 @@ differs, so it can gate a change.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from evaluators.records import read_records
+from specsel.flags import add_flags, flag_parser, parse_flags
 
 ROUND_FIELDS = ("round", "row", "drafter", "gamma", "drafted", "accepted", "committed", "position_acceptance")
 ROW_FIELDS = ("mat", "regret", "pct_oracle", "arm", "rounds", "new_tokens", "exact", "lossless")
@@ -73,14 +73,12 @@ def compare(before: Path, after: Path, settings: set[str]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Compare two study output folders "
-                                             "(tokens, rounds, MAT, regret, % oracle).")
+    ap = flag_parser("compare_studies", "Compare two study output folders (tokens, rounds, MAT, regret, % oracle).")
     ap.add_argument("before")
     ap.add_argument("after")
-    ap.add_argument("--settings", default="drafter", help="comma list of settings whose summary rows must match "
-                    "(default: drafter; the joint setting's numbers rest on timings)")
+    add_flags(ap, "settings", settings="drafter")    # the joint setting's numbers rest on timings
     ap.add_argument("--show", type=int, default=20, help="print at most this many differences")
-    args = ap.parse_args(argv)
+    args = parse_flags(ap, argv)
     before, after = Path(args.before), Path(args.after)
     settings = {s.strip() for s in args.settings.split(",") if s.strip()}
     diffs = compare(before, after, settings)

@@ -8,57 +8,55 @@ with full information (every drafter of the pool scores every committed position
 replays HedgeSpec offline with every --discounts value (its default loss: each drafter's
 acceptance per position) and plain NormalHedge (length loss, no discount), next to every
 fixed drafter, the best fixed drafter over the stream and the per-query oracle. Greedy
-records replay exactly (specsel.learners.replay), so one decoding pass serves every discount.
+records replay exactly (specsel.replay.simulate), so one decoding pass serves every discount.
 HedgeSpec is replayed with the study's feedback delay: --score-every k delivers its rounds k at a
-time (specsel.learners.replay.simulate), as deferred scoring does live.
-Records are appended per batch to --out/records.jsonl; a rerun resumes. Prints a table and writes --out/tune_hedge.json.
+time (specsel.replay.simulate.simulate), as deferred scoring does live.
+The pass runs on the one executor (specsel.study.executor): records are appended per batch to
+--out/queries.jsonl in the study's schema; a rerun resumes. Prints a table and writes --out/tune_hedge.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from evaluators.records import acceptance_matrix, to_dict
-from evaluators.replay import rounds_fixed
-from specsel import Arm, SpecEngine
-from specsel.data import DOMAIN_SPEC_HELP, domains_argument, user_domain_records
+from specsel.data import user_domain_records
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.learners import HedgeSpec
-from specsel.learners.replay import simulate
-from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
-from specsel.study import ResultStore, load_items, load_pool, parse_csv, pool_weights
-
-RUN = "tune/fullinfo"
+from specsel.modeling.target import load_target
+from specsel.replay.fixed import rounds_fixed
+from specsel.replay.fullinfo import acceptance_matrix
+from specsel.replay.simulate import simulate
+from specsel.study import load_items, load_pool, parse_csv, pool_weights
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
-    ap.add_argument("--skip", type=int, default=30, help="eval queries skipped per domain (the study's --limit)")
-    ap.add_argument("--limit", type=int, default=20, help="tuning queries per domain")
-    ap.add_argument("--drafters", default=None, help="comma list of pool members (default: the default pool); "
-                    "e.g. add lora_sql,lora_summarization for the nine-domain stream")
-    ap.add_argument("--gamma", type=int, default=4)
-    ap.add_argument("--discounts", default="1,0.95,0.9,0.8,0.7,0.5")
-    ap.add_argument("--bsz", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--score-every", type=int, default=1,
-                    help="the study's --score-every: HedgeSpec hears of its rounds this many at a time")
-    ap.add_argument("--out", default="results/tune_hedge")
-    args = ap.parse_args(argv)
+    ap = flag_parser("tune_hedge", __doc__)
+    add_flags(ap, "target", "data_dir", "domains", "skip", "limit", "drafters", "gamma", "discounts", "bsz",
+              "max_new_tokens", "score_every", "threads", "out", "no_progress", skip=30, limit=20,
+              out="results/tune_hedge")
+    args = parse_flags(ap, argv)
+    from specsel.data import domains_argument
+    from specsel.flags import one_int
     args.domain_names = domains_argument(ap, args.domains)
+    args.bsz = one_int(args, "bsz")
     return args
 
 
 def decode(args, out: Path) -> tuple[list[dict], list[str]]:
-    """Full-information records of every tuning query, one line per query in the study's
-    queries.jsonl layout (specsel.study.ResultStore: fsynced batches, torn tail cut on resume)."""
+    """Full-information records of every tuning query (the first drafter played at --gamma, every
+    drafter scored), decoded by the one executor into --out/queries.jsonl (fsynced batches; a rerun
+    resumes)."""
+    import torch
+
+    from specsel import SpecEngine
+    from specsel.core.drafting import draft_calls
+    from specsel.study import Executor, Phase, ResultStore, RunSpec
+    from specsel.study.decoding import EngineDecoder
+    from specsel.study.policies import PolicyFactory
+    if args.threads:
+        torch.set_num_threads(args.threads)
     target, tokenizer = load_target(args.target)
     pool = load_pool(target, parse_csv(args.drafters) if args.drafters else None)
     items = load_items(tokenizer, args.domain_names, args.data_dir, args.limit, skip=args.skip)
@@ -67,27 +65,19 @@ def decode(args, out: Path) -> tuple[list[dict], list[str]]:
     users = user_domain_records(args.domain_names)      # a changed NAME=PATH file is not mixed in
     stamp.update({"user_domains": users} if users else {})
     config = out / "config.json"
-    if (out / "records.jsonl").exists() and config.exists() and json.loads(config.read_text()) != stamp:
+    if (out / "queries.jsonl").exists() and config.exists() and json.loads(config.read_text()) != stamp:
         raise ValueError(f"{out} holds records of another target, pool, gamma, query set or user data file: "
                          "pass another --out")
     config.write_text(json.dumps(stamp))
-    store = ResultStore(out / "records.jsonl", resume=True)
-    engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
-    batches = [list(range(i, min(i + args.bsz, len(items)))) for i in range(0, len(items), args.bsz)]
-    todo = [b for b in range(len(batches)) if (RUN, args.bsz, b) not in store.done]
-    with tqdm(total=len(items), initial=len(items) - sum(len(batches[b]) for b in todo),
-              desc="full-information pass", unit="query") as bar:
-        for b in todo:
-            batch = [items[i] for i in batches[b]]
-            res = engine.generate([it.prompt for it in batch], Arm(next(iter(pool)), args.gamma),
-                                  max_new_tokens=args.max_new_tokens, feedback="full", score_every=args.score_every)
-            shared = {"run": RUN, "bsz": args.bsz, "batch": b, "batch_qids": [it.qid for it in batch]}
-            store.append([{**shared, "qid": it.qid, "domain": it.domain,
-                           "records": sorted((to_dict(r) for r in res.records if r.row == row),
-                                             key=lambda r: r["round"])}
-                          for row, it in enumerate(batch)])
-            bar.update(len(batch))
-    lines = {line["qid"]: line for line in store.run_lines(RUN, args.bsz)}
+    arm = f"{next(iter(pool))}@{args.gamma}"
+    run = RunSpec(f"fullinfo/{arm}", "fullinfo", arm=arm, timed=False)
+    store = ResultStore(out / "queries.jsonl", resume=True)
+    decoder = EngineDecoder(SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id),
+                            PolicyFactory(list(pool), draft_calls(pool)), args.max_new_tokens,
+                            score_every=args.score_every)
+    Executor(items, store, decoder, progress=not args.no_progress).execute(
+        Phase(args.bsz, (run,), desc="full-information pass"))
+    lines = {line["qid"]: line for line in store.run_lines(run.name, args.bsz)}
     return [lines[it.qid] for it in items], list(pool)
 
 
@@ -138,7 +128,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, OSError) as exc:
-        sys.exit(f"{Path(__file__).name}: error: {exc}")
+    sys.exit(run_command(main, "tune_hedge"))

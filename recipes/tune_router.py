@@ -16,19 +16,19 @@ and to the oracle.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from evaluators.fullinfo import FullInfo, SettingEval
 from specsel.core.arms import Arm
 from specsel.core.costs import setting_cost
 from specsel.core.seeds import query_seed
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.learners import make_learner
-from specsel.learners.replay import simulate
+from specsel.replay.fullinfo import FullInfo, SettingEval
+from specsel.replay.simulate import simulate
 from specsel.router import RouterModel
 from specsel.router.model import cost_labels
 from specsel.study import parse_csv
@@ -36,14 +36,10 @@ from specsel.study.router_fit import config_of, fullinfo_of, query_texts, settin
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--records", required=True, help="queries.jsonl of `specsel router collect`")
-    ap.add_argument("--data-dir", default=None, help="where the queries' texts are (default: the collect run's)")
-    ap.add_argument("--floors", default="0.05,0.1,0.2,0.4")
-    ap.add_argument("--discounts", default="0.5,0.7,0.9")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--out", default=None, help="write the table as JSON here")
-    return ap.parse_args(argv)
+    ap = flag_parser("tune_router", __doc__)
+    add_flags(ap, "records", "data_dir", "discounts", "folds", "json", required=("records",), discounts="0.5,0.7,0.9")
+    ap.add_argument("--floors", default="0.05,0.1,0.2,0.4", help="comma list of the router prior's uniform floors")
+    return parse_flags(ap, argv)
 
 
 def out_of_fold_probs(texts, costs, arms, folds: int, seed: int = 0) -> np.ndarray:
@@ -100,11 +96,11 @@ def main(argv=None) -> int:
     for name, floor, discount, mat in rows:
         print(f"{name:<18} {floor!s:>6} {discount!s:>8} {mat:>7.3f} {mat / hedge:>10.3f} {mat / oracle:>8.3f} "
               f"{mat / best:>7.3f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps([dict(zip(("row", "floor", "discount", "mat"), r)) for r in rows],
+    if args.json:
+        Path(args.json).write_text(json.dumps([dict(zip(("row", "floor", "discount", "mat"), r)) for r in rows],
                                              indent=1) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_command(main, "tune_router"))

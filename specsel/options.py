@@ -126,10 +126,15 @@ def check_value(name: str, value, error: type[ValueError] = OptionError) -> None
 
 
 def _number(text: str, name: str, bound: Bound, error: type[ValueError]):
+    return read_number(text, name, bound.integer, error)
+
+
+def read_number(text: str, name: str, integer: bool, error: type[ValueError] = OptionError):
+    """The number a flag's text gives (an int when `integer`); `error` naming the flag otherwise."""
     try:
-        return int(text) if bound.integer else float(text)
+        return int(text) if integer else float(text)
     except ValueError:
-        kind = "an integer" if bound.integer else "a number"
+        kind = "an integer" if integer else "a number"
         raise error(f"{flag(name)} takes {kind} (got {text!r})") from None
 
 

@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-ArmPair = tuple[int, int]
+from specsel.core.arms import ArmPair
 
 
 class Round(NamedTuple):

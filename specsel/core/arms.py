@@ -82,7 +82,10 @@ def validate_arms(arms: Iterable[Arm], pool: Iterable[str], where: str | None = 
             raise ValueError(f"arm {arm}: unknown drafter '{arm.drafter}'{said}")
 
 
-def arm_pairs(arms: Sequence[Arm], drafters: Sequence[str]) -> list[tuple[int, int]]:
+ArmPair = tuple[int, int]   # an arm's index form: (drafter index in a list of drafters, gamma); replay and learners
+
+
+def arm_pairs(arms: Sequence[Arm], drafters: Sequence[str]) -> list[ArmPair]:
     """Arms as (drafter index in `drafters`, gamma); the autoregressive arm is (0, 0)."""
     index = {name: j for j, name in enumerate(drafters)}
     return [(0, 0) if a.drafter is None else (index[a.drafter], a.gamma) for a in arms]

@@ -1,16 +1,28 @@
-"""The policy protocol: what the engine asks of whatever chooses the arms."""
+"""The policy protocol: what the engine asks of whatever chooses the arms, and what an experiment
+asks of it between batches (its lifecycle: `seek` a stream position, `restore` after a resume)."""
 from __future__ import annotations
 
 from typing import Collection, Sequence
 
 from specsel.core.arms import Arm
-from specsel.core.records import RoundInfo
+from specsel.core.records import RoundInfo, RoundRecord
 
 
 class ArmPolicy:
     """Chooses an arm per active row every round; learns from what happened."""
     needs_full_information = False   # True: only works with generate(feedback="full")
     arms: Sequence[Arm] | None = None   # the arms it may play, when known in advance (checked against the pool)
+
+    def seek(self, query: int) -> None:
+        """The next generate() call's rows are queries `query`, `query` + 1, ... of the stream (a
+        policy that seeds per-query learners by stream position, LearnerPolicy, uses it to replay or
+        resume a stream from its middle)."""
+
+    def restore(self, batches: Sequence[Sequence[Sequence[RoundRecord]]]) -> None:
+        """Continue from batches this policy decoded before (a resumed run): each batch is the round
+        records of its queries, in row order, each query's ordered by round. A policy that learns
+        across batches (a step-cost model, a stream prior) re-learns them, so it plays as if it had
+        never stopped; one that keeps nothing across batches ignores them."""
 
     def start(self, n_rows: int) -> None:
         """A generate() call with `n_rows` new prompts begins (rows are 0..n_rows-1)."""

@@ -22,6 +22,11 @@ class RoundRecord:
     position_acceptance: dict[str, list[float]] | None = None  # drafter -> acceptance at each committed position
     query: int | str | None = None  # the prompt's query id (generate(query_ids=...); default: its index, = row)
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> "RoundRecord":
+        """A record read back from its dict (a stored query line's "records"); other keys are ignored."""
+        return cls(**{k: fields[k] for k in cls.__dataclass_fields__ if k in fields})
+
 
 @dataclass
 class RoundInfo:

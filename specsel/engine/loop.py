@@ -47,22 +47,25 @@ from specsel.modeling.kvcache import RaggedKVCache
 
 @dataclass
 class _Batch:
-    """The state of one generate() call: committed tokens, caches, and what is returned."""
+    """The state of one generate() call: committed tokens, caches, and what is returned. The engine
+    keeps host copies of what it decides on (which rows are active, their lengths, their rounds), so
+    a round reads the device once for its records, not once per row."""
     ctx: DraftContext
     kv: RaggedKVCache
-    prompt_lens: torch.Tensor       # [B] by global prompt index
+    prompt_lens: list[int]          # [B] by global prompt index
     max_new_tokens: int
-    row_ids: torch.Tensor           # [A] global prompt index of each active (local) row
-    rounds: torch.Tensor            # [B] rounds each prompt has played
+    rows: list[int]                 # [A] global prompt index of each active (local) row
+    lens: list[int]                 # [A] committed length of each active row (= ctx.seq_lens, on the host)
+    rounds: list[int]               # [B] rounds each prompt has played
     outputs: list
     by_eos: list
     query_ids: list                 # [B] the query id of each prompt (RoundRecord.query)
     records: list = field(default_factory=list)
     reused_s: float = 0.0           # seconds of a reused target prefill, charged to prefill_s and wall_s
 
-    def remaining(self) -> torch.Tensor:
+    def remaining(self) -> list[int]:
         """[A] tokens each active row may still commit."""
-        return self.max_new_tokens - (self.ctx.seq_lens - self.prompt_lens[self.row_ids])
+        return [self.max_new_tokens - (n - self.prompt_lens[r]) for r, n in zip(self.rows, self.lens)]
 
 
 @dataclass
@@ -71,8 +74,10 @@ class _Draft:
     groups: dict[str, torch.Tensor]     # drafter -> local rows that play it
     tokens: torch.Tensor                # [A, G]
     lengths: torch.Tensor               # [A]
-    q: torch.Tensor | None              # [A, G, V] draft distributions (sampling), else None
-    seconds: torch.Tensor               # [A] the proposal time of each row's group
+    lengths_host: list[int]             # the same on the host
+    q_flat: torch.Tensor | None         # [T, V] distributions of the sampled drafts' real positions (flat)
+    q_index: torch.Tensor | None        # [A, G] row of q_flat for each draft position (-1: deterministic)
+    seconds: list[float]                # [A] the proposal time of each row's group
 
 
 @dataclass
@@ -81,6 +86,26 @@ class _Verdict:
     accepted: torch.Tensor              # [A]
     bonus: torch.Tensor                 # [A]
     p: torch.Tensor | None              # [A, G+1, V] warped target probabilities (sampling)
+
+
+@dataclass
+class GenerateOptions:
+    """SpecEngine.generate's keyword options (its docstring says what each does)."""
+    sampling: Sampling | None = None
+    seed: int = 0
+    feedback: str | None = None
+    progress: bool = False
+    score_every: int = 1
+    prefill_cache: PrefillCache | None = None
+    query_ids: Sequence | None = None
+
+    @classmethod
+    def of(cls, options: dict) -> "GenerateOptions":
+        unknown = [k for k in options if k not in cls.__dataclass_fields__]
+        if unknown:
+            raise TypeError(f"generate() got an unexpected keyword argument {unknown[0]!r}; it takes "
+                            f"max_new_tokens, {', '.join(cls.__dataclass_fields__)}")
+        return cls(**options)
 
 
 @dataclass
@@ -121,11 +146,10 @@ class SpecEngine:
     # ------------------------------------------------------------------ generate
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], arms: Arm | Sequence[Arm] | ArmPolicy,
-                 max_new_tokens: int = 64, sampling: Sampling | None = None, seed: int = 0,
-                 feedback: str | None = None, progress: bool = False, score_every: int = 1,
-                 prefill_cache: PrefillCache | None = None, query_ids: Sequence | None = None) -> GenerationResult:
+                 max_new_tokens: int = 64, **options) -> GenerationResult:
         """Generate for every prompt: lists of token ids, or a tokenizer's output (a BatchEncoding
         or a dict with "input_ids", e.g. from apply_chat_template; padding is dropped by its attention_mask).
+        The other options are keywords (GenerateOptions):
 
         arms: one Arm for all rows, one per row, or an ArmPolicy choosing every round.
         sampling: None for greedy, else Sampling(temperature, top_p, top_k, min_p); its warped target
@@ -143,6 +167,9 @@ class SpecEngine:
         query_ids: one id (int or str) per prompt, stored as RoundRecord.query of its records
         (default: the prompt's index in this call, as RoundRecord.row).
         """
+        o = GenerateOptions.of(options)
+        sampling, seed, feedback, progress = o.sampling, o.seed, o.feedback, o.progress
+        score_every, prefill_cache, query_ids = o.score_every, o.prefill_cache, o.query_ids
         prompts = as_prompts(prompts)
         max_new_tokens, seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(seed)
         policy, feedback = self._check(prompts, arms, max_new_tokens, sampling, feedback, score_every)
@@ -159,24 +186,26 @@ class SpecEngine:
         batch.query_ids = query_ids
         prefill_s = _clock(self.device) - t_start + batch.reused_s
         bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not progress, leave=False)
-        while len(batch.row_ids):
+        while batch.rows:
             arms_now = self._select(policy, batch)                                  # 1
-            gammas = torch.minimum(torch.tensor([a.gamma for a in arms_now], device=self.device),
-                                   batch.remaining() - 1)   # drafting past the budget is waste (+1 bonus)
-            fb.open_window(batch.ctx)
+            gammas = [max(0, min(a.gamma, left - 1)) for a, left in zip(arms_now, batch.remaining())]
+            fb.open_window(batch.ctx)                       # (drafting past the budget is waste: +1 bonus)
             draft = self._draft(batch.ctx, arms_now, gammas, sampling)               # 2
             t0 = _clock(self.device)
             verdict = self._verify(batch, draft, sampling, generator, layers)        # 3
             m, hit_eos = self._commit(batch, draft, verdict)                         # 4
             verify_s = _clock(self.device) - t0
-            acceptance = fb.catch_up(batch.ctx, draft.groups, verdict.p, m)          # 5
-            info = self._record(batch, arms_now, draft, verdict, m, verify_s, acceptance)   # 6
+            # the round's one device-to-host copy: what every record and every decision below reads
+            accepted_h, m_h, eos_h = torch.stack([verdict.accepted, m, hit_eos.long()]).tolist()
+            batch.lens = [n + k for n, k in zip(batch.lens, m_h)]
+            acceptance = fb.catch_up(batch.ctx, draft.groups, verdict.p, m, m_h)     # 5
+            info = self._record(batch, arms_now, draft, accepted_h, m_h, verify_s, acceptance)   # 6
             policy.timed(info)                 # timings now; acceptance may reach observe later
-            bar.update(int(m.sum()))
-            done = hit_eos | (batch.remaining() <= 0)
-            fb.deliver(batch.ctx, info, m, finishing=bool(done.any()))
-            if done.any():
-                self._retire(batch, policy, done, hit_eos)                          # 7
+            bar.update(sum(m_h))
+            done = [bool(e) or left <= 0 for e, left in zip(eos_h, batch.remaining())]
+            fb.deliver(batch.ctx, info, m, finishing=any(done))
+            if any(done):
+                self._retire(batch, policy, done, eos_h)                            # 7
         bar.close()
         wall_s = _clock(self.device) - t_start + batch.reused_s
         return GenerationResult(batch.outputs, batch.records, wall_s, prefill_s, batch.by_eos)
@@ -225,9 +254,9 @@ class SpecEngine:
         for unit in self._units():
             unit.start(ctx)
         ctx.target_hidden = None
-        return _Batch(ctx, kv, lens, max_new_tokens, torch.arange(B, device=dev),
-                      torch.zeros(B, dtype=torch.long, device=dev), [None] * B, [False] * B, list(range(B)),
-                      reused_s=reused_s)
+        host = [len(p) for p in prompts]
+        return _Batch(ctx, kv, host, max_new_tokens, list(range(B)), list(host),
+                      [0] * B, [None] * B, [False] * B, list(range(B)), reused_s=reused_s)
 
     def _units(self) -> list:
         """What keeps per-row state: each drafter, or its family once for all its members."""
@@ -239,44 +268,39 @@ class SpecEngine:
 
     def _select(self, policy: ArmPolicy, batch: _Batch) -> list[Arm]:
         """Step 1: an arm for every active row."""
-        arms_now = policy.select(batch.row_ids.tolist())
-        if len(arms_now) != len(batch.row_ids):
-            raise RuntimeError(f"policy returned {len(arms_now)} arms for {len(batch.row_ids)} rows")
+        arms_now = policy.select(list(batch.rows))
+        if len(arms_now) != len(batch.rows):
+            raise RuntimeError(f"policy returned {len(arms_now)} arms for {len(batch.rows)} rows")
         return arms_now
 
-    def _draft(self, ctx: DraftContext, arms_now: list[Arm], gammas: torch.Tensor, sampling) -> _Draft:
-        """Step 2: each drafter proposes for the rows that play it, in one call per drafter."""
+    def _draft(self, ctx: DraftContext, arms_now: list[Arm], gammas: list[int], sampling) -> _Draft:
+        """Step 2: each drafter proposes for the rows that play it, in one call per drafter. Sampled
+        drafts keep their distributions at their real positions only, flat (q_flat, q_index)."""
         dev, n = self.device, len(arms_now)
-        groups: dict[str, list[int]] = {}
+        hosts: dict[str, list[int]] = {}
         for i, arm in enumerate(arms_now):
             if arm.drafter is not None and gammas[i] > 0:
-                groups.setdefault(arm.drafter, []).append(i)
-        groups = {name: torch.tensor(rows, device=dev) for name, rows in groups.items()}
-        G = int(gammas.max()) if groups else 0
+                hosts.setdefault(arm.drafter, []).append(i)
+        groups = {name: torch.tensor(rows, device=dev) for name, rows in hosts.items()}
+        gammas_dev = torch.tensor(gammas, device=dev)
+        G = max((gammas[i] for rows in hosts.values() for i in rows), default=0)
         tokens = torch.zeros(n, G, dtype=torch.long, device=dev)
         lengths = torch.zeros(n, dtype=torch.long, device=dev)
-        q = None
-        seconds = torch.zeros(n)
-        for name, rows, prop in self._proposals(ctx, groups, gammas, seconds):
+        seconds = [0.0] * n
+        sampled = []                                        # (rows, Proposal) of drafts that were sampled
+        for name, rows, prop in self._proposals(ctx, groups, hosts, gammas_dev, seconds):
             g = prop.tokens.shape[1]
             tokens[rows, :g] = prop.tokens
-            lengths[rows] = torch.minimum(prop.lengths, gammas[rows])
-            if sampling is not None and prop.probs is not None:
-                if q is None:
-                    q = torch.zeros(n, G, self.target.config.vocab_size, device=dev)
-                q[rows, :g] = prop.probs.to(q.dtype)
-        if q is not None:  # deterministic rows in a mixed batch: q is one-hot at the draft
-            det = [i for name, rows in groups.items() if self.drafters[name].capabilities.deterministic
-                   for i in rows.tolist()]
-            if det:
-                idx = torch.tensor(det, device=dev)
-                q[idx] = 0
-                q[idx] = q[idx].scatter(2, tokens[idx][:, :, None], 1.0)
-        G = int(lengths.max()) if n else 0        # the verify window is as wide as the longest draft
-        return _Draft(groups, tokens[:, :G], lengths, None if q is None else q[:, :G], seconds)
+            lengths[rows] = torch.minimum(prop.lengths, gammas_dev[rows])
+            if sampling is not None and prop.probs is not None and not self.drafters[name].capabilities.deterministic:
+                sampled.append((rows, prop))
+        lengths_host = lengths.tolist()
+        G = max(lengths_host, default=0)          # the verify window is as wide as the longest draft
+        q_flat, q_index = _flat_distributions(sampled, lengths, n, G) if sampled and G else (None, None)
+        return _Draft(groups, tokens[:, :G], lengths, lengths_host, q_flat, q_index, seconds)
 
-    def _proposals(self, ctx: DraftContext, groups: dict[str, torch.Tensor], gammas: torch.Tensor,
-                   seconds: torch.Tensor):
+    def _proposals(self, ctx: DraftContext, groups: dict[str, torch.Tensor], hosts: dict[str, list[int]],
+                   gammas: torch.Tensor, seconds: list[float]):
         """(name, rows, Proposal) of every drafter played: one call per drafter, or per family for
         its members; each row is charged the seconds of the call that drafted it."""
         calls: dict[int, list[str]] = {}
@@ -291,14 +315,16 @@ class SpecEngine:
             asks = [(self.drafters[name], groups[name], gammas[groups[name]]) for name in names]
             drafter, family = asks[0][0], asks[0][0].family
             props = [drafter.propose(ctx, *asks[0][1:])] if family is None else family.propose_many(ctx, asks)
-            rows = torch.cat([groups[name] for name in names])
-            seconds[rows.cpu()] = _clock(ctx.seqs.device) - t0
+            spent = _clock(ctx.seqs.device) - t0
+            for name in names:
+                for i in hosts[name]:
+                    seconds[i] = spent
             out.extend((name, groups[name], prop) for name, prop in zip(names, props))
         return out
 
     def _verify(self, batch: _Batch, draft: _Draft, sampling, generator, layers) -> _Verdict:
         """Step 3: one target forward over [last committed token, drafts...], then verification."""
-        ctx, n = batch.ctx, len(batch.row_ids)
+        ctx, n = batch.ctx, len(batch.rows)
         last = ctx.seqs[torch.arange(n, device=self.device), ctx.seq_lens - 1]
         window = torch.cat([last[:, None], draft.tokens], dim=1)
         out = batch.kv.forward(window, 1 + draft.lengths, capture=layers)
@@ -308,17 +334,17 @@ class SpecEngine:
             accepted, bonus = verify_greedy(out.logits, draft.tokens, draft.lengths)
             return _Verdict(accepted, bonus, None)
         p = sampling.probs(out.logits)
-        accepted, bonus = verify_sampling(p, draft.tokens, draft.lengths, draft.q, generator)
+        accepted, bonus = verify_sampling(p, draft.tokens, draft.lengths, draft.q_flat, draft.q_index, generator)
         return _Verdict(accepted, bonus, p)
 
     def _commit(self, batch: _Batch, draft: _Draft, verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor]:
         """Step 4: commit the accepted drafts + the bonus token, cut at EOS and the token
         budget; the target cache keeps exactly those. Returns (m [A], hit_eos [A])."""
-        ctx, dev, n = batch.ctx, self.device, len(batch.row_ids)
+        ctx, dev, n = batch.ctx, self.device, len(batch.rows)
         G = draft.tokens.shape[1]
         cand = torch.cat([draft.tokens, torch.zeros(n, 1, dtype=torch.long, device=dev)], dim=1)
         cand.scatter_(1, verdict.accepted[:, None], verdict.bonus[:, None])
-        m = torch.minimum(verdict.accepted + 1, batch.remaining())
+        m = torch.minimum(verdict.accepted + 1, torch.tensor(batch.remaining(), device=dev))
         pos = torch.arange(G + 1, device=dev)[None, :]
         is_eos = torch.isin(cand, self.eos) & (pos < m[:, None])
         hit_eos = is_eos.any(1)
@@ -330,32 +356,51 @@ class SpecEngine:
         batch.kv.keep(m)
         return m, hit_eos
 
-    def _record(self, batch: _Batch, arms_now, draft: _Draft, verdict: _Verdict, m, verify_s: float,
+    def _record(self, batch: _Batch, arms_now, draft: _Draft, accepted: list[int], m: list[int], verify_s: float,
                 acceptance) -> RoundInfo:
-        """Step 6: one RoundRecord per active row."""
-        row_ids, n = batch.row_ids, len(batch.row_ids)
+        """Step 6: one RoundRecord per active row, from the round's host copies."""
+        n = len(batch.rows)
         records = [RoundRecord(
-            row=int(row_ids[i]), round=int(batch.rounds[row_ids[i]]), drafter=arms_now[i].drafter,
-            gamma=arms_now[i].gamma, drafted=int(draft.lengths[i]), accepted=int(verdict.accepted[i]),
-            committed=int(m[i]), draft_s=float(draft.seconds[i]), verify_s=verify_s, batch=n,
+            row=r, round=batch.rounds[r], drafter=arms_now[i].drafter, gamma=arms_now[i].gamma,
+            drafted=draft.lengths_host[i], accepted=accepted[i], committed=m[i], draft_s=draft.seconds[i],
+            verify_s=verify_s, batch=n,
             position_acceptance=None if acceptance is None else {k: v[i] for k, v in acceptance.items()},
-            query=batch.query_ids[int(row_ids[i])])
-            for i in range(n)]
+            query=batch.query_ids[r])
+            for i, r in enumerate(batch.rows)]
         batch.records.extend(records)
-        batch.rounds[row_ids] += 1
-        return RoundInfo(row_ids.tolist(), arms_now, records)
+        for r in batch.rows:
+            batch.rounds[r] += 1
+        return RoundInfo(list(batch.rows), arms_now, records)
 
-    def _retire(self, batch: _Batch, policy: ArmPolicy, done: torch.Tensor, hit_eos: torch.Tensor) -> None:
+    def _retire(self, batch: _Batch, policy: ArmPolicy, done: list[bool], hit_eos: list[int]) -> None:
         """Step 7: finished rows hand in their tokens and leave every cache."""
         ctx = batch.ctx
-        for i in done.nonzero().flatten().tolist():
-            r = int(batch.row_ids[i])
-            batch.outputs[r] = ctx.seqs[i, int(batch.prompt_lens[r]): int(ctx.seq_lens[i])].tolist()
+        for i in (i for i, d in enumerate(done) if d):
+            r = batch.rows[i]
+            batch.outputs[r] = ctx.seqs[i, batch.prompt_lens[r]: batch.lens[i]].tolist()
             batch.by_eos[r] = bool(hit_eos[i])
             policy.finish(r)
-        keep = (~done).nonzero().flatten()
-        batch.row_ids = batch.row_ids[keep]
+        kept = [i for i, d in enumerate(done) if not d]
+        keep = torch.tensor(kept, dtype=torch.long, device=self.device)
+        batch.rows, batch.lens = [batch.rows[i] for i in kept], [batch.lens[i] for i in kept]
         batch.kv.select_rows(keep)
         ctx.select_rows(keep)
         for unit in self._units():
             unit.select_rows(keep)
+
+
+def _flat_distributions(sampled, lengths: torch.Tensor, n: int, G: int):
+    """The distributions of the sampled drafts at their real positions, flat ([T, V]), and for each
+    (row, position) its row there ([n, G], -1 where the draft was deterministic or is padding)."""
+    pos = torch.arange(G, device=lengths.device)
+    q_index = torch.full((n, G), -1, dtype=torch.long, device=lengths.device)
+    parts, offset = [], 0
+    for rows, prop in sampled:
+        g = min(prop.probs.shape[1], G)
+        real = pos[None, :g] < lengths[rows][:, None]                  # [r, g]
+        flat = prop.probs[:, :g][real].float()                         # [t, V], row-major: rows, then positions
+        q_index[rows[:, None].expand(-1, g)[real], pos[None, :g].expand(len(rows), -1)[real]] = \
+            offset + torch.arange(len(flat), device=lengths.device)
+        parts.append(flat)
+        offset += len(flat)
+    return torch.cat(parts), q_index

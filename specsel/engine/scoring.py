@@ -44,9 +44,10 @@ class BanditFeedback:
         """Called before each round's drafting."""
 
     def catch_up(self, ctx: DraftContext, groups: dict[str, torch.Tensor], p: torch.Tensor | None,
-                 m: torch.Tensor) -> dict[str, list[list[float]]] | None:
-        """Step 5: drafters catch up on the committed tokens; returns each scored drafter's
-        acceptance at every committed position of every row (None: nobody is scored)."""
+                 m: torch.Tensor, m_host: list[int]) -> dict[str, list[list[float]]] | None:
+        """Step 5: drafters catch up on the committed tokens (`m` per row, on the device and the host);
+        returns each scored drafter's acceptance at every committed position of every row (None:
+        nobody is scored)."""
         all_rows = torch.arange(len(m), device=m.device)
         for name, d in self.drafters.items():
             _sync(d, ctx, name, groups, all_rows)
@@ -70,7 +71,7 @@ class _PendingRound:
     """A round awaiting deferred scores: what the policy will observe, and where it committed."""
     info: RoundInfo
     prev_lens: torch.Tensor     # [n] committed length before the round
-    m: torch.Tensor             # [n] tokens committed in the round
+    m: list[int]                # [n] tokens committed in the round
 
 
 class FullInformation(BanditFeedback):
@@ -102,7 +103,7 @@ class FullInformation(BanditFeedback):
         ctx.scoring = ScoringWindow(frozenset(self.drafters if wanted is None else wanted),
                                     ctx.seq_lens.clone())     # earlier positions are scored already
 
-    def catch_up(self, ctx, groups, p, m):
+    def catch_up(self, ctx, groups, p, m, m_host):
         predictions: dict[str, Predictions] = {}
         all_rows = torch.arange(len(m), device=m.device)
         for name, d in self.drafters.items():
@@ -112,13 +113,13 @@ class FullInformation(BanditFeedback):
                 d.commit(ctx, all_rows)                # scored when the window closes
             else:
                 predictions[name] = d.score(ctx, all_rows)
-        return position_acceptance(ctx, ctx.prev_lens, predictions, p, m)
+        return position_acceptance(ctx, ctx.prev_lens, predictions, p, m_host)
 
     def deliver(self, ctx, info, m, finishing):
         if not self.deferred:
             self.policy.observe(info)
             return
-        self.pending.append(_PendingRound(info, ctx.prev_lens.clone(), m.clone()))
+        self.pending.append(_PendingRound(info, ctx.prev_lens.clone(), [r.committed for r in info.records]))
         if len(self.pending) >= self.score_every or finishing:    # before finished rows leave the batch
             self._score_pending(ctx)
             self.pending = []
@@ -133,7 +134,7 @@ class FullInformation(BanditFeedback):
         order = [name for name in self.drafters if ctx.keeps_scores(name)]
         for pr in self.pending:
             # this round's positions prev_lens .. prev_lens+m-1 are columns prev_lens-since+c of the scores
-            cols = (pr.prev_lens - since)[:, None] + torch.arange(int(pr.m.max()), device=since.device)[None, :]
+            cols = (pr.prev_lens - since)[:, None] + torch.arange(max(pr.m), device=since.device)[None, :]
             preds = {name: Predictions(sc.tokens.gather(1, cols.clamp_max(sc.tokens.shape[1] - 1)))
                      for name, sc in scores.items()}
             acc = position_acceptance(ctx, pr.prev_lens, preds, None, pr.m)
@@ -144,18 +145,21 @@ class FullInformation(BanditFeedback):
 
 
 def position_acceptance(ctx: DraftContext, prev_lens: torch.Tensor, predictions: dict[str, Predictions],
-                        p: torch.Tensor | None, m: torch.Tensor) -> dict[str, list[list[float]]]:
+                        p: torch.Tensor | None, m: list[int]) -> dict[str, list[list[float]]]:
     """gamma_pos[j] at each committed position (docs/design.md, "The round", step 5, eq. 4).
 
     greedy: 1[drafter j's teacher-forced argmax == committed token];
     sampling: sum_x min(p(x), q_j(x)) = 1 - TV(p, q_j), with p the target's warped
-    distribution from this round's verify forward (no extra target pass).
+    distribution from this round's verify forward (no extra target pass). `m`: tokens each row
+    committed (host); every drafter's acceptance comes to the host in one copy.
     """
-    n, M = len(m), int(m.max())
-    cols = (prev_lens[:, None] + torch.arange(M, device=m.device)[None, :]).clamp_max(ctx.seqs.shape[1] - 1)
+    if not predictions:
+        return {}
+    M = max(m)
+    cols = (prev_lens[:, None] + torch.arange(M, device=prev_lens.device)[None, :]).clamp_max(ctx.seqs.shape[1] - 1)
     committed = ctx.seqs.gather(1, cols)
-    out = {}
-    for name, pred in predictions.items():
+    rows = []
+    for pred in predictions.values():
         if p is None:
             acc = (pred.tokens[:, :M] == committed).float()
         elif pred.probs is None:        # deterministic drafter: q is one-hot at its prediction
@@ -163,5 +167,6 @@ def position_acceptance(ctx: DraftContext, prev_lens: torch.Tensor, predictions:
             acc = p[:, :M].gather(2, tok[:, :, None]).squeeze(2) * (pred.tokens[:, :M] >= 0)
         else:
             acc = torch.minimum(p[:, :M], pred.probs[:, :M].to(p.dtype)).sum(-1)
-        out[name] = [acc[i, : int(m[i])].tolist() for i in range(n)]
-    return out
+        rows.append(acc.float())
+    host = torch.stack(rows).tolist()                                   # [drafters, n, M]
+    return {name: [row[:k] for row, k in zip(table, m)] for name, table in zip(predictions, host)}

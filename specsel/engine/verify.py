@@ -29,36 +29,50 @@ def verify_greedy(target_logits: torch.Tensor, drafts: torch.Tensor, draft_lens:
 
 
 def verify_sampling(p: torch.Tensor, drafts: torch.Tensor, draft_lens: torch.Tensor,
-                    q: torch.Tensor | None, generator: torch.Generator | None = None):
+                    q_flat: torch.Tensor | None = None, q_index: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None):
     """Speculative sampling (Leviathan et al. 2023, Alg. 1; Chen et al. 2023).
 
-    p [B, W, V] warped target probabilities, q [B, G, V] the draft distributions the
-    drafts were sampled from (None: every draft is deterministic, q is one-hot).
+    p [B, W, V] warped target probabilities. The draft distributions are stored flat and ragged:
+    q_flat [T, V] holds one row per real draft position of the drafts that were sampled, and
+    q_index [B, G] says which (-1: a deterministic draft, whose q is 1 at its token; None: every
+    draft is deterministic). No [B, G, V] tensor is built for deterministic drafts.
     Accept x with probability min(1, p(x)/q(x)); on rejection sample from
-    normalize(max(0, p - q)); if every draft is accepted, sample the bonus from p.
+    normalize(max(0, p - q)) (for a deterministic draft: p without the rejected token); if every
+    draft is accepted, sample the bonus from p.
     Returns (accepted [B], bonus [B]).
     """
     B, G = drafts.shape
     if G == 0:
         return torch.zeros(B, dtype=torch.long, device=p.device), _sample(p[:, 0], generator)
-    if q is None:
-        q = torch.zeros(B, G, p.shape[-1], dtype=p.dtype, device=p.device)
-        q.scatter_(2, drafts[:, :, None], 1.0)
     p_draft = p[:, :G].gather(2, drafts[:, :, None]).squeeze(2)
-    q_draft = q.gather(2, drafts[:, :, None]).squeeze(2)
+    q_draft = torch.ones_like(p_draft)                                     # deterministic: q(x) = 1
+    if q_flat is not None:
+        sampled = q_index >= 0
+        q_draft[sampled] = q_flat[q_index[sampled], drafts[sampled]].to(p_draft.dtype)
     u = torch.rand(B, G, generator=generator, device=p.device)
     accepted = _accepted_prefix(u * q_draft <= p_draft, draft_lens)       # u < p/q, division-free
     rows = torch.arange(B, device=p.device)
     p_at = p[rows, accepted]                                               # [B, V]
     rejected = accepted < draft_lens
-    q_at = torch.zeros_like(p_at)
-    q_at[rejected] = q[rows[rejected], accepted[rejected]].to(p_at.dtype)
-    return accepted, _sample(residual_distribution(p_at, q_at), generator)
+    at = accepted.clamp_max(G - 1)
+    where = q_index[rows, at] if q_index is not None else torch.full_like(accepted, -1)
+    with_q, without_q = rejected & (where >= 0), rejected & (where < 0)
+    residual = residual_distribution(p_at, q=torch.zeros_like(p_at[:1]))     # every draft accepted: p
+    if with_q.any():
+        residual[with_q] = residual_distribution(p_at[with_q], q=q_flat[where[with_q]].to(p_at.dtype))
+    if without_q.any():
+        residual[without_q] = residual_distribution(p_at[without_q], token=drafts[without_q, at[without_q]])
+    return accepted, _sample(residual, generator)
 
 
-def residual_distribution(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """normalize(max(0, p - q)): what to sample after a rejection (q = 0 where nothing was rejected)."""
-    residual = (p - q).clamp_min(0)
+def residual_distribution(p: torch.Tensor, q: torch.Tensor | None = None, token: torch.Tensor | None = None):
+    """normalize(max(0, p - q)): what to sample after a rejection (eq. 3). For a deterministic
+    draft q is one-hot at its rejected `token`, so the residual is p with that token removed."""
+    if q is not None:
+        residual = (p - q).clamp_min(0)
+    else:
+        residual = p.scatter(-1, token[:, None], 0.0)
     mass = residual.sum(-1, keepdim=True)
     # p == q at a rejected position has probability 0; fall back to p rather than divide by 0
     return torch.where(mass > 0, residual / mass.clamp_min(1e-30), p)

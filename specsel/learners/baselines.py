@@ -1,7 +1,7 @@
 """Baseline policies with the learner interface: fixed arm, round robin, epsilon-greedy.
 
 (The per-query best and worst arms in hindsight are oracles computed from
-full-information records: see ``evaluators.replay``.)
+full-information records: see ``specsel.replay.fixed``.)
 """
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ works as for LearnerPolicy.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -52,11 +53,28 @@ DEFAULT_REFRESH = 16        # every drafter scored every 16th window (the runner
 # these three defaults were set by reasoning, not tuned: no held-out or tuning query chose them
 
 
+@dataclass
+class FactoredOptions:
+    """FactoredHedge's own options (module docstring): the acceptance memory m per position (eq. 19),
+    the autoregressive arm, self-scoring (eq. 21), the idle refresh backoff, the stream prior (eq.
+    22), the batch caps (eq. 20), eq. 23, and the drafter learner (hedgespec, or router_hedgespec)."""
+    memory: float = DEFAULT_MEMORY
+    autoregressive: bool = True
+    self_scoring: bool = True
+    idle_backoff: int = DEFAULT_IDLE_BACKOFF
+    stream_prior: bool = True
+    batch_caps: bool = True
+    idle_prior: bool = True
+    learner: str = "hedgespec"
+
+
 class FactoredHedge(LearnerPolicy):
-    def __init__(self, drafters: Sequence[str], gammas: Sequence[int], seed: int = 0, memory: float = DEFAULT_MEMORY,
-                 autoregressive: bool = True, self_scoring: bool = True, idle_backoff: int = DEFAULT_IDLE_BACKOFF,
-                 stream_prior: bool = True, batch_caps: bool = True, idle_prior: bool = True,
-                 learner: str = "hedgespec", **policy_kw):
+    def __init__(self, drafters: Sequence[str], gammas: Sequence[int], seed: int = 0, **options):
+        """`options`: FactoredOptions' fields; the others are LearnerPolicy's (PolicyOptions)."""
+        o = FactoredOptions(**{k: options.pop(k) for k in list(options) if k in FactoredOptions.__dataclass_fields__})
+        policy_kw = options
+        memory, autoregressive, self_scoring, idle_backoff = o.memory, o.autoregressive, o.self_scoring, o.idle_backoff
+        stream_prior, batch_caps, idle_prior, learner = o.stream_prior, o.batch_caps, o.idle_prior, o.learner
         if not drafters:
             raise ValueError("FactoredHedge needs at least one drafter")
         if not 0.0 < memory <= 1.0:
@@ -99,10 +117,16 @@ class FactoredHedge(LearnerPolicy):
         super().finish(row)
         self._join_stream(self.row_heard.pop(row, None))
 
+    def restore(self, batches) -> None:
+        """The step-cost model re-learns the stored rounds (LearnerPolicy.restore) and every stored
+        query joins the stream prior (eq. 22) in stream order, as `heard` and `finish` did live."""
+        super().restore(batches)
+        for queries in batches:
+            for records in queries:
+                self.remember(records)
+
     def remember(self, records) -> None:
-        """Fold one finished query into the stream prior (eq. 22) from its round records in order
-        (RoundRecords, or objects with their fields): a resumed run re-feeds its stored queries,
-        so it plays as if never stopped. Online, `heard` and `finish` do the same."""
+        """Fold one finished query into the stream prior (eq. 22) from its RoundRecords in order."""
         if not self.stream_prior:
             return
         heard = np.zeros((2, len(self.drafters)))

@@ -1,6 +1,6 @@
 """From per-position acceptance to learner updates.
 
-Used live by the engine and by offline replay (``specsel.learners.replay``), so both
+Used live by the engine and by offline replay (``specsel.replay.simulate``), so both
 produce identical updates.
 
 Terms.  An *arm* is ``(j, g)``: drafter index ``j``, speculation length ``g``.
@@ -45,10 +45,10 @@ from typing import Sequence
 import numpy as np
 
 from specsel.core.acceptance import arm_arrays, expected_lengths
+from specsel.core.arms import ArmPair
 from specsel.core.costs import BatchRound, CostModel
 
-Arm = tuple[int, int]
-__all__ = ["Arm", "FeedbackRouter", "arm_arrays", "expected_lengths"]
+__all__ = ["FeedbackRouter", "arm_arrays", "expected_lengths"]
 
 
 class FeedbackRouter:
@@ -57,7 +57,7 @@ class FeedbackRouter:
     ``reset_query()``) when the query ends, before reusing the router.
     """
 
-    def __init__(self, learner, arms: Sequence[Arm], cost: CostModel | None = None):
+    def __init__(self, learner, arms: Sequence[ArmPair], cost: CostModel | None = None):
         self.learner = learner
         self.arms = [(int(j), int(g)) for j, g in arms]
         if len(self.arms) != learner.n_arms:

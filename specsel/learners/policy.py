@@ -11,7 +11,7 @@ Per-query learners are the default (Not-a-Bandit competes with the best arm per 
 
 Queries are numbered across generate() calls (the r-th prompt this policy has seen is query r);
 a per-query learner is seeded with `specsel.core.seeds.query_seed(seed, r)`, so offline replay
-(`specsel.learners.replay.simulate`) can rebuild exactly the same learner.
+(`specsel.replay.simulate.simulate`) can rebuild exactly the same learner.
 
 Lazy scoring (`lazy_scoring`, on by default for a full-information learner with the
 throughput objective, where scoring time counts: an EAGLE or LoRA drafter's score is a head
@@ -42,7 +42,8 @@ rows are costed alone.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -78,12 +79,30 @@ def _drafters_of(arms: list[Arm], drafters: Sequence[str] | None) -> list[str]:
     return drafters
 
 
+@dataclass
+class PolicyOptions:
+    """LearnerPolicy's options (module docstring): one learner per batch (`shared`), the seed of the
+    per-query learners, lazy scoring and its refresh interval and width, the batch-aware cost, the
+    pool's draft calls (specsel.core.drafting.draft_calls) and the router priors (query -> prior)."""
+    shared: bool = False
+    seed: int = 0
+    lazy_scoring: bool | None = None
+    refresh_every: int = DEFAULT_REFRESH
+    lazy_drafters: int | None = DEFAULT_LAZY_DRAFTERS
+    batch_cost: bool = True
+    draft_calls: dict[str, str] | None = None
+    priors: Callable | None = None
+
+
 class LearnerPolicy(ArmPolicy):
     def __init__(self, learner: str, arms: Sequence[Arm], drafters: Sequence[str] | None = None,
-                 objective: str = "length",
-                 shared: bool = False, seed: int = 0, lazy_scoring: bool | None = None,
-                 refresh_every: int = DEFAULT_REFRESH, lazy_drafters: int | None = DEFAULT_LAZY_DRAFTERS,
-                 batch_cost: bool = True, draft_calls: dict[str, str] | None = None, priors=None, **learner_kw):
+                 objective: str = "length", **options):
+        """`options`: PolicyOptions' fields (shared, seed, lazy_scoring, refresh_every, lazy_drafters,
+        batch_cost, draft_calls, priors); any other keyword goes to the learner (e.g. discount=0.5)."""
+        mine = {k: options.pop(k) for k in list(options) if k in PolicyOptions.__dataclass_fields__}
+        o, learner_kw = PolicyOptions(**mine), options
+        shared, seed, lazy_scoring, refresh_every = o.shared, o.seed, o.lazy_scoring, o.refresh_every
+        lazy_drafters, batch_cost, draft_calls, priors = o.lazy_drafters, o.batch_cost, o.draft_calls, o.priors
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)} (got {objective!r})")
         if lazy_drafters is not None and (not isinstance(lazy_drafters, int) or lazy_drafters < 1):
@@ -135,6 +154,16 @@ class LearnerPolicy(ArmPolicy):
         if query < 0:
             raise ValueError(f"query index must be >= 0 (got {query})")
         self.queries_seen = int(query)
+
+    def restore(self, batches) -> None:
+        """A throughput policy's step-cost model re-learns the rounds of batches it decoded before, in
+        the order it saw them live (round by round, rows in order), so a resumed run plays on."""
+        if self.cost is None:
+            return
+        for queries in batches:
+            records = sorted((r for query in queries for r in query), key=lambda r: (r.round, r.row))
+            for k in sorted({r.round for r in records}):
+                self.cost.observe_round([r for r in records if r.round == k], self.drafters)
 
     def start(self, n_rows: int) -> None:
         """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""

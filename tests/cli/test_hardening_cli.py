@@ -53,10 +53,10 @@ def test_ctrl_c_in_generate_is_one_line_and_status_130(monkeypatch, capsys):
 
 
 def test_ctrl_c_in_replay_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
-    import specsel.study.offline
+    import specsel.cli.replay
 
     study = write_study(tmp_path / "study", {"ngram": True, "eagle": False})
-    monkeypatch.setattr(specsel.study.offline, "replay_rows", interrupt)
+    monkeypatch.setattr(specsel.cli.replay, "replay_rows", interrupt)
     assert main(["replay", "--records", str(study / "queries.jsonl")]) == 130
     assert one_line(capsys) == "specsel replay: interrupted"
 
@@ -115,7 +115,7 @@ def test_replay_of_an_eagle_drafter_is_estimated_in_every_row(tmp_path, capsys):
 
 
 def test_replay_follows_the_studys_config_like_the_study_does(tmp_path, capsys):
-    from evaluators.fullinfo import FullInfo
+    from specsel.replay.fullinfo import FullInfo
 
     # the lines vouch for eagle, the study's config.json does not: the study's rule (config wins) decides
     study = write_study(tmp_path / "s", {"ngram": True, "eagle": True}, config_exact={"ngram": True, "eagle": False})

@@ -110,8 +110,8 @@ def test_recipes_resolve_domains_through_one_helper(tickets):
         "humaneval", "support"]
     assert load_recipe("train_eagle").parse_args(["--domains", spec, "--out", "x"]).domain_names == [
         "humaneval", "support"]
-    assert load_recipe("bench_engine").parse_args(["--domain", f"support={tickets}@3"]).domain == "support"
-    assert load_recipe("bench_learners").parse_args([]).domain == "humaneval"
+    assert load_recipe("bench_engine").parse_args(["--domains", f"support={tickets}@3"]).domain_names == ["support"]
+    assert load_recipe("bench_learners").parse_args([]).domain_names == ["humaneval"]
 
 
 def test_recipe_domain_errors_are_parser_errors(tmp_path, capsys):

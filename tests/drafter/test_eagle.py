@@ -255,12 +255,13 @@ def test_replay_with_score_every_reproduces_a_deferred_live_run(arch):
     target itself as a drafter ("exact", always accepted): without the delay the replay leaves
     the head sooner than the live run did."""
     from drafters import ModelDrafter, NgramDrafter
-    from evaluators.records import acceptance_matrix, to_dict
+    from evaluators.records import to_dict
     from specsel.core.arms import arm_grid, arm_pairs
     from specsel.core.seeds import query_seed
     from specsel.learners import HedgeSpec
     from specsel.learners.policy import LearnerPolicy
-    from specsel.learners.replay import simulate
+    from specsel.replay.fullinfo import acceptance_matrix
+    from specsel.replay.simulate import simulate
     target = target_of(arch)
     pool = {"v1": EagleDrafter(target, heads(target)["v1"]), "ngram": NgramDrafter(), "exact": ModelDrafter(target)}
     engine = SpecEngine(target, pool, eos_token_id=1)

@@ -179,11 +179,10 @@ class SteadyClock(FactoredHedge):
 
 
 def test_a_resumed_stream_plays_as_if_never_stopped():
-    """A fresh policy re-fed the finished batches (warm_cost_model, warm_stream_prior) decodes the
-    next batch exactly as the policy that decoded them all. (The step-cost model learns from
-    measured timings; SteadyClock fixes them, else a timing blip may flip a choice.)"""
-    from evaluators.records import to_dict
-    from specsel.study import warm_cost_model, warm_stream_prior
+    """A fresh policy restored from the finished batches (ArmPolicy.restore: the step-cost model and
+    the stream prior) decodes the next batch exactly as the policy that decoded them all. (The
+    step-cost model learns from measured timings; SteadyClock fixes them, else a timing blip may flip
+    a choice.)"""
     models = drafter_models("llama")
     engine = SpecEngine(target_model("llama"), {"noisy": ModelDrafter(models["noisy"]), "ngram": NgramDrafter()},
                         eos_token_id=1)
@@ -195,11 +194,9 @@ def test_a_resumed_stream_plays_as_if_never_stopped():
         whole.seek(3 * b)
         results.append(engine.generate(batch, whole, max_new_tokens=24, feedback="full"))
     assert whole._prior(0) is not None
-    lines = [{"batch": 0, "index": r, "records": [to_dict(x) for x in results[0].records if x.row == r]}
-             for r in range(3)]
+    batch0 = [[x for x in results[0].records if x.row == r] for r in range(3)]
     resumed = SteadyClock(POOL, [1, 3])
-    warm_cost_model(resumed, lines)
-    warm_stream_prior(resumed, lines)
+    resumed.restore([batch0])
     resumed.seek(3)
     again = engine.generate(batches[1], resumed, max_new_tokens=24, feedback="full")
     assert again.tokens == results[1].tokens

@@ -2,7 +2,10 @@
 import numpy as np
 import pytest
 
-from evaluators.replay import (
+from specsel.core.costs import BatchRound, CostModel
+from specsel.learners import Fixed, HedgeSpec, UCBSpec, make_learner
+from specsel.learners.feedback import FeedbackRouter, arm_arrays, expected_lengths
+from specsel.replay.fixed import (
     Round,
     arm_length_table,
     best_arm_in_hindsight,
@@ -13,10 +16,7 @@ from evaluators.replay import (
     stopping_time_regret,
     worst_arm,
 )
-from specsel.core.costs import BatchRound, CostModel
-from specsel.learners import Fixed, HedgeSpec, UCBSpec, make_learner
-from specsel.learners.feedback import FeedbackRouter, arm_arrays, expected_lengths
-from specsel.learners.replay import simulate
+from specsel.replay.simulate import simulate
 
 
 class Recorder:

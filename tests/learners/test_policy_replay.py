@@ -2,13 +2,14 @@
 import pytest
 
 from drafters import ModelDrafter, NgramDrafter
-from evaluators.records import acceptance_matrix, append_records, by_query, read_records, to_dict
+from evaluators.records import append_records, by_query, read_records, to_dict
 from specsel import Arm, SpecEngine, arm_grid
 from specsel.core.arms import arm_pairs
 from specsel.core.seeds import query_seed
 from specsel.learners import make_learner
 from specsel.learners.policy import LearnerPolicy
-from specsel.learners.replay import simulate
+from specsel.replay.fullinfo import acceptance_matrix
+from specsel.replay.simulate import simulate
 from specsel.testing import random_prompts
 
 from conftest import drafter_models, hf_greedy, target_model
@@ -193,7 +194,7 @@ def test_seek_numbers_a_batch_as_a_later_part_of_the_stream():
 
 
 def test_lazily_scored_records_are_not_replayed():
-    from evaluators.records import fully_scored
+    from specsel.replay.fullinfo import fully_scored
     full = [{"round": 0, "position_acceptance": {"a": [1.0], "b": [0.0]}},
             {"round": 1, "position_acceptance": {"a": [0.0, 1.0], "b": [1.0, 1.0]}}]
     lazy = [full[0], {"round": 1, "position_acceptance": {"a": [0.0, 1.0]}}]

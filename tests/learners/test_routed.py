@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from drafters import ModelDrafter, NgramDrafter
-from evaluators.records import acceptance_matrix, append_records, by_query, read_records
+from evaluators.records import append_records, by_query, read_records
 from specsel import Arm, SpecEngine, arm_grid
 from specsel.core.arms import arm_pairs
 from specsel.core.seeds import query_seed
 from specsel.learners import HedgeSpec, make_learner, normalhedge_weights
 from specsel.learners.policy import LearnerPolicy
-from specsel.learners.replay import simulate
+from specsel.replay.fullinfo import acceptance_matrix
+from specsel.replay.simulate import simulate
 from specsel.testing import random_prompts
 
 from conftest import drafter_models, hf_greedy, target_model

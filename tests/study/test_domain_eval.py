@@ -10,11 +10,11 @@ import pytest
 
 from drafters import ModelDrafter, NgramDrafter
 from evaluators.columns import SUMMARY_COLUMNS
-from evaluators.fullinfo import FullInfo
 from evaluators.lines import index_runs
 from evaluators.records import read_records
 from specsel.core.arms import Arm
 from specsel.core.runs import STUDY_LEARNERS as LEARNERS
+from specsel.replay.fullinfo import FullInfo
 from specsel.study import StudyConfig, StudyError, StudyItem, load_pool, run_study
 from specsel.testing import random_prompts
 
@@ -226,25 +226,26 @@ def test_recipe_on_the_embedded_target(tmp_path, capsys):
 
 
 def test_resumed_throughput_policy_gets_the_same_step_costs():
-    """--resume re-feeds a throughput learner's step-cost model from the stored rounds."""
+    """--resume re-feeds a throughput learner's step-cost model from the stored rounds (restore gets
+    them as the executor reads them back from the store: dicts made RoundRecords again)."""
     import numpy as np
 
     from evaluators.records import to_dict
     from specsel import Arm, SpecEngine
+    from specsel.core.records import RoundRecord
     from specsel.learners.policy import LearnerPolicy
-    from specsel.study import warm_cost_model
 
     names = list(pool())
     arms = [Arm(d, g) for d in names for g in (1, 3)]
     engine = SpecEngine(target_model("llama"), pool(), eos_token_id=1)
     live = LearnerPolicy("ucbspec", arms, names, objective="throughput")
-    lines = []
-    for b, batch in enumerate([items()[:2], items()[2:5]]):
+    batches = []
+    for batch in [items()[:2], items()[2:5]]:
         res = engine.generate([it.prompt for it in batch], live, max_new_tokens=12)
-        lines += [{"batch": b, "records": [to_dict(r) for r in res.records if r.row == row]}
-                  for row in range(len(batch))]
+        batches.append([[RoundRecord.from_dict(to_dict(r)) for r in res.records if r.row == row]
+                        for row in range(len(batch))])
     fresh = LearnerPolicy("ucbspec", arms, names, objective="throughput")
-    warm_cost_model(fresh, lines)
+    fresh.restore(batches)
     for attr in ("verify_sum", "verify_n", "draft_sum", "draft_n"):
         assert np.array_equal(getattr(fresh.cost, attr), getattr(live.cost, attr))
 

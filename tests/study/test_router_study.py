@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from drafters import ModelDrafter, NgramDrafter
-from evaluators.fullinfo import FullInfo
 from evaluators.lines import index_runs
 from evaluators.records import read_records
 from specsel.cli import main
 from specsel.core.arms import Arm
 from specsel.data import load_domain, resolve_domains
+from specsel.replay.fullinfo import FullInfo
+from specsel.replay.learners import replay_learner
 from specsel.router import load_routers
 from specsel.study import StudyConfig, StudyError, StudyItem, run_study
-from specsel.study.offline import replay_learner
 from specsel.study.router_fit import fit_router
 from specsel.study.routing import load_study_router, study_priors
 from specsel.testing import random_prompts

@@ -12,7 +12,7 @@ Updates go through ``specsel.learners.feedback.FeedbackRouter``, the object the 
 live, so replay and live runs update learners identically. ``score_every=k`` replays deferred
 scoring (``generate(score_every=k)``, greedy full information): the learner hears of its rounds k
 at a time, so it chooses up to k - 1 rounds on stale weights, as it did live. Records-only measures of the
-rounds (fixed arms, oracles, regrets) are in ``evaluators.replay``.
+rounds (fixed arms, oracles, regrets) are in ``specsel.replay.fixed``.
 """
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from specsel.core.acceptance import Round, as_record, is_greedy_record, replay_round
+from specsel.core.arms import ArmPair
 from specsel.core.costs import CostModel
 from specsel.learners.feedback import FeedbackRouter
 
-Arm = tuple[int, int]
 __all__ = ["Round", "simulate"]
 
 
-def simulate(learner: Callable | object, correct, arms: Sequence[Arm], feedback: str | None = None,
+def simulate(learner: Callable | object, correct, arms: Sequence[ArmPair], feedback: str | None = None,
              cost: CostModel | None = None, seed: int | None = 0, score_every: int = 1) -> list[Round]:
     """Run one query with a policy; returns its rounds.
 

@@ -19,7 +19,7 @@ both kinds) rather than round counts.  ``rounds_fixed``, ``best_fixed_arm``,
 ``worst_arm`` and thus stopping-time regret need 0/1 records and raise
 ``ValueError`` otherwise.
 
-Learners are replayed by ``specsel.learners.replay.simulate``; its rounds
+Learners are replayed by ``specsel.replay.simulate.simulate``; its rounds
 (``Round``) are what ``per_token_regret`` and ``stopping_time_regret`` measure.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Sequence
 import numpy as np
 
 from specsel.core.acceptance import Round, arm_arrays, as_record, expected_lengths, is_greedy_record, replay_round
+from specsel.core.arms import ArmPair
 
-Arm = tuple[int, int]
 __all__ = ["Round", "is_greedy_record", "rounds_fixed", "sampled_rounds_fixed", "best_fixed_arm", "worst_arm",
            "stopping_time_regret", "arm_length_table", "best_arm_in_hindsight", "per_token_regret"]
 
@@ -41,8 +41,8 @@ def _require_greedy(g: np.ndarray) -> None:
                          "for sampling records use per_token_regret")
 
 
-def sampled_rounds_fixed(gammas, arm: Arm, seed: int | None = 0) -> int:
-    """Rounds of the fixed arm ``(j, g)`` on the query, drawn as ``specsel.learners.replay.simulate``
+def sampled_rounds_fixed(gammas, arm: ArmPair, seed: int | None = 0) -> int:
+    """Rounds of the fixed arm ``(j, g)`` on the query, drawn as ``specsel.replay.simulate.simulate``
     draws them for a fixed learner with bandit feedback and the same ``seed``: one rng seeded by
     ``seed``, one ``replay_round`` per round (so the same random numbers, and the same count).
     Exact (no draws) when the record is 0/1."""
@@ -66,7 +66,7 @@ def _run_lengths(row: np.ndarray) -> np.ndarray:
     return next_zero - idx
 
 
-def rounds_fixed(correct, arm: Arm) -> int:
+def rounds_fixed(correct, arm: ArmPair) -> int:
     """Target rounds the fixed arm ``(j, g)`` needs for the whole query (exact, 0/1 records)."""
     g = as_record(correct)
     _require_greedy(g)
@@ -79,14 +79,14 @@ def rounds_fixed(correct, arm: Arm) -> int:
     return rounds
 
 
-def best_fixed_arm(correct, arms: Sequence[Arm]) -> tuple[int, int]:
+def best_fixed_arm(correct, arms: Sequence[ArmPair]) -> tuple[int, int]:
     """Per-query oracle: ``(arm index, rounds)`` of the fixed arm needing fewest rounds (first on ties)."""
     r = [rounds_fixed(correct, a) for a in arms]
     i = int(np.argmin(r))
     return i, r[i]
 
 
-def worst_arm(correct, arms: Sequence[Arm]) -> tuple[int, int]:
+def worst_arm(correct, arms: Sequence[ArmPair]) -> tuple[int, int]:
     """``(arm index, rounds)`` of the fixed arm needing most rounds (first on ties)."""
     r = [rounds_fixed(correct, a) for a in arms]
     i = int(np.argmax(r))
@@ -103,18 +103,18 @@ def stopping_time_regret(policy_rounds, best_rounds) -> int:
     return _count(policy_rounds) - _count(best_rounds)
 
 
-def arm_length_table(gammas, arms: Sequence[Arm]) -> np.ndarray:
+def arm_length_table(gammas, arms: Sequence[ArmPair]) -> np.ndarray:
     """``A_s(arm)`` for every position and arm, shape ``[N, n_arms]``
     (gammas past the end of the query count as 0)."""
     return expected_lengths(as_record(gammas), *arm_arrays(arms))
 
 
-def best_arm_in_hindsight(gammas, arms: Sequence[Arm]) -> int:
+def best_arm_in_hindsight(gammas, arms: Sequence[ArmPair]) -> int:
     """Arm maximising ``sum_s A_s(arm)`` over all positions (works for both record kinds)."""
     return int(np.argmax(arm_length_table(gammas, arms).sum(axis=0)))
 
 
-def per_token_regret(gammas, arms: Sequence[Arm], rounds: Sequence[Round]) -> float:
+def per_token_regret(gammas, arms: Sequence[ArmPair], rounds: Sequence[Round]) -> float:
     """Per-position expected-length regret against the best arm in hindsight.
 
     Every position ``s`` is charged to the arm of the round that committed it,

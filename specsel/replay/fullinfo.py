@@ -2,7 +2,7 @@
 
 One run per batch size decodes with full-information feedback: its records give every
 drafter's acceptance at every committed position, from which, for greedy decoding, every fixed
-arm's round count on every query is exact (``evaluators.replay``) as long as each drafter's
+arm's round count on every query is exact (``specsel.replay.fixed``) as long as each drafter's
 draft chain equals its teacher-forced predictions (n-gram, model and early-exit drafters; not
 EAGLE heads or LoRA experts, whose live chains differ: their replays are estimates). Which
 drafters are replay-exact is read as ``evaluators.records.replay_exact_of`` rules it.
@@ -13,11 +13,52 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from evaluators.records import acceptance_matrix, replay_exact_of
-from evaluators.replay import is_greedy_record, rounds_fixed, sampled_rounds_fixed
 from specsel.core.arms import Arm
 from specsel.core.costs import setting_cost
 from specsel.core.seeds import query_seed
+from specsel.replay.fixed import is_greedy_record, rounds_fixed, sampled_rounds_fixed
+
+
+def fully_scored(records: Sequence[dict]) -> bool:
+    """Every round of one query has every drafter's acceptance (not lazily scored)."""
+    first = records[0].get("position_acceptance") if records else None
+    return bool(first) and all(set(r.get("position_acceptance") or ()) == set(first) for r in records)
+
+
+def acceptance_matrix(records: Sequence[dict], drafters: Sequence[str]) -> np.ndarray:
+    """[n_drafters, N] acceptance at every generated position of ONE query (full-information records)."""
+    rounds = sorted(records, key=lambda r: r["round"])
+    if any(r.get("position_acceptance") is None for r in rounds):
+        raise ValueError("these records have no counterfactual acceptance: run with feedback='full'")
+    missing = [d for d in drafters if d not in rounds[0]["position_acceptance"]]
+    if missing:
+        raise ValueError(f"no acceptance recorded for drafter(s) {', '.join(missing)}; "
+                         f"recorded: {', '.join(rounds[0]['position_acceptance'])}")
+    if not fully_scored(rounds):
+        raise ValueError("some rounds lack some drafters' acceptance (a lazily scored run, e.g. the joint "
+                         "setting's HedgeSpec): replay from the study's full-information run instead")
+    return np.array([sum((r["position_acceptance"][d] for r in rounds), []) for d in drafters], dtype=float)
+
+
+def replay_exact_of(items: Sequence[dict], drafters: Sequence[str],
+                    told: Mapping[str, bool] | None = None) -> dict[str, bool]:
+    """{drafter: whether greedy replays of its full-information records are exact}.
+
+    The rule: what the caller is told (`told`, e.g. a study's config.json ``replay_exact``,
+    built from the pool's capabilities) decides for the drafters it names. Otherwise the
+    records decide: a drafter is exact when every item (query line or round record) carries a
+    ``replay_exact`` mapping that says True for it. A drafter nobody vouches for (no field, or
+    an item without it: records written before the field existed) is NOT known exact, so rows
+    built on it are labelled estimates rather than claimed exact.
+    """
+    marks = [item.get("replay_exact") for item in items]
+    out = {}
+    for d in drafters:
+        if told is not None and d in told:
+            out[d] = bool(told[d])
+        else:
+            out[d] = bool(marks) and all(isinstance(m, dict) and m.get(d) is True for m in marks)
+    return out
 
 
 class FullInfo:
