@@ -63,21 +63,40 @@ def corpus_split(root: Path, domain: str, limit: int | None = None):
     return pick(train), pick(held)
 
 
-def corpus_rows(root: Path, domains: Sequence[str], seq_len: int, pad_id: int, limit: int | None = None,
-                weights: dict[str, int] | None = None):
-    """Packed training and held-out rows of `domains` (training rows of a domain repeated
-    `weights[d]` times, default 1). Returns (train, held, docs) with train/held = (tokens,
-    valid, answer, features) and docs {domain: (docs, prompt lengths)} of the training part."""
+class StackedRows:
+    """Row-indexable view of several [N_i, T, F] tensors as one [sum N_i, T, F], without the copy
+    a torch.cat would make (the features of a full corpus are gigabytes)."""
+
+    def __init__(self, parts: Sequence[torch.Tensor]):
+        self.parts = list(parts)
+        self.part = torch.cat([torch.full((len(p),), i, dtype=torch.long) for i, p in enumerate(self.parts)])
+        self.local = torch.cat([torch.arange(len(p)) for p in self.parts])
+
+    def __len__(self) -> int:
+        return len(self.part)
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        rows = torch.arange(len(self))[rows] if isinstance(rows, slice) else torch.as_tensor(rows)
+        return torch.stack([self.parts[int(p)][int(i)] for p, i in zip(self.part[rows], self.local[rows])])
+
+
+def corpus_rows(root: Path, domains: Sequence[str], seq_len: int, pad_id: int, limit: int | None = None):
+    """Packed training and held-out rows of `domains`. Returns (train, held, docs) with
+    train/held = (tokens, valid, answer, features: StackedRows) and docs {domain: (docs, prompt
+    lengths)} of the training part. Each domain is packed on its own, so its loaded shards are
+    freed before the next is read."""
     parts, held_parts, used = [], [], {}
     for d in domains:
         (_, docs, plens, feats), (_, hdocs, hplens, hfeats) = corpus_split(root, d, limit)
         if not docs:
             raise ValueError(f"the corpus under {root} has no {d} answers yet: run recipes/self_distill.py "
                              f"--domains {d} (or leave {d} out of --domains)")
-        rows = pack_with_features(docs, plens, feats, seq_len, pad_id)
-        parts.extend([rows] * (weights or {}).get(d, 1))
+        parts.append(pack_with_features(docs, plens, feats, seq_len, pad_id))
         if hdocs:
             held_parts.append(pack_with_features(hdocs, hplens, hfeats, seq_len, pad_id))
         used[d] = (docs, plens)
-    cat = lambda ps: tuple(torch.cat([p[k] for p in ps]) for k in range(4)) if ps else None  # noqa: E731
-    return cat(parts), cat(held_parts), used
+        del feats, hfeats
+
+    def join(ps):
+        return (*(torch.cat([p[k] for p in ps]) for k in range(3)), StackedRows([p[3] for p in ps])) if ps else None
+    return join(parts), join(held_parts), used

@@ -113,3 +113,12 @@ def test_held_out_shard_and_packing(tmp_path):
     assert int(answer.sum()) == sum(len(d) - p for d, p in zip(docs, plens))
     torch.testing.assert_close(features.reshape(-1, features.shape[-1])[valid.flatten()], torch.cat(feats).half())
     assert not path.exists()
+
+
+def test_stacked_rows_index_like_the_concatenation():
+    from drafters.training.corpus import StackedRows
+    parts = [torch.randn(3, 4, 2), torch.randn(5, 4, 2)]
+    whole, rows = torch.cat(parts), StackedRows(parts)
+    assert len(rows) == 8
+    for idx in (torch.tensor([7, 0, 3, 3]), slice(2, 6), torch.randperm(8)[:4]):
+        assert torch.equal(rows[idx], whole[idx])
