@@ -205,6 +205,40 @@ class RaggedKVCache:
         self.lengths[rows] = part.lengths
         self.committed_width = max(T0, W)
 
+    @torch.no_grad()
+    def extend(self, part: "RaggedKVCache") -> None:
+        """Append `part`'s rows after this cache's rows (requests joining a running batch): its
+        committed tokens become rows batch_size .. batch_size + part.batch_size - 1. Neither cache
+        may hold tentative tokens. The narrower side is padded with dead columns."""
+        if self.tail_valid.shape[1] or part.tail_valid.shape[1]:
+            raise RuntimeError("RaggedKVCache.extend needs caches without tentative tokens (call keep first)")
+        W, B, k = max(self.committed_width, part.committed_width), self.batch_size, part.batch_size
+        filled = lambda layer: getattr(layer, "keys", None) is not None and layer.keys.numel() > 0   # noqa: E731
+        for i in range(max(len(self.cache.layers), len(part.cache.layers))):
+            mine = self.cache.layers[i] if i < len(self.cache.layers) else None
+            theirs = part.cache.layers[i] if i < len(part.cache.layers) else None
+            like = mine if mine is not None and filled(mine) else theirs if theirs is not None and filled(theirs) \
+                else None
+            if like is None:
+                continue                            # no tokens on either side yet
+            joined = []
+            for name in ("keys", "values"):
+                ref = getattr(like, name)
+
+                def block(layer, rows):
+                    t = getattr(layer, name) if layer is not None and filled(layer) else \
+                        ref.new_zeros(rows, ref.shape[1], 0, ref.shape[3])
+                    t = t[:, :, :W].to(ref.device)
+                    return torch.nn.functional.pad(t, (0, 0, 0, W - t.shape[2]))
+                joined.append(torch.cat([block(mine, B), block(theirs, k)], dim=0))
+            if mine is not None and filled(mine):
+                mine.keys, mine.values = joined     # adopted into a new buffer at the next update
+            else:
+                self.cache.update(*joined, i)
+        self.lengths = torch.cat([self.lengths, part.lengths.to(self.device)])
+        self.tail_valid = self.tail_valid.new_zeros(len(self.lengths), 0)
+        self.committed_width = W
+
     def _attention_mask(self, past_valid: torch.Tensor, window_visible: torch.Tensor, W: int):
         if self.attn_impl == "flash_attention_2":
             # flash-attn takes a 2D padding mask and unpads by it; queries sit after all valid keys.
