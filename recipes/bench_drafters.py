@@ -42,7 +42,7 @@ def parse_args(argv=None):
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
     ap.add_argument("--prompts", type=int, default=20, help="held-out prompts per domain")
-    ap.add_argument("--offset", type=int, default=0,
+    ap.add_argument("--skip", type=int, default=0,
                     help="first eval prompt per domain (50: the benchmark prompts no study or tuning recipe uses)")
     ap.add_argument("--drafters", default=",".join(pool_names()), help="comma list of pool members")
     ap.add_argument("--gammas", default="2,4")
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial.jsonl")
     config = {"target": args.target, "max_new_tokens": N, "arms": list(arms),
-              "weights": weights_fingerprint(list(pool)), **({"offset": args.offset} if args.offset else {})}
+              "weights": weights_fingerprint(list(pool)), **({"skip": args.skip} if args.skip else {})}
     users = user_domain_records(domains)        # a changed NAME=PATH file is not mixed in
     config.update({"user_domains": users} if users else {})
     done = read_lines(partial)
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
                     max_new_tokens=4)                         # warm-up
     names = list(arms)
     jobs = [(d, i, p) for d in domains
-            for i, p in enumerate(heldout_prompts(tokenizer, d, args.data_dir, args.prompts, args.offset))]
+            for i, p in enumerate(heldout_prompts(tokenizer, d, args.data_dir, args.prompts, args.skip))]
     for k, (domain, i, prompt) in enumerate(tqdm(jobs, desc="bench drafters", unit="prompt")):
         if (domain, i) in finished:
             continue

@@ -10,7 +10,7 @@ Two measurements per size V (V no larger than the head's own draft vocabulary):
              the acceptance of every draft position (also given for V above the head's)
   decoding   the head restricted to its V most frequent draft tokens (its own LM-head rows,
              drafters.training.eagle3.restrict_vocabulary) decodes tuning queries (eval
-             prompts --offset.., default 30-34 of each domain: never used by the study or the
+             prompts --skip.., default 30-34 of each domain: never used by the study or the
              benchmark) greedily at gamma 4, batch 1: MAT, draft time per drafted token, tokens/s
 Greedy outputs are checked against autoregressive decoding (lossless). Smaller V makes each
 draft step cheaper (the projection reads V x H weights) and drafts fewer tokens right.
@@ -45,7 +45,7 @@ def parse_args(argv=None):
     ap.add_argument("--coverage-sizes", default="512,1024,2048,4096,8192,16384,32768")
     ap.add_argument("--domains", default="math,humaneval,medqa", help="decoding domains (tuning queries)")
     ap.add_argument("--prompts", type=int, default=5)
-    ap.add_argument("--offset", type=int, default=30, help="first eval prompt per domain (30-49: tuning queries)")
+    ap.add_argument("--skip", type=int, default=30, help="first eval prompt per domain (30-49: tuning queries)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--self-distill-tokens", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
     head = load_eagle_head(args.head, target)
     prompts = [p for d in args.domains.split(",") for p in
-               heldout_prompts(tokenizer, d, args.data_dir, args.prompts, args.offset)]
+               heldout_prompts(tokenizer, d, args.data_dir, args.prompts, args.skip)]
     sizes = [int(n) for n in args.sizes.split(",") if int(n) <= head.draft_vocab_size]
     pool = {f"v{n}": EagleDrafter(target, restrict_vocabulary(head, n, counts) if n < head.draft_vocab_size else head,
                                   name=f"v{n}") for n in sizes}
@@ -109,8 +109,8 @@ def main(argv=None) -> int:
                       "tokens_per_s": round(r["tokens"] / r["seconds"], 2),
                       "speedup": round(r["tokens"] / r["seconds"] / ar_tps, 3)})
         print(json.dumps(table[-1]), flush=True)
-    last = args.offset + args.prompts - 1
-    report = {"head": args.head, "domains": args.domains, "prompts": f"eval {args.offset}-{last} per domain",
+    last = args.skip + args.prompts - 1
+    report = {"head": args.head, "domains": args.domains, "prompts": f"eval {args.skip}-{last} per domain",
               "threads": torch.get_num_threads(), "coverage": cover, "decoding": table, "lossless": lossless,
               "command": "python recipes/draft_vocab.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

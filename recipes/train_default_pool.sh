@@ -30,5 +30,5 @@ for pair in math:math humaneval:code medqa:medical sql:sql summarization:summari
         --steps 300 --threads 1 --out "$W/eagle3_lora/${pair##*:}" $WORK_FLAG
 done
 # 5. held-out benchmark (prompts 50+, batch 1, gamma 4, greedy): MAT, tokens/s, speedup, draft ms, verify cost
-$RUN recipes/bench_drafters.py --data-dir "$DATA" --offset 50 --prompts 20 --gammas 4 \
+$RUN recipes/bench_drafters.py --data-dir "$DATA" --skip 50 --prompts 20 --gammas 4 \
     --drafters ngram,eagle,eagle3,eagle3_math,eagle3_code,eagle3_medical --json "$RESULTS/bench_drafters_eagle3.json"
