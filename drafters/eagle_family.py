@@ -99,6 +99,47 @@ class EagleFamily(DrafterFamily):
         self._stored = None
         self._store(ctx, torch.zeros(B, dtype=torch.long, device=dev), pairs)
 
+    @torch.inference_mode()
+    def admit(self, ctx: DraftContext, rows: torch.Tensor) -> None:
+        """Rows `rows` (the last local rows) joined the running batch: every member gets a slot for
+        each, laid out as in start (slot = member * B + row), and their prompts' features, from
+        ctx.target_hidden ([len(rows), W, H] per layer), are stored as start stores a prompt's."""
+        M, B0, k = len(self.members), self.B, len(rows)
+        B, cap, dev = B0 + k, ctx.seqs.shape[1], ctx.seqs.device
+        # the slots: old slot m*B0 + r moves to m*B + r; new row j of member m takes m*B + B0 + j
+        order = torch.tensor([m * B0 + r for m in range(M) for r in range(B0)], dtype=torch.long)
+        moved = torch.tensor([m * B + r for m in range(M) for r in range(B0)], dtype=torch.long, device=dev)
+        self.kv.extend(RaggedKVCache(self.head, M * k))     # new slots at the end, then into their places
+        self.kv.select_rows(torch.tensor([i for m in range(M) for i in [*(m * B0 + r for r in range(B0)),
+                                                                         *(M * B0 + m * k + j for j in range(k))]],
+                                         dtype=torch.long, device=dev))
+
+        def relayout(old: torch.Tensor, fill) -> torch.Tensor:
+            new = old.new_full((M * B, *old.shape[1:]), fill)
+            new[moved] = old[order.to(old.device)]
+            return new
+        widen = lambda t, fill: torch.nn.functional.pad(t, (0, cap - t.shape[1]), value=fill)   # noqa: E731
+        self.last_hidden, self.last_logits = relayout(self.last_hidden, 0), relayout(self.last_logits, 0)
+        self.pair_top = relayout(widen(self.pair_top, -1), -1)
+        self.features = torch.cat([torch.nn.functional.pad(self.features, (0, 0, 0, cap - self.features.shape[1])),
+                                   self.features.new_zeros(k, cap, self.features.shape[2])])
+        self.n_features = torch.cat([self.n_features, self.n_features.new_zeros(k)])
+        pairs = ctx.seq_lens[rows] - 1
+        first = torch.zeros_like(pairs) if self.prompt_window is None else (pairs - self.prompt_window).clamp_min(0)
+        self.first_pair = relayout(self.first_pair, 0)
+        for m in range(M):
+            self.first_pair[m * B + B0: m * B + B] = first
+        self.B, self._stored = B, None
+        window = self._window_features(ctx)                 # the new rows' prompt features [k, W, F]
+        if window is not None and len(pairs) and int(pairs.max()) > 0:
+            c = torch.arange(min(int(pairs.max()), window.shape[1]), device=dev)[None, :]
+            j_idx, c_idx = (c < pairs[:, None]).nonzero(as_tuple=True)
+            self.features[rows[j_idx], c_idx] = window[j_idx, c_idx].to(self.features.dtype)
+            self.n_features[rows] = pairs
+        elif len(pairs) and int(pairs.max()) > 0:
+            raise DrafterError(f"drafter '{self.members[0].name}' needs the new rows' prompt features "
+                               f"{self.members[0].capabilities.feature_layers}, but the engine passed none")
+
     def select_rows(self, keep: torch.Tensor) -> None:
         slots = torch.cat([self.slots(m, keep) for m in range(len(self.members))])
         self.kv.select_rows(slots)

@@ -162,6 +162,10 @@ class EarlyExitDrafter(ModelDrafter):
         super().start(ctx)
         self.group.reset()
 
+    def admit(self, ctx, rows) -> None:
+        super().admit(ctx, rows)
+        self.group.reset()
+
     @torch.inference_mode()
     def score(self, ctx, rows) -> Predictions:
         """Full information for free: the target's verify forward already ran this drafter's

@@ -34,6 +34,11 @@ class ModelDrafter(Drafter, Scorer):
         self.kv = RaggedKVCache(self.model, ctx.seqs.shape[0])
         self._pending = None
 
+    def admit(self, ctx: DraftContext, rows: torch.Tensor) -> None:
+        """New rows joined the batch: empty cache rows (their prompts are fed at the next catch-up)."""
+        self.kv.extend(RaggedKVCache(self.model, len(rows)))
+        self._pending = None
+
     def select_rows(self, keep: torch.Tensor) -> None:
         self.kv.select_rows(keep)
 

@@ -91,6 +91,10 @@ class NgramDrafter(Drafter, Scorer):
     def start(self, ctx: DraftContext) -> None:
         self.indexes = [NgramIndex(self.max_n, self.min_n, self.prefer) for _ in range(ctx.seqs.shape[0])]
 
+    def admit(self, ctx: DraftContext, rows: torch.Tensor) -> None:
+        """New rows joined the batch: an empty index each (it catches up on the prompt lazily)."""
+        self.indexes += [NgramIndex(self.max_n, self.min_n, self.prefer) for _ in range(len(rows))]
+
     def _synced(self, ctx: DraftContext, r: int, upto: int) -> NgramIndex:
         index = self.indexes[r]
         have = len(index.tokens)

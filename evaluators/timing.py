@@ -108,12 +108,14 @@ def time_split(per_repeat: Sequence[Iterable[dict]]) -> dict[str, dict[str, floa
             s = sums.setdefault(run, {"wall": 0.0, "prefill": 0.0, "verify": 0.0, "draft": 0.0})
             s["wall"] += rows[0]["batch_wall_s"]
             s["prefill"] += rows[0]["batch_prefill_s"]
-            verify: dict[int, float] = {}
-            calls: dict[int, set] = {}
+            verify: dict = {}
+            calls: dict = {}
             for rec in (r for line in rows for r in line["records"]):
-                verify[rec["round"]] = rec["verify_s"]
+                # a round: its end time (rows joining a running batch count rounds from 0), else its number
+                key = rec.get("time_s") if rec.get("time_s") is not None else rec["round"]
+                verify[key] = rec["verify_s"]
                 if rec["drafter"] is not None:
-                    calls.setdefault(rec["round"], set()).add(rec["draft_s"])
+                    calls.setdefault(key, set()).add(rec["draft_s"])
             s["verify"] += sum(verify.values())
             s["draft"] += sum(sum(c) for c in calls.values())
     out = {}

@@ -106,6 +106,10 @@ FLAGS = {f.name: f for f in (
                                                   "throughput) or arms (one learner over every drafter x gamma arm)"),
     Flag("router", "text", "", "a prompt router: a folder written by `specsel router fit`, or 'default' (the one "
                                "shipped for the default pool); adds the rows router and router_hedgespec"),
+    # load: requests over time (specsel load)
+    Flag("concurrency", "ints", (1, 2, 4, 8, 16), "closed-loop loads: requests in flight (a new one as soon as one "
+                                                  "ends)"),
+    Flag("max_batch", "int", 64, "at most this many requests decode at once"),
     # where results go
     Flag("out", "text", "results", "output folder"),
     Flag("json", "text", None, "also write the headline ratios (medians) to this JSON file"),

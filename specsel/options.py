@@ -71,6 +71,8 @@ BOUNDS = {
     "gamma": Bound(1, **_GAMMA),
     "gammas": Bound(1, **_GAMMA, hint="; e.g. --gammas 1,2,4"),
     "bsz": Bound(1, hint="; e.g. --bsz 1,4"),
+    "concurrency": Bound(1, hint="; e.g. --concurrency 1,4,16"),
+    "max_batch": Bound(1),
     "max_new_tokens": Bound(1),
     "seed": Bound(0, MAX_SEED, over=" (seeds are below 2**64)"),
     "threads": Bound(1, hint="; leave it out for torch's default"),
@@ -87,7 +89,7 @@ BOUNDS = {
     "C": Bound(0, integer=False, open_low=True, hint="; e.g. --C 1"),
 }
 # options given as a comma list of integers on the command line ("1,2,4")
-LISTS = ("gammas", "bsz")
+LISTS = ("gammas", "bsz", "concurrency")
 # sampling options that greedy decoding (temperature 0) does not use
 SAMPLING_ONLY = {"top_p": 1.0, "top_k": 0, "min_p": 0.0}
 

@@ -4,6 +4,7 @@
     specsel eval --data-dir ../shared/data --domains math,humaneval,medqa --limit 3 --out results/
     specsel drafters
     specsel replay --records results/queries.jsonl --gammas 1,2,4
+    specsel load --data-dir ../shared/data --concurrency 1,2,4,8,16 --out results/load
     specsel router collect --data-dir ../shared/data --split train --limit 60 --out runs/router_train
     specsel router fit --records runs/router_train/queries.jsonl --out router/
 """
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(ev)
     ev.set_defaults(func=_eval)
 
+    from specsel.cli.load import add_load_arguments
+    ld = sub.add_parser("load", help="drafter selection under load: continuous batching at every concurrency / "
+                        "arrival rate, every policy on the same requests")
+    add_load_arguments(ld)
+    ld.set_defaults(func=_load)
+
     dr = sub.add_parser("drafters", help="list the drafter pool")
     add_flags(dr, "pool", "target")
     dr.set_defaults(func=_drafters)
@@ -116,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     fit.set_defaults(func=_router_fit)
     return parser
+
+
+def _load(args) -> int:
+    from specsel.cli.load import load_command
+    return load_command(args)
 
 
 def _router_collect(args) -> int:

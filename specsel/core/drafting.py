@@ -128,6 +128,11 @@ class DrafterFamily:
     def start(self, ctx: DraftContext) -> None:
         """A new batch begins: forget every row of every member."""
 
+    def admit(self, ctx: DraftContext, rows: torch.Tensor) -> None:
+        """Rows `rows` (the last local rows) joined the running batch (continuous batching); their
+        prompts' features are in ctx.target_hidden, [len(rows), W, H] per layer, in `rows` order."""
+        _cannot_admit(self)
+
     def select_rows(self, keep: torch.Tensor) -> None:
         """The batch shrank: only local rows `keep` remain, in that order."""
 
@@ -155,6 +160,13 @@ class Drafter:
     def start(self, ctx: DraftContext) -> None:
         """A new batch begins: forget every row."""
 
+    def admit(self, ctx: DraftContext, rows: torch.Tensor) -> None:
+        """Rows `rows` (the last local rows) joined the running batch (continuous batching); their
+        prompts' features are in ctx.target_hidden, [len(rows), W, H] per layer, in `rows` order. A
+        drafter without per-row state (no `start` of its own) has nothing to do."""
+        if type(self).start is not Drafter.start:
+            _cannot_admit(self)
+
     def propose(self, ctx: DraftContext, rows: torch.Tensor, gammas: torch.Tensor) -> Proposal:
         raise NotImplementedError
 
@@ -163,6 +175,13 @@ class Drafter:
 
     def select_rows(self, keep: torch.Tensor) -> None:
         """The batch shrank: only local rows `keep` remain, in that order."""
+
+
+def _cannot_admit(unit) -> None:
+    name = getattr(unit, "name", type(unit).__name__)
+    raise DrafterError(f"drafter '{name}' keeps per-row state but cannot take requests joining a running batch "
+                       "(it has no admit): decode with all requests at once (no arrivals, no max_batch), or give it "
+                       "an admit method")
 
 
 class Scorer:

@@ -21,6 +21,7 @@ class RoundRecord:
     batch: int          # rows in the round
     position_acceptance: dict[str, list[float]] | None = None  # drafter -> acceptance at each committed position
     query: int | str | None = None  # the prompt's query id (generate(query_ids=...); default: its index, = row)
+    time_s: float | None = None     # seconds after generate() began when the round ended (its tokens' time)
 
     @classmethod
     def from_dict(cls, fields: dict) -> "RoundRecord":

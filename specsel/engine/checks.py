@@ -241,3 +241,21 @@ def check_query_ids(query_ids, n_prompts: int) -> list:
             raise ValueError(f"query id {q!r} is given twice: query_ids must tell the prompts apart")
         seen.add(q)
     return ids
+
+
+def check_arrivals(arrivals, max_batch, n: int) -> tuple[list[float], int]:
+    """(arrival seconds of each of the n requests, the most that run at once): all at 0 and all at
+    once by default; a one-line error for a list of the wrong length, a negative or non-finite
+    time, or a cap below 1."""
+    if arrivals is None:
+        times = [0.0] * n
+    else:
+        if isinstance(arrivals, (str, bytes)) or not hasattr(arrivals, "__len__"):
+            raise TypeError(f"arrivals must be a list of seconds, one per prompt (got {_kind(arrivals)})")
+        if len(arrivals) != n:
+            raise ValueError(f"arrivals has {len(arrivals)} times for {n} prompts; give one per prompt")
+        times = [float(a) for a in arrivals]
+        if any(not np.isfinite(a) or a < 0 for a in times):
+            raise ValueError("arrivals must be finite seconds >= 0 after the call starts")
+    cap = n if max_batch is None else check_int("max_batch", max_batch, 1)
+    return times, max(cap, 1)

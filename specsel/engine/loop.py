@@ -27,10 +27,12 @@ from specsel.core.drafting import DraftContext, Drafter, DrafterError
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo, RoundRecord
 from specsel.core.sampling import Sampling
+from specsel.engine.batch import Batch, Requests, RequestTiming, join_context, prefill_rows, prompt_tensor
 from specsel.engine.checks import (
     as_eos,
     as_policy,
     as_prompts,
+    check_arrivals,
     check_feedback,
     check_int,
     check_pool,
@@ -42,30 +44,6 @@ from specsel.engine.checks import (
 from specsel.engine.prefill import PrefillCache
 from specsel.engine.scoring import BanditFeedback, FullInformation
 from specsel.engine.verify import verify_greedy, verify_sampling
-from specsel.modeling.kvcache import RaggedKVCache
-
-
-@dataclass
-class _Batch:
-    """The state of one generate() call: committed tokens, caches, and what is returned. The engine
-    keeps host copies of what it decides on (which rows are active, their lengths, their rounds), so
-    a round reads the device once for its records, not once per row."""
-    ctx: DraftContext
-    kv: RaggedKVCache
-    prompt_lens: list[int]          # [B] by global prompt index
-    max_new_tokens: int
-    rows: list[int]                 # [A] global prompt index of each active (local) row
-    lens: list[int]                 # [A] committed length of each active row (= ctx.seq_lens, on the host)
-    rounds: list[int]               # [B] rounds each prompt has played
-    outputs: list
-    by_eos: list
-    query_ids: list                 # [B] the query id of each prompt (RoundRecord.query)
-    records: list = field(default_factory=list)
-    reused_s: float = 0.0           # seconds of a reused target prefill, charged to prefill_s and wall_s
-
-    def remaining(self) -> list[int]:
-        """[A] tokens each active row may still commit."""
-        return [self.max_new_tokens - (n - self.prompt_lens[r]) for r, n in zip(self.rows, self.lens)]
 
 
 @dataclass
@@ -98,6 +76,8 @@ class GenerateOptions:
     score_every: int = 1
     prefill_cache: PrefillCache | None = None
     query_ids: Sequence | None = None
+    arrivals: Sequence[float] | None = None
+    max_batch: int | None = None
 
     @classmethod
     def of(cls, options: dict) -> "GenerateOptions":
@@ -115,6 +95,7 @@ class GenerationResult:
     wall_s: float                           # prefill + decoding
     prefill_s: float
     stopped_by_eos: list[bool] = field(default_factory=list)
+    requests: list[RequestTiming] = field(default_factory=list)   # per prompt: arrival, admission, first token, end
 
     @property
     def new_tokens(self) -> int:
@@ -166,49 +147,67 @@ class SpecEngine:
         prefill is computed once and copied, and its measured seconds are still charged.
         query_ids: one id (int or str) per prompt, stored as RoundRecord.query of its records
         (default: the prompt's index in this call, as RoundRecord.row).
+        arrivals: continuous batching: when each request arrives, in seconds after the call starts
+        (default: all at once). max_batch: at most this many requests run at once (default: all);
+        a request takes a row as soon as it has arrived and one is free, and leaves it as soon as it
+        ends (specsel.engine.batch). result.requests says when each arrived, was admitted, got its
+        first token and ended; RoundRecord.time_s when each round ended.
         """
         o = GenerateOptions.of(options)
-        sampling, seed, feedback, progress = o.sampling, o.seed, o.feedback, o.progress
-        score_every, prefill_cache, query_ids = o.score_every, o.prefill_cache, o.query_ids
         prompts = as_prompts(prompts)
-        max_new_tokens, seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(seed)
-        policy, feedback = self._check(prompts, arms, max_new_tokens, sampling, feedback, score_every)
-        query_ids = check_query_ids(query_ids, len(prompts))
-        fb = FullInformation(self.drafters, policy, sampling is None, score_every) if feedback == "full" \
+        max_new_tokens, seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(o.seed)
+        policy, feedback = self._check(prompts, arms, max_new_tokens, o.sampling, o.feedback, o.score_every)
+        requests = Requests(*check_arrivals(o.arrivals, o.max_batch, len(prompts)))
+        fb = FullInformation(self.drafters, policy, o.sampling is None, o.score_every) if feedback == "full" \
             else BanditFeedback(self.drafters, policy)
         policy.start(len(prompts))
         generator = torch.Generator(device=self.device).manual_seed(seed)
         # target features drafters draft from (always) or score committed positions from (full information)
-        draft_layers = {k for d in self.drafters.values() for k in d.capabilities.feature_layers}
-        layers = sorted(draft_layers | fb.capture_layers())
+        draft_layers = sorted({k for d in self.drafters.values() for k in d.capabilities.feature_layers})
+        layers = sorted(set(draft_layers) | fb.capture_layers())
+        batch = Batch(None, None, [len(p) for p in prompts], max_new_tokens, [], [], [0] * len(prompts),
+                      [None] * len(prompts), [False] * len(prompts), check_query_ids(o.query_ids, len(prompts)),
+                      [RequestTiming(a) for a in requests.arrivals])
+        bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not o.progress,
+                   leave=False)
         t_start = _clock(self.device)
-        batch = self._prefill(prompts, max_new_tokens, sampling, generator, fb, sorted(draft_layers), prefill_cache)
-        batch.query_ids = query_ids
-        prefill_s = _clock(self.device) - t_start + batch.reused_s
-        bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not progress, leave=False)
-        while batch.rows:
-            arms_now = self._select(policy, batch)                                  # 1
-            gammas = [max(0, min(a.gamma, left - 1)) for a, left in zip(arms_now, batch.remaining())]
-            fb.open_window(batch.ctx)                       # (drafting past the budget is waste: +1 bonus)
-            draft = self._draft(batch.ctx, arms_now, gammas, sampling)               # 2
-            t0 = _clock(self.device)
-            verdict = self._verify(batch, draft, sampling, generator, layers)        # 3
-            m, hit_eos = self._commit(batch, draft, verdict)                         # 4
-            verify_s = _clock(self.device) - t0
-            # the round's one device-to-host copy: what every record and every decision below reads
-            accepted_h, m_h, eos_h = torch.stack([verdict.accepted, m, hit_eos.long()]).tolist()
-            batch.lens = [n + k for n, k in zip(batch.lens, m_h)]
-            acceptance = fb.catch_up(batch.ctx, draft.groups, verdict.p, m, m_h)     # 5
-            info = self._record(batch, arms_now, draft, accepted_h, m_h, verify_s, acceptance)   # 6
-            policy.timed(info)                 # timings now; acceptance may reach observe later
-            bar.update(sum(m_h))
-            done = [bool(e) or left <= 0 for e, left in zip(eos_h, batch.remaining())]
-            fb.deliver(batch.ctx, info, m, finishing=any(done))
-            if any(done):
-                self._retire(batch, policy, done, eos_h)                            # 7
+        while requests.pending or batch.rows:
+            now = _clock(self.device) - t_start
+            new = requests.due(now, len(batch.rows))
+            if new:
+                fb.settle(batch.ctx)            # deferred scores first: the rows change
+                self._admit(batch, new, prompts, (o.sampling, generator, fb), draft_layers, o.prefill_cache, now)
+            if not batch.rows:
+                requests.wait(now)
+                continue
+            self._round(batch, policy, fb, o.sampling, generator, layers, bar, t_start)
         bar.close()
         wall_s = _clock(self.device) - t_start + batch.reused_s
-        return GenerationResult(batch.outputs, batch.records, wall_s, prefill_s, batch.by_eos)
+        return GenerationResult(batch.outputs, batch.records, wall_s, batch.prefill_s + batch.reused_s, batch.by_eos,
+                                batch.timing)
+
+    def _round(self, batch: Batch, policy: ArmPolicy, fb, sampling, generator, layers, bar, t_start: float) -> None:
+        """One round of the seven steps (module docstring) for every active row."""
+        arms_now = self._select(policy, batch)                                      # 1
+        gammas = [max(0, min(a.gamma, left - 1)) for a, left in zip(arms_now, batch.remaining())]
+        fb.open_window(batch.ctx)                           # (drafting past the budget is waste: +1 bonus)
+        draft = self._draft(batch.ctx, arms_now, gammas, sampling)                   # 2
+        t0 = _clock(self.device)
+        verdict = self._verify(batch, draft, sampling, generator, layers)            # 3
+        m, hit_eos = self._commit(batch, draft, verdict)                             # 4
+        verify_s = _clock(self.device) - t0
+        # the round's one device-to-host copy: what every record and every decision below reads
+        accepted_h, m_h, eos_h = torch.stack([verdict.accepted, m, hit_eos.long()]).tolist()
+        batch.lens = [n + k for n, k in zip(batch.lens, m_h)]
+        acceptance = fb.catch_up(batch.ctx, draft.groups, verdict.p, m, m_h)         # 5
+        info = self._record(batch, arms_now, draft, accepted_h, m_h, verify_s, acceptance,
+                            _clock(self.device) - t_start)                            # 6
+        policy.timed(info)                     # timings now; acceptance may reach observe later
+        bar.update(sum(m_h))
+        done = [bool(e) or left <= 0 for e, left in zip(eos_h, batch.remaining())]
+        fb.deliver(batch.ctx, info, m, finishing=any(done))
+        if any(done):
+            self._retire(batch, policy, done, eos_h, info.records[0].time_s)           # 7
 
     def _check(self, prompts, arms, max_new_tokens: int, sampling, feedback: str | None,
                score_every) -> tuple[ArmPolicy, str]:
@@ -226,37 +225,34 @@ class SpecEngine:
                           "scores drafters): drop it, or pass feedback='full'", stacklevel=4)  # the caller of generate
         return policy, feedback
 
-    def _prefill(self, prompts, max_new_tokens, sampling, generator, fb, draft_layers, reuse) -> _Batch:
-        """Cache every prompt token but the last (or copy a reused prefill: specsel.engine.prefill);
-        drafters start on the prompts' features."""
-        dev, B = self.device, len(prompts)
-        lens = torch.tensor([len(p) for p in prompts], device=dev)
-        seqs = torch.zeros(B, int(lens.max()) + max_new_tokens, dtype=torch.long, device=dev)
-        for i, p in enumerate(prompts):
-            seqs[i, : len(p)] = torch.tensor(p, device=dev)
-        ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator, scoring=fb.initial_window())
-        kv = RaggedKVCache(self.target, B)
-        widths = lens - 1              # the cache holds every committed token but the last
-        key = PrefillCache.key(prompts, draft_layers, self.target.dtype)
-        entry = reuse.get(key) if reuse is not None else None
-        reused_s = 0.0
-        if entry is not None:
-            t0 = _clock(dev)
-            kv.restore(entry.snapshot)
-            ctx.target_hidden = {k: v.clone() for k, v in entry.hidden.items()} or None
-            reused_s = entry.seconds - (_clock(dev) - t0)       # charge the prefill, not the copy
-        elif int(widths.max()) > 0:
-            t0 = _clock(dev)
-            # in length groups: a long prompt does not make the short ones pay for its padding
-            ctx.target_hidden = kv.prefill(seqs, widths, capture=draft_layers) or None   # features f_0..f_{P-2}
-            if reuse is not None:
-                reuse.put(key, kv.snapshot(), ctx.target_hidden, _clock(dev) - t0)
-        for unit in self._units():
-            unit.start(ctx)
-        ctx.target_hidden = None
-        host = [len(p) for p in prompts]
-        return _Batch(ctx, kv, host, max_new_tokens, list(range(B)), list(host),
-                      [0] * B, [None] * B, [False] * B, list(range(B)), reused_s=reused_s)
+    def _admit(self, batch: Batch, new: list[int], prompts, decoding: tuple, draft_layers, reuse, now: float) -> None:
+        """Requests `new` (prompt indices) take rows: their prompts are prefilled (or a reused prefill
+        copied, specsel.engine.prefill) and join the cache, the context and every drafter's state;
+        into an empty batch they start it afresh."""
+        sampling, generator, fb = decoding
+        t0 = _clock(self.device)
+        part = [prompts[i] for i in new]
+        seqs, lens = prompt_tensor(part, max(len(p) for p in part) + batch.max_new_tokens, self.device)
+        kv, hidden, reused = prefill_rows(self.target, seqs, lens, draft_layers, reuse, part, _clock)
+        if not batch.rows:                      # a fresh batch (the first admission, or every row had ended)
+            batch.ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator, scoring=fb.initial_window())
+            batch.kv = kv
+            batch.ctx.target_hidden = hidden
+            for unit in self._units():
+                unit.start(batch.ctx)
+        else:
+            rows = torch.arange(len(batch.rows), len(batch.rows) + len(new), device=self.device)
+            batch.kv.extend(kv)
+            join_context(batch.ctx, seqs, lens)
+            batch.ctx.target_hidden = hidden
+            for unit in self._units():
+                unit.admit(batch.ctx, rows)
+        batch.ctx.target_hidden = None
+        batch.rows, batch.lens = batch.rows + list(new), batch.lens + [len(p) for p in part]
+        for i in new:
+            batch.timing[i].admitted_s = now
+        batch.prefill_s += _clock(self.device) - t0         # the prefill and the drafters' start on it
+        batch.reused_s += reused
 
     def _units(self) -> list:
         """What keeps per-row state: each drafter, or its family once for all its members."""
@@ -266,7 +262,7 @@ class SpecEngine:
             units[id(unit)] = unit
         return list(units.values())
 
-    def _select(self, policy: ArmPolicy, batch: _Batch) -> list[Arm]:
+    def _select(self, policy: ArmPolicy, batch: Batch) -> list[Arm]:
         """Step 1: an arm for every active row."""
         arms_now = policy.select(list(batch.rows))
         if len(arms_now) != len(batch.rows):
@@ -322,7 +318,7 @@ class SpecEngine:
             out.extend((name, groups[name], prop) for name, prop in zip(names, props))
         return out
 
-    def _verify(self, batch: _Batch, draft: _Draft, sampling, generator, layers) -> _Verdict:
+    def _verify(self, batch: Batch, draft: _Draft, sampling, generator, layers) -> _Verdict:
         """Step 3: one target forward over [last committed token, drafts...], then verification."""
         ctx, n = batch.ctx, len(batch.rows)
         last = ctx.seqs[torch.arange(n, device=self.device), ctx.seq_lens - 1]
@@ -337,7 +333,7 @@ class SpecEngine:
         accepted, bonus = verify_sampling(p, draft.tokens, draft.lengths, draft.q_flat, draft.q_index, generator)
         return _Verdict(accepted, bonus, p)
 
-    def _commit(self, batch: _Batch, draft: _Draft, verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _commit(self, batch: Batch, draft: _Draft, verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor]:
         """Step 4: commit the accepted drafts + the bonus token, cut at EOS and the token
         budget; the target cache keeps exactly those. Returns (m [A], hit_eos [A])."""
         ctx, dev, n = batch.ctx, self.device, len(batch.rows)
@@ -356,27 +352,31 @@ class SpecEngine:
         batch.kv.keep(m)
         return m, hit_eos
 
-    def _record(self, batch: _Batch, arms_now, draft: _Draft, accepted: list[int], m: list[int], verify_s: float,
-                acceptance) -> RoundInfo:
+    def _record(self, batch: Batch, arms_now, draft: _Draft, accepted: list[int], m: list[int], verify_s: float,
+                acceptance, time_s: float) -> RoundInfo:
         """Step 6: one RoundRecord per active row, from the round's host copies."""
         n = len(batch.rows)
+        for r in batch.rows:
+            if batch.timing[r].first_token_s is None:
+                batch.timing[r].first_token_s = time_s
         records = [RoundRecord(
             row=r, round=batch.rounds[r], drafter=arms_now[i].drafter, gamma=arms_now[i].gamma,
             drafted=draft.lengths_host[i], accepted=accepted[i], committed=m[i], draft_s=draft.seconds[i],
             verify_s=verify_s, batch=n,
             position_acceptance=None if acceptance is None else {k: v[i] for k, v in acceptance.items()},
-            query=batch.query_ids[r])
+            query=batch.query_ids[r], time_s=round(time_s, 6))
             for i, r in enumerate(batch.rows)]
         batch.records.extend(records)
         for r in batch.rows:
             batch.rounds[r] += 1
         return RoundInfo(list(batch.rows), arms_now, records)
 
-    def _retire(self, batch: _Batch, policy: ArmPolicy, done: list[bool], hit_eos: list[int]) -> None:
+    def _retire(self, batch: Batch, policy: ArmPolicy, done: list[bool], hit_eos: list[int], now: float) -> None:
         """Step 7: finished rows hand in their tokens and leave every cache."""
         ctx = batch.ctx
         for i in (i for i, d in enumerate(done) if d):
             r = batch.rows[i]
+            batch.timing[r].finish_s = now
             batch.outputs[r] = ctx.seqs[i, batch.prompt_lens[r]: batch.lens[i]].tolist()
             batch.by_eos[r] = bool(hit_eos[i])
             policy.finish(r)

@@ -57,6 +57,9 @@ class BanditFeedback:
         """Step 6: the policy observes the round."""
         self.policy.observe(info)
 
+    def settle(self, ctx: DraftContext | None) -> None:
+        """Rows are about to join the batch: nothing may be left pending on the old rows."""
+
 
 def _sync(d: Drafter, ctx: DraftContext, name: str, groups: dict[str, torch.Tensor], all_rows: torch.Tensor) -> None:
     """Catch-up without scoring: every row for drafters that sync every round, else the rows it drafted for."""
@@ -121,6 +124,12 @@ class FullInformation(BanditFeedback):
             return
         self.pending.append(_PendingRound(info, ctx.prev_lens.clone(), [r.committed for r in info.records]))
         if len(self.pending) >= self.score_every or finishing:    # before finished rows leave the batch
+            self._score_pending(ctx)
+            self.pending = []
+
+    def settle(self, ctx: DraftContext | None) -> None:
+        """Score the rounds still pending (deferred scoring) before rows join the batch, as when a row finishes."""
+        if self.pending and ctx is not None:
             self._score_pending(ctx)
             self.pending = []
 

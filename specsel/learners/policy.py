@@ -161,9 +161,8 @@ class LearnerPolicy(ArmPolicy):
         if self.cost is None:
             return
         for queries in batches:
-            records = sorted((r for query in queries for r in query), key=lambda r: (r.round, r.row))
-            for k in sorted({r.round for r in records}):
-                self.cost.observe_round([r for r in records if r.round == k], self.drafters)
+            for records in _rounds(r for query in queries for r in query):
+                self.cost.observe_round(records, self.drafters)
 
     def start(self, n_rows: int) -> None:
         """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""
@@ -274,3 +273,15 @@ class LearnerPolicy(ArmPolicy):
     def finish(self, row: int) -> None:
         self.routers[row].flush()
         self.finished.add(row)
+
+
+def _rounds(records) -> list[list]:
+    """Records grouped by the round they were verified in, in order, rows in order: by the round's
+    end time (`time_s`; rows joining a running batch count their rounds from 0), else by the round
+    number (rows of a fixed batch step together)."""
+    records = list(records)
+    key = (lambda r: r.time_s) if records and all(r.time_s is not None for r in records) else (lambda r: r.round)
+    groups: dict = {}
+    for r in sorted(records, key=lambda r: (key(r), r.row)):
+        groups.setdefault(key(r), []).append(r)
+    return list(groups.values())

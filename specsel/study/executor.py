@@ -25,7 +25,7 @@ Lines have one schema (docs/design.md, "Records"), whoever writes them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
 from evaluators.records import to_dict
@@ -175,10 +175,12 @@ class Executor:
                   "batch_wall_s": res.wall_s, "batch_prefill_s": res.prefill_s, "batch_new_tokens": res.new_tokens,
                   "batch_machine": machine, **self.extras.get(spec.name.partition("#")[0], {})}
         lines = []
+        timing = getattr(res, "requests", None) or []
         for row, i in enumerate(batch):
             recs = sorted((to_dict(r) for r in res.records if r.row == row), key=lambda r: r["round"])
             lines.append({**shared, "index": i, "qid": items[i].qid, "domain": items[i].domain,
-                          "tokens": res.tokens[row], "eos": res.stopped_by_eos[row], "records": recs})
+                          "tokens": res.tokens[row], "eos": res.stopped_by_eos[row], "records": recs,
+                          **({"request": asdict(timing[row])} if row < len(timing) else {})})
         return lines
 
 

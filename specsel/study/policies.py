@@ -36,7 +36,8 @@ class PerQueryArms(ArmPolicy):
 
 
 class PolicyFactory:
-    """Builds the policy of a RunSpec.
+    """Builds the policy of a RunSpec (kinds: autoregressive, fixed, fullinfo, dynamic_gamma, rule and
+    table (specsel.learners.load_rules), oracle, factored, learner).
 
     `draft_calls` ({drafter: call}, specsel.core.drafting.draft_calls) lets throughput learners cost
     a family's shared call once; `priors(spec)` gives the router rows' prior of a query (a function
@@ -59,6 +60,12 @@ class PolicyFactory:
         if spec.kind == "dynamic_gamma":
             from specsel.learners.dynamic_gamma import DynamicGamma
             return DynamicGamma(spec.arm, **options)
+        if spec.kind == "rule":
+            from specsel.learners.load_rules import BatchRule
+            return BatchRule(Arm.parse(spec.arm), options["max_rows"])
+        if spec.kind == "table":
+            from specsel.learners.load_rules import GammaTable
+            return GammaTable(spec.arm, dict(options["table"]))
         if spec.kind == "oracle":
             if self.oracle is None:
                 raise ValueError(f"run {spec.name}: an oracle run needs the records it is known from")
