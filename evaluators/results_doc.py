@@ -64,7 +64,7 @@ def _study(summary: dict) -> list[str]:
             lines += ["", f"**{setting} setting, bsz {bsz}** (whole stream)", ""]
             lines += _table(("run", "arm", "MAT", "tokens/s", "speedup (min-max)", "regret", "% oracle", "timing"), (
                 (r["learner"], (r.get("arm") or "").replace("|", "/"), _f(r["mat"]), _f(r["tokens_per_s"], "{:.2f}"),
-                 _speedup(r), _f(r.get("regret"), "{:.2f}"), _f(r.get("pct_oracle"), "{:.1f}"), _timing(r))
+                 _speedup(r), _f(r.get("regret"), "{:.2f}"), _f(r.get("pct_oracle"), "{:.1f}"), _timing_cell(r))
                 for r in sel))
     ll = summary.get("lossless") or {}
     lines += ["", f"- lossless: {ll.get('lossless')} ({ll.get('checked', 0)} outputs compared)"]
@@ -81,7 +81,7 @@ def _speedup(r: dict) -> str:
     return f"{r['speedup']:.3f} ({r['speedup_min']:.3f}-{r['speedup_max']:.3f})"
 
 
-def _timing(r: dict) -> str:
+def _timing_cell(r: dict) -> str:
     if r.get("tokens_per_s") is None:
         return ""
     return "UNRELIABLE: " + r["unreliable"] if r.get("unreliable") else "ok"
@@ -123,7 +123,49 @@ def _scalars(summary: dict) -> list[str]:
                    if isinstance(v, (int, float, str, bool)) and k not in ("kind", "command", "created")]
 
 
-RENDER = {"study": _study, "bench_joint": _bench_joint}
+def _bench_drafters(summary: dict) -> list[str]:
+    lines = ["", f"Held-out prompts {summary.get('skip', 0)}+ ({summary.get('prompts', '?')} per domain), batch 1, "
+             f"greedy; lossless: {summary.get('lossless')}", ""]
+    head = ("domain", "drafter", "gamma", "MAT", "tokens/s", "speedup (min-max)", "draft ms", "verify x")
+    return lines + _table(head, (
+        (a["domain"], a["drafter"], str(a["gamma"]), _f(a["mat"], "{:.2f}"), _f(a["tokens_per_s"], "{:.1f}"),
+         "-" if a["speedup"] is None else f"{a['speedup']:.2f} ({a['speedup_min']:.2f}-{a['speedup_max']:.2f})"
+         + (" **UNRELIABLE**" if a.get("unreliable") else ""), _f(a["draft_ms"], "{:.2f}"), _f(a["verify_x"], "{:.2f}"))
+        for a in summary.get("arms", [])))
+
+
+def _load(summary: dict) -> list[str]:
+    lines = ["", "Every policy at every load (median (min-max) of per-chunk ratios to plain decoding):", ""]
+    lines += _table(("load", "policy", "tokens/s", "MAT", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "x autoregressive"), (
+        (r["point"], r["policy"], _f(r["output_throughput"], "{:.2f}"), _f(r["mat"], "{:.2f}"),
+         f"{_f(r['ttft_ms']['p50'], '{:.0f}')}/{_f(r['ttft_ms']['p99'], '{:.0f}')}",
+         f"{_f(r['tpot_ms']['p50'], '{:.0f}')}/{_f(r['tpot_ms']['p99'], '{:.0f}')}", _ratio(r["over_ar"]))
+        for r in summary.get("rows", [])))
+    lines.append("")
+    for t in summary.get("targets", []):
+        state = f"not judged ({t['not_judged']})" if t["met"] is None else "met" if t["met"] else "not met"
+        at = f" at {t['at']}" if t.get("at") is not None else ""
+        lines.append(f"- target {t['target']}{at} = {t['value']:.3f} ({t['required']}: {state})")
+    ll = summary.get("lossless") or {}
+    lines.append(f"- lossless: {ll.get('lossless')} ({ll.get('checked', 0)} outputs compared)")
+    return lines
+
+
+def _share(d: dict | None) -> str:
+    return "-" if not d else f"p50 {d['p50']:.1%}, p90 {d['p90']:.1%}, max {d['max']:.1%} ({d['n']} batches)"
+
+
+def _timing(summary: dict) -> list[str]:
+    lines = ["", f"Limits: {summary.get('limits')}", ""]
+    for state in ("idle", "busy"):
+        s = summary.get(state) or {}
+        lines.append(f"- {state}: threads waiting {_share(s.get('wait_share'))}; others' CPU share "
+                     f"{_share(s.get('others_share'))}")
+    return lines
+
+
+RENDER = {"study": _study, "bench_joint": _bench_joint, "bench_drafters": _bench_drafters, "load": _load,
+          "bench_timing": _timing}
 
 
 def section(folder: Path, summary: dict) -> list[str]:

@@ -1,159 +1,122 @@
-"""Drafter benchmark: MAT, tokens/s and speedup of every (drafter, gamma) arm per domain.
+"""Drafter benchmark: MAT, tokens/s, speedup and step costs of every (drafter, gamma) arm per domain.
 
-    python recipes/bench_drafters.py --data-dir ../shared/data --json results/bench_drafters.json
+    python recipes/bench_drafters.py --data-dir ../shared/data --skip 50 --json results/bench_drafters.json
 
-On the embedded target, greedy, batch 1: for each domain (MATH-500, HumanEval, MedQA test[:300];
-held-out prompts, never trained on) and each prompt, the autoregressive path and every arm
-(pool x --gammas) decode the same prompt one after the other, in an order rotated per prompt so
-that machine drift spreads evenly. Per arm and domain:
+On the embedded target, greedy, batch 1: for each domain's held-out prompts (--skip 50: the benchmark
+prompts no study or tuning recipe uses), plain decoding and every arm (pool x --gammas) decode the same
+prompt one after the other, as runs of the one executor (rotated per prompt, --repeats interleaved).
+Per arm and domain:
     mat          committed tokens per target forward (bonus included)
     tokens_per_s generated tokens / wall seconds (prefill included, as for the baseline)
-    speedup      tokens_per_s / the autoregressive tokens_per_s of the same prompts in this run
+    speedup      the median (min-max) over prompts of tokens/s over plain decoding's on the same prompt,
+                 UNRELIABLE when the machine was disturbed (evaluators.reliability)
     draft_ms     the drafter's proposal time per drafted token (its rounds' draft_s / drafted)
-    verify_ms    mean target forward + verification per round (rounds after the first, whose
-                 forward is the prefill); verify_x = verify_ms / the autoregressive arm's, the
-                 cost of verifying a window of gamma + 1 tokens in plain forwards
-Every output is compared with the autoregressive one (greedy must be lossless).
-Per-prompt results are appended to <json>.partial.jsonl as they finish: rerunning the same
-command resumes where an interrupted run stopped.
+    verify_ms    mean target forward + verification per round (rounds after the first, whose forward
+                 follows the prefill); verify_x = verify_ms / plain decoding's: the cost of verifying a
+                 window of gamma + 1 tokens, in plain forwards
+Every output is compared with plain decoding's (greedy is lossless). Lines go to OUT/<domain>/queries.jsonl;
+rerunning the same command resumes.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 
-from drafters.pool import default_pool, pool_names, weights_fingerprint
-from specsel import Arm, SpecEngine
-from specsel.data import DOMAIN_SPEC_HELP, domains_argument, user_domain_records
-from specsel.modeling.target import EMBEDDED_DEFAULT, load_target
-from specsel.study.heldout import heldout_prompts
+AR = "autoregressive"
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--domains", default="math,humaneval,medqa", help=DOMAIN_SPEC_HELP)
-    ap.add_argument("--prompts", type=int, default=20, help="held-out prompts per domain")
-    ap.add_argument("--skip", type=int, default=0,
-                    help="first eval prompt per domain (50: the benchmark prompts no study or tuning recipe uses)")
-    ap.add_argument("--drafters", default=",".join(pool_names()), help="comma list of pool members")
-    ap.add_argument("--gammas", default="2,4")
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", required=True, help="write the results here")
-    args = ap.parse_args(argv)
+    ap = flag_parser("bench_drafters", __doc__)
+    add_flags(ap, "target", "data_dir", "domains", "prompts", "skip", "drafters", "gammas", "max_new_tokens",
+              "repeats", "threads", "out", "json", "no_progress", prompts=20, gammas="2,4",
+              out="results/bench_drafters")
+    args = parse_flags(ap, argv)
+    from specsel.data import domains_argument
+    from specsel.options import parse_ints
     args.domain_names = domains_argument(ap, args.domains)
+    args.gammas = parse_ints(args.gammas, "--gammas")
     return args
 
 
-def append_line(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def arm_row(lines: list[dict], run: str, ar: dict) -> dict:
+    """The step costs of one arm on one domain, from its lines (its first repeat)."""
+    mine = [l for l in lines if l["run"] == run]
+    recs = [r for l in mine for r in l["records"]]
+    later = [r for r in recs if r["round"] > 0]
+    drafted = sum(r["drafted"] for r in recs)
+    verify_ms = 1000 * sum(r["verify_s"] for r in later) / max(len(later), 1)
+    return {"mat": round(sum(r["committed"] for r in recs) / max(len(recs), 1), 3),
+            "draft_ms": round(1000 * sum(r["draft_s"] for r in recs if r["drafted"]) / max(drafted, 1), 2),
+            "verify_ms": round(verify_ms, 2), "verify_x": round(verify_ms / max(ar.get("verify_ms", 0), 1e-9), 3)
+            if ar else 1.0, "prompts": len(mine)}
 
 
-def read_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
+def report(domain: str, lines: list[dict], arms: list[str], repeats: int) -> list[dict]:
+    from evaluators.bench import bench_rows
+    rows, _ = bench_rows(lines, [AR, *arms], 1, repeats)
+    ar = arm_row(lines, AR, {})
     out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:     # a line cut by an interruption
-            break
+    for r in rows:
+        costs = arm_row(lines, r["run"], ar)
+        drafter, _, gamma = r["run"].removeprefix("fixed/").partition("@")
+        v = r["over_baseline"] or {}
+        out.append({"domain": domain, "drafter": drafter, "gamma": int(gamma or 0), **costs,
+                    "tokens_per_s": round(r["tokens_per_s"] or 0.0, 2), "speedup": v.get("median"),
+                    "speedup_min": v.get("min"), "speedup_max": v.get("max"), "unreliable": v.get("unreliable")})
     return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import torch
+
+    from drafters.pool import default_pool
+    from specsel import SpecEngine
+    from specsel.modeling.target import load_target
+    from specsel.study import Executor, Phase, ResultStore, RunSpec, load_items
+    from specsel.study.decoding import EngineDecoder
+    from specsel.study.policies import PolicyFactory
     if args.threads:
         torch.set_num_threads(args.threads)
-    domains = args.domain_names
-    gammas = [int(g) for g in args.gammas.split(",") if g]
-    if any(g < 1 for g in gammas):
-        raise SystemExit("bench_drafters: every gamma must be >= 1")
     target, tokenizer = load_target(args.target)
-    pool = default_pool(target, [d for d in args.drafters.split(",") if d])
-    engine = SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id)
-    arms = {"autoregressive": Arm.autoregressive()} | {f"{d}@{g}": Arm(d, g) for d in pool for g in gammas}
-    N = args.max_new_tokens
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial.jsonl")
-    config = {"target": args.target, "max_new_tokens": N, "arms": list(arms),
-              "weights": weights_fingerprint(list(pool)), **({"skip": args.skip} if args.skip else {})}
-    users = user_domain_records(domains)        # a changed NAME=PATH file is not mixed in
-    config.update({"user_domains": users} if users else {})
-    done = read_lines(partial)
-    if done and done[0].get("config") != config:
-        raise SystemExit(f"bench_drafters: {partial} comes from another configuration (arms, token budget, "
-                         "drafter weights or user data file); delete it or change --json")
-    if not done:
-        append_line(partial, {"config": config})
-    finished = {(r["domain"], r["prompt"]) for r in done[1:]}
+    pool = default_pool(target, [d for d in args.drafters.split(",") if d] if args.drafters else None)
+    arms = [f"{d}@{g}" for d in pool for g in args.gammas]
+    runs = (RunSpec(AR, "autoregressive", arm=AR), *(RunSpec(f"fixed/{a}", "fixed", arm=a) for a in arms))
+    decoder = EngineDecoder(SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id), PolicyFactory(list(pool)),
+                            args.max_new_tokens, warm_gamma=max(args.gammas))
+    results, lossless = [], True
+    for domain in args.domain_names:
+        items = load_items(tokenizer, [domain], args.data_dir, args.prompts, skip=args.skip)
+        store = ResultStore(Path(args.out) / domain.split("=")[0] / "queries.jsonl", resume=True)
+        Executor(items, store, decoder, progress=not args.no_progress).execute(
+            Phase(1, runs, args.repeats, f"bench drafters: {domain}"))
+        reference = {l["qid"]: l["tokens"] for l in store.lines if l["run"] == AR}
+        lossless &= all(l["tokens"] == reference[l["qid"]] for l in store.lines)
+        results += report(domain, store.lines, [f"fixed/{a}" for a in arms], args.repeats)
+    return write(results, lossless, args)
 
-    engine.generate(heldout_prompts(tokenizer, domains[0], args.data_dir, 1), list(arms.values())[:1],
-                    max_new_tokens=4)                         # warm-up
-    names = list(arms)
-    jobs = [(d, i, p) for d in domains
-            for i, p in enumerate(heldout_prompts(tokenizer, d, args.data_dir, args.prompts, args.skip))]
-    for k, (domain, i, prompt) in enumerate(tqdm(jobs, desc="bench drafters", unit="prompt")):
-        if (domain, i) in finished:
-            continue
-        row = {"domain": domain, "prompt": i, "arms": {}}
-        outputs = {}
-        for name in names[k % len(names):] + names[: k % len(names)]:
-            t0 = time.perf_counter()
-            res = engine.generate([prompt], arms[name], max_new_tokens=N)
-            seconds = time.perf_counter() - t0
-            outputs[name] = res.tokens[0]
-            later = [r for r in res.records if r.round > 0]      # round 0's forward is the prefill
-            row["arms"][name] = {"seconds": seconds, "tokens": len(res.tokens[0]), "rounds": len(res.records),
-                                 "draft_s": sum(r.draft_s for r in res.records),
-                                 "drafted": sum(r.drafted for r in res.records),
-                                 "verify_s": sum(r.verify_s for r in later), "verify_rounds": len(later)}
-        row["lossless"] = all(o == outputs["autoregressive"] for o in outputs.values())
-        append_line(partial, row)
 
-    rows = read_lines(partial)[1:]
-    results, lossless = [], all(r["lossless"] for r in rows)
-    for domain in domains:
-        mine = [r for r in rows if r["domain"] == domain]
-        def total(name, key):
-            return sum(r["arms"][name].get(key, 0) for r in mine)
-
-        def verify_ms(name):
-            return 1000 * total(name, "verify_s") / max(total(name, "verify_rounds"), 1)
-        ar_tps = total("autoregressive", "tokens") / total("autoregressive", "seconds")
-        for name, arm in arms.items():
-            tps = total(name, "tokens") / total(name, "seconds")
-            results.append({"domain": domain, "drafter": arm.drafter or "autoregressive", "gamma": arm.gamma,
-                            "mat": round(total(name, "tokens") / total(name, "rounds"), 3),
-                            "tokens_per_s": round(tps, 2), "speedup": round(tps / ar_tps, 3),
-                            "draft_ms": round(1000 * total(name, "draft_s") / max(total(name, "drafted"), 1), 2),
-                            "verify_ms": round(verify_ms(name), 2),
-                            "verify_x": round(verify_ms(name) / max(verify_ms("autoregressive"), 1e-9), 3),
-                            "prompts": len(mine)})
-    report = {**config, "prompts_per_domain": args.prompts, "lossless": lossless, "threads": torch.get_num_threads(),
-              "arms": results}
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\n{'domain':<10}{'drafter':<15}{'gamma':>6}{'MAT':>7}{'tok/s':>8}{'speedup':>9}{'draft ms':>10}"
+def write(results: list[dict], lossless: bool, args) -> int:
+    import time
+    print(f"\n{'domain':<10}{'drafter':<15}{'gamma':>6}{'MAT':>7}{'tok/s':>8}{'speedup (min-max)':>24}{'draft ms':>10}"
           f"{'verify ms':>11}{'verify x':>10}")
     for r in results:
+        speed = "-" if r["speedup"] is None else f"{r['speedup']:.2f} ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})"
         print(f"{r['domain']:<10}{r['drafter']:<15}{r['gamma']:>6}{r['mat']:>7.2f}{r['tokens_per_s']:>8.1f}"
-              f"{r['speedup']:>9.2f}{r['draft_ms']:>10.2f}{r['verify_ms']:>11.2f}{r['verify_x']:>10.2f}")
+              f"{speed:>24}{r['draft_ms']:>10.2f}{r['verify_ms']:>11.2f}{r['verify_x']:>10.2f}"
+              + ("  UNRELIABLE" if r["unreliable"] else ""))
     print(f"lossless {lossless}")
+    summary = {"kind": "bench_drafters", "command": "python recipes/bench_drafters.py " + " ".join(sys.argv[1:]),
+               "created": time.strftime("%Y-%m-%d %H:%M:%S"), "lossless": lossless, "arms": results,
+               "skip": args.skip, "prompts": args.prompts, "max_new_tokens": args.max_new_tokens}
+    for path in [Path(args.out) / "summary.json", *([Path(args.json)] if args.json else [])]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1) + "\n")
     return 0 if lossless else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "bench_drafters"))

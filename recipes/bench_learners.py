@@ -14,7 +14,7 @@ each ratio is taken batch by batch between runs decoded side by side.
     learner_update_frac  = learner select+update time per round / mean target forward time    (target < 0.01)
 HedgeSpec's update cost (one NormalHedge step per committed position) is timed too (hedgespec/full).
 
-`--pool default` uses the shipped pool instead (n-gram, the EAGLE head and its three LoRA
+`--pool-set default` uses the shipped pool instead (n-gram, the EAGLE head and its three LoRA
 experts). `--score-every K` (K > 1) adds two round-robin runs with full information, scoring
 every round vs. K rounds at a time (generate(score_every=K)); round robin ignores feedback, so
 both play the same arms:
@@ -60,7 +60,7 @@ def parse_args(argv=None):
               "repeats", "threads", "out", "json", "no_progress", domains="humaneval", limit=8, max_new_tokens=96,
               gammas="2,4", repeats=2, out="results/bench_learners")
     ap.add_argument("--early-exit-layers", default="4,8,12", help="depths of the early-exit drafters")
-    ap.add_argument("--pool", default="early_exit", choices=("early_exit", "default"),
+    ap.add_argument("--pool-set", default="early_exit", choices=("early_exit", "default"),
                     help="early_exit: n-gram + early exits; default: the shipped pool (n-gram, EAGLE, LoRA experts)")
     args = parse_flags(ap, argv)
     from specsel.data import domains_argument
@@ -72,7 +72,7 @@ def parse_args(argv=None):
 
 
 def build_pool(model, args) -> dict:
-    if args.pool == "default":
+    if args.pool_set == "default":
         from drafters.pool import default_pool
         return default_pool(model)
     from drafters import EarlyExitDrafter, NgramDrafter

@@ -17,7 +17,6 @@ draft step cheaper (the projection reads V x H weights) and drafts fewer tokens 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -32,27 +31,18 @@ from drafters.training.eagle import frozen_target, work_dir
 from drafters.training.eagle3 import coverage, restrict_vocabulary, token_counts
 from drafters.training.selfdistill import DISTILL_DOMAINS
 from specsel import Arm, SpecEngine
-from specsel.modeling.target import EMBEDDED_DEFAULT
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.study.heldout import heldout_prompts
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
-    ap.add_argument("--data-dir", default=None)
+    ap = flag_parser("draft_vocab", __doc__)
+    add_flags(ap, "target", "data_dir", "domains", "prompts", "skip", "max_new_tokens", "self_distill_tokens", "seed",
+              "work", "threads", "json", prompts=5, skip=30, required=("json",))
     ap.add_argument("--head", required=True, help="an EAGLE-3 head directory (recipes/train_eagle.py --out)")
     ap.add_argument("--sizes", default="1024,2048,4096,8192")
     ap.add_argument("--coverage-sizes", default="512,1024,2048,4096,8192,16384,32768")
-    ap.add_argument("--domains", default="math,humaneval,medqa", help="decoding domains (tuning queries)")
-    ap.add_argument("--prompts", type=int, default=5)
-    ap.add_argument("--skip", type=int, default=30, help="first eval prompt per domain (30-49: tuning queries)")
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--self-distill-tokens", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", default=None)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", required=True)
-    return ap.parse_args(argv)
+    return parse_flags(ap, argv)
 
 
 def main(argv=None) -> int:
@@ -119,7 +109,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, OSError) as exc:
-        sys.exit(f"{Path(__file__).name}: error: {exc}")
+    sys.exit(run_command(main, "draft_vocab"))

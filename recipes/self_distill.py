@@ -17,7 +17,6 @@ recipes/train_eagle3_expert.py train on it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from drafters.training.corpus import corpus_dir as _corpus_dir
 from drafters.training.eagle import frozen_target, work_dir
 from drafters.training.eagle3 import feature_layers
 from drafters.training.selfdistill import DISTILL_DOMAINS, generate_corpus, greedy_with_features
-from specsel.modeling.target import EMBEDDED_DEFAULT
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 
 
 def corpus_dir(work, target: str, seed: int, max_new_tokens: int) -> Path:
@@ -34,18 +33,10 @@ def corpus_dir(work, target: str, seed: int, max_new_tokens: int) -> Path:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
-    ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
-    ap.add_argument("--domains", default=",".join(DISTILL_DOMAINS), help="comma list of domains with a training split")
-    ap.add_argument("--prompts", type=int, default=600,
-                    help="training prompts per domain (fewer if the split is smaller)")
-    ap.add_argument("--max-new-tokens", type=int, default=128, help="answer length")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", default=None, help="cache folder (default: ~/.cache/specsel/train/<target>)")
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args(argv)
+    ap = flag_parser("self_distill", __doc__)
+    add_flags(ap, "target", "data_dir", "domains", "prompts", "max_new_tokens", "batch_size", "seed", "work", "threads",
+              domains=",".join(DISTILL_DOMAINS), prompts=600, max_new_tokens=128, batch_size=16)
+    args = parse_flags(ap, argv)
     args.domain_names = [d for d in args.domains.split(",") if d]
     bad = [d for d in args.domain_names if d not in DISTILL_DOMAINS]
     if bad:
@@ -72,7 +63,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, OSError) as exc:        # bad options or data: one line that names the fix
-        sys.exit(f"{Path(__file__).name}: error: {exc}")
+    sys.exit(run_command(main, "self_distill"))

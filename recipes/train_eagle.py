@@ -30,7 +30,6 @@ Evaluation prompts (MATH-500, HumanEval, MedQA test[:300]) are never seen. Steps
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -54,42 +53,20 @@ from drafters.training.eagle import (
     write_json,
 )
 from drafters.training.selfdistill import DISTILL_DOMAINS
-from specsel.data import DOMAIN_SPEC_HELP, domains_argument
-from specsel.modeling.target import EMBEDDED_DEFAULT
+from specsel.data import domains_argument
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.study.heldout import measure_mat
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
-    ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
+    ap = flag_parser("train_eagle", __doc__)
+    add_flags(ap, "target", "data_dir", "domains", "corpus_docs", "self_distill_prompts", "self_distill_tokens",
+              "self_distill_repeat", "seq_len", "steps", "batch_size", "lr", "unroll_weight", "ttt_steps", "ttt_decay",
+              "seed", "save_every", "out", "work", "eval_prompts", "threads", domains=None, required=("out",))
     ap.add_argument("--version", type=int, default=3, choices=(1, 3), help="EAGLE-3 (default) or EAGLE-1 head")
-    ap.add_argument("--domains", default=None, help=DOMAIN_SPEC_HELP + " (trains on the train parts; default: "
-                    "math,humaneval,medqa for EAGLE-1, every corpus domain for EAGLE-3)")
-    ap.add_argument("--ttt-steps", type=int, default=3, help="EAGLE-3: unrolled draft steps of the training-time test")
-    ap.add_argument("--ttt-decay", type=float, default=0.8, help="EAGLE-3: loss weight of step k is decay^(k-1)")
-    ap.add_argument("--corpus-docs", type=int, default=None,
-                    help="EAGLE-3: at most this many corpus answers per domain (default: all generated so far)")
     ap.add_argument("--tokens-per-domain", type=int, default=50_000)
-    ap.add_argument("--self-distill-prompts", type=int, default=300,
-                    help="per domain: training prompts the target answers itself (greedy) to train on too")
-    ap.add_argument("--self-distill-tokens", type=int, default=128, help="answer length of those")
-    ap.add_argument("--self-distill-repeat", type=int, default=2,
-                    help="oversample the self-distilled rows this many times (they are what the head will see)")
-    ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--draft-vocab", type=int, default=8192, help="reduced draft vocabulary size (0: full)")
-    ap.add_argument("--steps", type=int, default=700)
-    ap.add_argument("--batch-size", type=int, default=4, help="rows of --seq-len tokens per step")
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--unroll-weight", type=float, default=0.5,
-                    help="weight of the second, unrolled draft step in the loss (training-time test; 0: off)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--save-every", type=int, default=25)
-    ap.add_argument("--out", required=True, help="where the trained head goes (config.json, model.safetensors)")
-    ap.add_argument("--work", default=None, help="features and checkpoints (default: ~/.cache/specsel/train/...)")
-    ap.add_argument("--eval-prompts", type=int, default=5, help="held-out eval prompts per domain for the model card")
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args(argv)
+    args = parse_flags(ap, argv)
     if args.domains is None:
         args.domains = ",".join(DISTILL_DOMAINS if args.version == 3 else ("math", "humaneval", "medqa"))
     args.domain_names = domains_argument(ap, args.domains)
@@ -311,7 +288,4 @@ Reproduce:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, OSError) as exc:        # bad options or data: one line that names the fix
-        sys.exit(f"{Path(__file__).name}: error: {exc}")
+    sys.exit(run_command(main, "train_eagle"))

@@ -15,7 +15,6 @@ the domain (never used by the study or the tuning recipes).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -30,7 +29,7 @@ from drafters.training.eagle import frozen_target, train, training_source, work_
 from drafters.training.eagle3 import eagle3_loss, heldout_top1
 from drafters.training.lora import new_lora
 from drafters.training.selfdistill import DISTILL_DOMAINS, corpus_stats
-from specsel.modeling.target import EMBEDDED_DEFAULT
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.study.heldout import measure_mat
 
 EXPERT_NAMES = {"math": "eagle3_math", "humaneval": "eagle3_code", "medqa": "eagle3_medical", "sql": "eagle3_sql",
@@ -39,28 +38,14 @@ EXPERT_NAMES = {"math": "eagle3_math", "humaneval": "eagle3_code", "medqa": "eag
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
-    ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
-    ap.add_argument("--domain", required=True, choices=DISTILL_DOMAINS)
-    ap.add_argument("--base", required=True, help="directory of the EAGLE-3 head (recipes/train_eagle.py --out)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--corpus-docs", type=int, default=None, help="at most this many of the domain's answers")
-    ap.add_argument("--self-distill-tokens", type=int, default=128, help="answer length of the corpus")
-    ap.add_argument("--seq-len", type=int, default=512)
-    ap.add_argument("--rank", type=int, default=16)
-    ap.add_argument("--alpha", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--ttt-steps", type=int, default=3)
-    ap.add_argument("--ttt-decay", type=float, default=0.8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--save-every", type=int, default=25)
-    ap.add_argument("--eval-prompts", type=int, default=5, help="eval prompts (from the 50th) for the model card")
-    ap.add_argument("--work", default=None)
-    ap.add_argument("--threads", type=int, default=None)
-    return ap.parse_args(argv)
+    ap = flag_parser("train_eagle3_expert", __doc__)
+    add_flags(ap, "target", "data_dir", "domain", "base", "out", "corpus_docs", "self_distill_tokens", "seq_len", "rank",
+              "alpha", "steps", "batch_size", "lr", "ttt_steps", "ttt_decay", "seed", "save_every", "eval_prompts", "work",
+              "threads", rank=16, alpha=32, steps=200, required=("domain", "base", "out"))
+    args = parse_flags(ap, argv)
+    if args.domain not in DISTILL_DOMAINS:
+        ap.error(f"--domain {args.domain}: choose one of {', '.join(DISTILL_DOMAINS)}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -148,7 +133,4 @@ Reproduce:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, OSError) as exc:        # bad options or data: one line that names the fix
-        sys.exit(f"{Path(__file__).name}: error: {exc}")
+    sys.exit(run_command(main, "train_eagle3_expert"))

@@ -49,7 +49,7 @@ from drafters.training.eagle import (
 )
 from drafters.training.lora import new_lora
 from specsel.data import cache_tag, domains_argument, is_user_domain, load_domain
-from specsel.modeling.target import EMBEDDED_DEFAULT
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.study.heldout import measure_mat
 
 ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_medical", "gsm8k": "lora_gsm8k",
@@ -57,41 +57,20 @@ ADAPTER_NAMES = {"math": "lora_math", "humaneval": "lora_code", "medqa": "lora_m
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--target", default=EMBEDDED_DEFAULT)
-    ap.add_argument("--data-dir", default=None, help="local data folder (default: the hub data sets)")
-    ap.add_argument("--domain", required=True, help=f"{', '.join(sorted(ADAPTER_NAMES))}, or your own data as "
-                    "NAME=PATH[@N] (or NAME=hf:owner/dataset[:config]:split:field): the adapter lora_NAME trains on "
-                    "the records after the first N (default 300)")
-    ap.add_argument("--base", required=True, help="directory of the base EAGLE head (recipes/train_eagle.py --out)")
+    ap = flag_parser("train_lora_drafter", __doc__)
+    add_flags(ap, "target", "data_dir", "domain", "base", "self_distill_prompts", "self_distill_tokens",
+              "self_distill_repeat", "seq_len", "rank", "alpha", "steps", "batch_size", "lr", "unroll_weight", "seed",
+              "save_every", "out", "work", "eval_prompts", "threads", self_distill_prompts=400, self_distill_repeat=3,
+              steps=200, required=("domain", "base", "out"))
     ap.add_argument("--tokens", type=int, default=50_000, help="training tokens shared with the base head's data")
     ap.add_argument("--extra-tokens", type=int, default=25_000, help="further domain tokens the base never saw")
-    ap.add_argument("--self-distill-prompts", type=int, default=400,
-                    help="the target's own answers to this many training prompts: the base head's (train_eagle.py "
-                    "--self-distill-prompts) and more it never saw")
     ap.add_argument("--self-distill-shared", type=int, default=300,
-                    help="how many of those the base head trained on (train_eagle.py --self-distill-prompts): "
-                         "their cached features are reused")
-    ap.add_argument("--self-distill-tokens", type=int, default=128)
+                    help="how many of --self-distill-prompts the base head trained on (train_eagle.py "
+                         "--self-distill-prompts): their cached features are reused")
     ap.add_argument("--self-distill-style", default="plain", choices=SELF_DISTILL_STYLES,
                     help="'stub': pose each new (beyond --self-distill-shared) code problem as HumanEval does, "
                          "a signature and docstring (specsel.data.as_function_stub)")
-    ap.add_argument("--self-distill-repeat", type=int, default=3, help="oversample the self-distilled rows")
-    ap.add_argument("--seq-len", type=int, default=512)
-    ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--alpha", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--unroll-weight", type=float, default=0.5,
-                    help="weight of the second, unrolled draft step in the loss (training-time test; 0: off)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--save-every", type=int, default=25)
-    ap.add_argument("--out", required=True, help="where the adapter goes (your own folder for your own data)")
-    ap.add_argument("--work", default=None)
-    ap.add_argument("--eval-prompts", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args(argv)
+    args = parse_flags(ap, argv)
     args.domain = expert_domain(ap, args.domain)
     return args
 
@@ -234,7 +213,4 @@ Reproduce:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, OSError) as exc:        # bad options or data: one line that names the fix
-        sys.exit(f"{Path(__file__).name}: error: {exc}")
+    sys.exit(run_command(main, "train_lora_drafter"))

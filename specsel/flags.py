@@ -110,6 +110,27 @@ FLAGS = {f.name: f for f in (
     Flag("concurrency", "ints", (1, 2, 4, 8, 16), "closed-loop loads: requests in flight (a new one as soon as one "
                                                   "ends)"),
     Flag("max_batch", "int", 64, "at most this many requests decode at once"),
+    # drafter training (recipes/train_*.py, recipes/self_distill.py)
+    Flag("domain", "text", None, "one domain (its training split), or your own data as NAME=PATH[@N]"),
+    Flag("base", "text", None, "directory of the base EAGLE head (recipes/train_eagle.py --out)"),
+    Flag("self_distill_prompts", "int", 300, "per domain: training prompts the target answers itself (greedy), "
+                                             "trained on too"),
+    Flag("self_distill_tokens", "int", 128, "answer length of the self-distilled answers"),
+    Flag("self_distill_repeat", "int", 2, "oversample the self-distilled rows this many times"),
+    Flag("corpus_docs", "int", None, "at most this many self-distilled answers per domain (default: all)"),
+    Flag("seq_len", "int", 512, "training row length in tokens"),
+    Flag("steps", "int", 700, "optimiser steps"),
+    Flag("batch_size", "int", 4, "rows per step (generation: prompts per batch)"),
+    Flag("lr", "float", 1e-3, "learning rate"),
+    Flag("unroll_weight", "float", 0.5, "weight of the second, unrolled draft step in the loss (training-time "
+                                        "test; 0: off)"),
+    Flag("ttt_steps", "int", 3, "EAGLE-3: unrolled draft steps of the training-time test"),
+    Flag("ttt_decay", "float", 0.8, "EAGLE-3: loss weight of step k is decay^(k-1)"),
+    Flag("rank", "int", 8, "LoRA rank"),
+    Flag("alpha", "int", 16, "LoRA alpha"),
+    Flag("save_every", "int", 25, "checkpoint every this many steps (a rerun resumes from the last)"),
+    Flag("work", "text", None, "features, corpus and checkpoints (default: ~/.cache/specsel/train/<target>)"),
+    Flag("eval_prompts", "int", 5, "held-out eval prompts per domain for the model card"),
     # where results go
     Flag("out", "text", "results", "output folder"),
     Flag("json", "text", None, "also write the headline ratios (medians) to this JSON file"),

@@ -87,6 +87,19 @@ BOUNDS = {
     "top_k": Bound(0, hint="; 0 switches top-k off"),
     "min_p": Bound(0, 1, integer=False, open_high=True, hint="; 0 switches min-p off"),
     "C": Bound(0, integer=False, open_low=True, hint="; e.g. --C 1"),
+    "prompts": Bound(1),
+    "steps": Bound(1),
+    "batch_size": Bound(1),
+    "seq_len": Bound(2),
+    "save_every": Bound(1),
+    "rank": Bound(1),
+    "alpha": Bound(1),
+    "ttt_steps": Bound(1),
+    "lr": Bound(0, integer=False, open_low=True),
+    "self_distill_prompts": Bound(0),
+    "self_distill_tokens": Bound(1),
+    "self_distill_repeat": Bound(1),
+    "eval_prompts": Bound(0),
 }
 # options given as a comma list of integers on the command line ("1,2,4")
 LISTS = ("gammas", "bsz", "concurrency")
