@@ -91,10 +91,19 @@ class CostModel:
             raise ValueError(f"calls gives {len(self.calls)} drafters' calls for {n_drafters} drafters")
         self.draft_sum = np.zeros(int(self.calls.max()) + 1 if len(self.calls) else 0)
         self.draft_n = np.zeros_like(self.draft_sum)
+        self.by_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}    # batch size -> (verify sums, counts)
 
-    def observe_verify(self, g: int, seconds: float) -> None:
+    def observe_verify(self, g: int, seconds: float, rows: int | None = None) -> None:
+        """A target forward that verified `g` draft tokens took `seconds`; with `rows`, the number of
+        requests in it, the time is also kept for that batch size (a forward over more rows costs more)."""
         self.verify_sum[g] += seconds
         self.verify_n[g] += 1
+        if rows is not None:
+            if rows not in self.by_rows:
+                self.by_rows[rows] = (np.zeros_like(self.verify_sum), np.zeros_like(self.verify_n))
+            total, n = self.by_rows[rows]
+            total[g] += seconds
+            n[g] += 1
 
     def observe_draft(self, j: int, seconds_per_token: float) -> None:
         """One call of drafter j's took `seconds_per_token` per draft step."""
@@ -107,7 +116,7 @@ class CostModel:
         are the round's RoundRecords (or their dicts), in row order: the live policy and a
         resumed study feed the same."""
         get = _field_getter(records)
-        self.observe_verify(max(get(r, "drafted") for r in records), get(records[0], "verify_s"))
+        self.observe_verify(max(get(r, "drafted") for r in records), get(records[0], "verify_s"), len(records))
         calls: dict[int, tuple[int, float, int]] = {}      # call -> (a drafter of it, its seconds, longest draft)
         for r in records:
             if get(r, "drafter") is not None and get(r, "drafted"):
@@ -117,16 +126,30 @@ class CostModel:
         for j, seconds, longest in calls.values():
             self.observe_draft(j, seconds / longest)
 
-    def t_verify(self, g: int | np.ndarray | None = None) -> np.ndarray | float:
+    def t_verify(self, g: int | np.ndarray | None = None, rows: int | None = None) -> np.ndarray | float:
         """Running mean verify time per ``g`` (all ``g`` when ``g`` is None). A width not yet
         observed lies on the line between the observed widths around it, or, beyond the widest
         (narrowest) observed, at that width's time: verify time does not fall as the window
-        widens, so this is the most optimistic guess consistent with what was measured."""
-        seen = np.flatnonzero(self.verify_n > 0)
-        if not len(seen):
+        widens, so this is the most optimistic guess consistent with what was measured. With
+        `rows` (a forward over more requests costs more: the batch's composition under continuous
+        batching), the widths measured at that batch size (or the nearest one measured) keep their
+        own times, and the others follow every forward's curve scaled to them."""
+        t = self._curve(self.verify_sum, self.verify_n)
+        if rows is not None and self.by_rows and t is not None:
+            total, n = self.by_rows[min(self.by_rows, key=lambda b: (abs(b - rows), b))]
+            seen = np.flatnonzero(n > 0)
+            own = total[seen] / n[seen]
+            t = t * float(np.mean(own / np.maximum(t[seen], 1e-12)))
+            t[seen] = own
+        if t is None:
             return np.full(len(self.verify_n), self.default_verify) if g is None else self.default_verify
-        t = np.interp(np.arange(len(self.verify_n)), seen, self.verify_sum[seen] / self.verify_n[seen])
         return t if g is None else t[g]
+
+    @staticmethod
+    def _curve(total: np.ndarray, n: np.ndarray) -> np.ndarray | None:
+        """Mean time per width, interpolated between measured widths (None before any)."""
+        seen = np.flatnonzero(n > 0)
+        return None if not len(seen) else np.interp(np.arange(len(n)), seen, total[seen] / n[seen])
 
     def t_draft(self, j: int | np.ndarray | None = None) -> np.ndarray | float:
         """Running mean seconds per draft step of each drafter's call (0 while unobserved)."""
@@ -139,15 +162,17 @@ class CostModel:
         np.divide(self.draft_sum, self.draft_n, out=t, where=self.draft_n > 0)
         return t
 
-    def unit(self) -> float:
+    def unit(self, rows: int | None = None) -> float:
         """Seconds per unit of cost (1: costs in seconds)."""
         return 1.0
 
     def seconds(self, arm_drafter, arm_gamma, batch: BatchRound | None = None) -> np.ndarray:
         """Expected cost of one round per arm: ``t_verify(g) + g * t_draft(j)`` alone; in a batch,
         the round's ``t_verify(max(g, W')) + sum_u t_call(u) g_u`` with this row's arm added to
-        the others' (W', g_u: their widest draft and each draft call's longest; design eq. 18)."""
-        t_v, t_call = self.t_verify(), self._t_call()
+        the others' (W', g_u: their widest draft and each draft call's longest; design eq. 18),
+        verify times of that many rows."""
+        rows = None if batch is None else batch.rows
+        t_v, t_call = self.t_verify(rows=rows), self._t_call()
         arm_gamma = np.asarray(arm_gamma)
         if batch is None:
             return (t_v[arm_gamma] + arm_gamma * t_call[self.calls[arm_drafter]]) / self.unit()
@@ -157,7 +182,7 @@ class CostModel:
         others = float(other_g.dot(t_call))
         u = self.calls[arm_drafter]
         extra = (np.maximum(arm_gamma, other_g[u]) - other_g[u]) * t_call[u]
-        return (t_v[np.maximum(arm_gamma, batch.other_width)] + others + extra) / self.unit()
+        return (t_v[np.maximum(arm_gamma, batch.other_width)] + others + extra) / self.unit(rows)
 
     def throughput(self, lengths, arm_drafter, arm_gamma, batch: BatchRound | None = None) -> np.ndarray:
         """Tokens per unit of cost: ``A / (t_verify(g) + g * t_draft(j))`` alone; in a batch, the
@@ -175,8 +200,9 @@ class RelativeCostModel(CostModel):
     speedup over autoregressive decoding and lies in [0, L + 1] like the length reward.
     """
 
-    def unit(self) -> float:
-        return max(float(self.t_verify(0)), 1e-9)
+    def unit(self, rows: int | None = None) -> float:
+        """One plain forward: over `rows` requests when given (costs relative to plain decoding at that load)."""
+        return max(float(self.t_verify(0, rows)), 1e-9)
 
 
 class RoundCost:

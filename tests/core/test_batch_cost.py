@@ -122,3 +122,24 @@ def test_draft_calls_name_a_familys_first_member():
     assert policy.cost.calls.tolist() == [0, 1, 1]
     with pytest.raises(ValueError, match="draft_calls"):
         LearnerPolicy("hedgespec", [Arm("ngram", 2)], ["ngram"], objective="throughput", draft_calls={})
+
+
+def test_verify_times_are_kept_per_batch_size():
+    """Under continuous batching the batch size changes: a forward over 8 requests costs more than
+    over 1, and an arm is priced at the rows running. Widths not measured at a batch size follow the
+    all-forwards curve, scaled to the widths that were."""
+    from specsel.core.costs import CostModel
+    cost = CostModel(1, 4)
+    for w, t in enumerate([1.0, 1.2, 1.4, 1.6, 1.8]):
+        cost.observe_verify(w, t, rows=1)
+    cost.observe_verify(0, 3.0, rows=8)
+    cost.observe_verify(4, 5.4, rows=8)
+    assert cost.t_verify(0, rows=1) == pytest.approx(1.0) and cost.t_verify(4, rows=1) == pytest.approx(1.8)
+    assert cost.t_verify(0, rows=8) == pytest.approx(3.0) and cost.t_verify(4, rows=8) == pytest.approx(5.4)
+    # width 2 was never measured at 8 rows: the all-forwards curve (1.4 at width 2 from rows 1, widths 0 and 4
+    # averaged with the 8-row forwards: 2.0 and 3.6) scaled by the 8-row level
+    curve = cost.t_verify()
+    scale = ((3.0 / curve[0]) + (5.4 / curve[4])) / 2
+    assert cost.t_verify(2, rows=8) == pytest.approx(curve[2] * scale)
+    assert cost.t_verify(2, rows=6) == cost.t_verify(2, rows=8)          # the nearest batch size measured
+    assert cost.t_verify(2) == pytest.approx(1.4)                          # no batch size: every forward
