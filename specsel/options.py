@@ -71,7 +71,6 @@ BOUNDS = {
     "gamma": Bound(1, **_GAMMA),
     "gammas": Bound(1, **_GAMMA, hint="; e.g. --gammas 1,2,4"),
     "bsz": Bound(1, hint="; e.g. --bsz 1,4"),
-    "concurrency": Bound(1, hint="; e.g. --concurrency 1,4,16"),
     "max_batch": Bound(1),
     "max_new_tokens": Bound(1),
     "seed": Bound(0, MAX_SEED, over=" (seeds are below 2**64)"),
@@ -102,7 +101,7 @@ BOUNDS = {
     "eval_prompts": Bound(0),
 }
 # options given as a comma list of integers on the command line ("1,2,4")
-LISTS = ("gammas", "bsz", "concurrency")
+LISTS = ("gammas", "bsz")
 # sampling options that greedy decoding (temperature 0) does not use
 SAMPLING_ONLY = {"top_p": 1.0, "top_k": 0, "min_p": 0.0}
 

@@ -25,7 +25,7 @@ DEFAULT_DOMAINS = "math,humaneval,medqa,alpaca,summarization"
 def add_load_arguments(ap: argparse.ArgumentParser) -> None:
     add_flags(ap, "target", "dtype", "device", "pool", "data_dir", "domains", "skip", "limit", "drafters", "gammas",
               "concurrency", "max_batch", "learners", "repeats", "max_new_tokens", "seed", "threads", "out", "json",
-              "resume", "no_progress", domains=DEFAULT_DOMAINS, skip=50, limit=4, drafters="ngram,eagle",
+              "resume", "no_progress", "router", domains=DEFAULT_DOMAINS, skip=50, limit=4, drafters="ngram,eagle",
               learners="hedgespec,ucbspec", repeats=3, out="results/load")
     ap.add_argument("--rates", default="", help="open-loop loads: Poisson arrivals per second (comma list; "
                     "default none), each with at most --max-batch running")
@@ -37,10 +37,23 @@ def add_load_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--baselines", default=None, help="a baselines.json of an earlier tuning (OUT/tuning/) to reuse")
 
 
+def router_priors(args, items, drafters, gammas):
+    """router_hedgespec's prior of each stream position: the router's probabilities over the pool's
+    drafters (specsel.study.routing), for the factored HedgeSpec."""
+    from specsel.study.routing import load_study_router, router_folder, study_priors
+    arms = [f"{d}@{g}" for d in drafters for g in sorted(set(gammas), reverse=True)] + ["autoregressive"]
+    table = study_priors(load_study_router(router_folder(args.router, args.target, args.pool)),
+                         [it.text for it in items], {"joint": {"arms": arms}}, drafters)["joint", "drafters"]
+    return lambda spec: (lambda query: table[query]) if spec.learner == "router_hedgespec" else None
+
+
 def load_command(args) -> int:
     from specsel.options import parse_csv, parse_ints
     from specsel.study.config import StudyError
     concurrency = parse_ints(args.concurrency, "--concurrency") if args.concurrency else []
+    if any(c < 1 for c in concurrency):
+        raise StudyError(f"--concurrency must be integers >= 1 (got {args.concurrency}); e.g. --concurrency 1,4,16, "
+                         "or '' with --rates for open loops only")
     try:
         rates = [float(r) for r in parse_csv(args.rates)]
     except ValueError:
@@ -49,6 +62,11 @@ def load_command(args) -> int:
         raise StudyError("--rates must be > 0, and --concurrency or --rates must name at least one load")
     if args.chunk < 1 or args.tune_skip < 0 or args.tune_limit < 1:
         raise StudyError("--chunk and --tune-limit must be >= 1, --tune-skip >= 0")
+    from specsel.core.runs import ROUTER_LEARNERS, STUDY_LEARNERS
+    bad = [l for l in parse_csv(args.learners) if l not in STUDY_LEARNERS]
+    if bad or not parse_csv(args.learners):
+        raise StudyError(f"--learners: unknown {', '.join(bad) or '(none given)'}; choose from "
+                         f"{', '.join(STUDY_LEARNERS)} ({', '.join(ROUTER_LEARNERS[1:])} comes with --router)")
     from specsel.data.user_domain import resolve_domains
     domains = resolve_domains(args.domains)
     out = Path(args.out)
@@ -83,7 +101,8 @@ def _run(args, domains, concurrency, rates, out: Path) -> int:
     drafters, gammas = list(pool), parse_ints(args.gammas, "--gammas")
     fixed = parse_csv(args.fixed) if args.fixed else [f"{d}@{g}" for d in drafters for g in sorted(set(gammas))]
     points = load_points(concurrency, rates, args.max_batch)
-    cfg = LoadConfig(points, drafters, gammas, fixed, parse_csv(args.learners), args.chunk, args.repeats,
+    learners = parse_csv(args.learners) + (["router_hedgespec"] if args.router else [])
+    cfg = LoadConfig(points, drafters, gammas, fixed, learners, args.chunk, args.repeats,
                      args.max_new_tokens, args.seed,
                      extra={"target": args.target, "domains": args.domains, "skip": args.skip, "limit": args.limit})
     check_stamp(out, cfg.record(), args.resume)
@@ -97,6 +116,8 @@ def _run(args, domains, concurrency, rates, out: Path) -> int:
         tuning = load_items(tokenizer, domains, args.data_dir, args.tune_limit, args.seed, skip=args.tune_skip)
         cfg.baselines = tune(tuning, out, decoder, cfg, not args.no_progress)
     items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed, skip=args.skip)
+    if args.router:
+        decoder.factory.priors = router_priors(args, items, drafters, gammas)
     store = evaluate(items, out, decoder, cfg, not args.no_progress)
     chunks = {p.name: chunk_size(cfg, p) for p in points}
     summary = summarize_load(store.lines, [p.name for p in points], chunks, args.repeats)
