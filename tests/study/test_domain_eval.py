@@ -272,7 +272,7 @@ def test_every_timed_row_is_decoded_side_by_side_with_the_baseline(full):
     config = json.loads((out / "config.json").read_text())
     assert config["fullinfo_run"] == "fullinfo/drafter/hedgespec"
     runs = index_runs(read_records(out / "queries.jsonl"))
-    timing = ("draft_s", "verify_s")
+    timing = ("draft_s", "verify_s", "time_s")       # wall-clock fields differ run to run
     for bsz in (1, 2):
         source, timed = runs["fullinfo/drafter/hedgespec", bsz], runs["drafter/hedgespec", bsz]
         assert source.keys() == timed.keys()
