@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+from evaluators.report import machine_line
+
 # the throughput-under-load targets: (key, >= or <=, bound); a ratio keyed by concurrency is judged at each
 TARGETS = (("continuous_over_static_c4", ">=", 1.25), ("hedge_over_best_static", ">=", 0.97),
            ("hedge_over_best_single_static_geomean", ">=", 1.10), ("hedge_over_ar", ">=", 0.98),
@@ -68,6 +70,11 @@ def format_load_table(summary: dict) -> str:
         state = f"not judged ({v['not_judged']})" if v["met"] is None else "met" if v["met"] else "NOT met"
         at = f" at {v['at']}" if v["at"] is not None else ""
         lines.append(f"* target {v['target']}{at} = {v['value']:.3f} ({v['required']}: {state})")
+    if summary.get("best_static"):
+        best = ", ".join(f"{k}: {v}" for k, v in summary["best_static"].items())
+        lines.append(f"* best static policy by load point: {best}")
+    if summary.get("machine"):
+        lines.append(f"* machine: {machine_line(summary['machine'])}")
     ll = summary.get("lossless") or {}
     lines.append(f"* lossless: {ll.get('lossless')} ({ll.get('checked', 0)} outputs compared with plain decoding)"
                  if ll else "* lossless: not checked (sampling)")

@@ -36,15 +36,18 @@ def _pct(values: Sequence[float]) -> dict:
             "p99": float(np.percentile(v, 99)), "mean": float(v.mean())}
 
 
-def latencies(lines: Iterable[dict]) -> dict:
-    """TTFT, TPOT, ITL and end-to-end latency percentiles (ms) over the requests of `lines`."""
+def latencies(lines: Iterable[dict], closed: bool = False) -> dict:
+    """TTFT, TPOT, ITL and end-to-end latency percentiles (ms) over the requests of `lines`. A request
+    counts from when it was sent: its arrival in an open loop; in a closed loop, when a slot freed and
+    it was admitted (the client of benchmark_serving --max-concurrency sends only then)."""
     ttft, tpot, itl, e2el = [], [], [], []
     for l in lines:
         t = l.get("request")
         if not t or t.get("finish_s") is None:
             continue
-        ttft.append(t["first_token_s"] - t["arrival_s"])
-        e2el.append(t["finish_s"] - t["arrival_s"])
+        sent = t["admitted_s"] if closed and t.get("admitted_s") is not None else t["arrival_s"]
+        ttft.append(t["first_token_s"] - sent)
+        e2el.append(t["finish_s"] - sent)
         if len(l["tokens"]) > 1:
             tpot.append((t["finish_s"] - t["first_token_s"]) / (len(l["tokens"]) - 1))
         times = [r["time_s"] for r in l["records"] if r.get("time_s") is not None]
@@ -119,7 +122,7 @@ def point_rows(lines: Sequence[dict], point: str, bsz: int, repeats: int) -> lis
         wall = sum(t.wall_s for k, t in times.items() if k[0] == run)
         rows.append({"point": point, "policy": policy, "output_throughput": tps,
                      "request_throughput": len(ls) / wall if wall else None, "requests": len(ls),
-                     **latencies(ls), **speculation(ls), "over_ar": versus(times, run, f"{point}/{AR}", bsz, repeats)})
+                     **latencies(ls, closed=point.startswith("c")), **speculation(ls), "over_ar": versus(times, run, f"{point}/{AR}", bsz, repeats)})
     return rows
 
 

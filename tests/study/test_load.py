@@ -136,6 +136,8 @@ def test_latencies_and_speculation_counters_from_lines():
     lat = latencies([line])
     assert lat["ttft_ms"]["p50"] == pytest.approx(500) and lat["e2el_ms"]["p50"] == pytest.approx(1100)
     assert lat["tpot_ms"]["p50"] == pytest.approx(200) and lat["itl_ms"]["p50"] == pytest.approx(300)
+    closed = latencies([line], closed=True)          # a closed loop's client sends when a slot frees
+    assert closed["ttft_ms"]["p50"] == pytest.approx(400) and closed["e2el_ms"]["p50"] == pytest.approx(1000)
     spec = speculation([line])
     assert (spec["num_drafts"], spec["num_draft_tokens"], spec["num_accepted_tokens"]) == (2, 3, 2)
     assert spec["acceptance_per_position"] == [1.0, 0.0]
