@@ -170,13 +170,15 @@ class EagleHead(nn.Module):
         return (out if bias is None else out + bias.to(low)).to(hidden.dtype)
 
     def forward(self, input_ids: torch.Tensor, features: torch.Tensor, attention_mask=None, position_ids=None,
-                past_key_values=None, use_cache: bool = False, logits_to_keep: int = 0,
-                compute_logits: bool = True, **_):
+                past_key_values=None, logits_to_keep: int = 0, compute_logits: bool = True, **hf_kwargs):
         """Pairs (features[:, i], input_ids[:, i]) -> SimpleNamespace(hidden, logits).
 
         features: true target features ([.., feature_size]) or the head's own previous output
         hidden ([.., hidden_size], EAGLE-3 skips fc for those). logits_to_keep=1: logits of
-        the last column only (0: all)."""
+        the last column only (0: all). hf_kwargs: the other keywords of an HF causal LM's
+        forward (RaggedKVCache passes them); only `use_cache` (default False) is read, and passed
+        on to the attention; the rest are ignored."""
+        use_cache = hf_kwargs.get("use_cache", False)
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
             position_ids = position_ids.expand(input_ids.shape[0], -1)

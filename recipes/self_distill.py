@@ -24,7 +24,7 @@ from pathlib import Path
 from drafters.training.corpus import corpus_dir as _corpus_dir
 from drafters.training.eagle import frozen_target, work_dir
 from drafters.training.eagle3 import feature_layers
-from drafters.training.selfdistill import DISTILL_DOMAINS, generate_corpus, greedy_with_features
+from drafters.training.selfdistill import DISTILL_DOMAINS, CorpusOptions, generate_corpus, greedy_with_features
 from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 
 
@@ -55,9 +55,10 @@ def main(argv=None) -> int:
     eos = tokenizer.eos_token_id
     generate = greedy_with_features(target, eos, tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                     else eos, layers)
+    options = CorpusOptions(args.max_new_tokens, seed=args.seed, batch_size=args.batch_size, target_name=args.target,
+                            layers=layers)
     stats = generate_corpus(tokenizer, generate, args.domain_names, {d: args.prompts for d in args.domain_names},
-                            args.data_dir, root, args.max_new_tokens, seed=args.seed, batch_size=args.batch_size,
-                            target_name=args.target, layers=layers)
+                            args.data_dir, root, options)
     print(json.dumps({"corpus": str(root), "domains": stats}, indent=1))
     return 0
 

@@ -41,18 +41,21 @@ import torch
 from drafters.eagle import EagleDrafter
 from drafters.eagle_head import new_eagle_head
 from drafters.training.eagle import (
+    EagleLossOptions,
+    SelfDistillOptions,
+    TokenRange,
     domain_features,
     draft_vocabulary,
     eagle_loss,
     frozen_target,
     self_distilled_features,
     teacher_forced_top1,
-    train,
     training_source,
     work_dir,
     write_json,
 )
 from drafters.training.selfdistill import DISTILL_DOMAINS
+from drafters.training.trainer import TrainOptions, train
 from specsel.data import domains_argument
 from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.study.heldout import measure_mat
@@ -85,13 +88,13 @@ def main(argv=None) -> int:
     work = work_dir(args.work, args.target)
     out = Path(args.out)
 
-    data = {d: domain_features(target, tokenizer, d, args.data_dir, args.seed, 0, args.tokens_per_domain,
+    data = {d: domain_features(target, tokenizer, d, args.data_dir, TokenRange(args.seed, 0, args.tokens_per_domain),
                                args.seq_len, work, batch_size=8) for d in domains}
     if args.self_distill_prompts:
         for d in domains:
-            docs, tok_, val_, feat_ = self_distilled_features(target, tokenizer, d, args.data_dir,
-                                                              args.self_distill_prompts, args.self_distill_tokens,
-                                                              args.seq_len, work, seed=args.seed)
+            answers = SelfDistillOptions(args.self_distill_prompts, args.self_distill_tokens, seed=args.seed)
+            docs, tok_, val_, feat_ = self_distilled_features(target, tokenizer, d, args.data_dir, answers,
+                                                              args.seq_len, work)
             human, r = data[d], args.self_distill_repeat
             data[d] = (human[0] + docs, torch.cat([human[1], tok_.repeat(r, 1)]),
                        torch.cat([human[2], val_.repeat(r, 1)]),
@@ -113,15 +116,15 @@ def main(argv=None) -> int:
     target_rows = target.get_output_embeddings().weight.detach()[head.draft_to_target].float()
 
     def loss_fn(rows, generator):
-        return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows], generator=generator,
-                          unroll_weight=args.unroll_weight)
+        return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows],
+                          EagleLossOptions(unroll_weight=args.unroll_weight), generator=generator)
 
-    summary = train(head, loss_fn, len(tokens), args.steps, args.batch_size, args.lr, work / f"eagle-ckpt-{args.seed}",
-                    save_every=args.save_every, seed=args.seed,
-                    fingerprint={"tokens": n_tokens, "draft_vocab": args.draft_vocab, "domains": domains,
-                                 "unroll_weight": args.unroll_weight,
-                                 "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
-                                                  args.self_distill_repeat]})
+    options = TrainOptions(args.steps, args.batch_size, args.lr, save_every=args.save_every, seed=args.seed,
+                           fingerprint={"tokens": n_tokens, "draft_vocab": args.draft_vocab, "domains": domains,
+                                        "unroll_weight": args.unroll_weight,
+                                        "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
+                                                         args.self_distill_repeat]})
+    summary = train(head, loss_fn, len(tokens), options, work / f"eagle-ckpt-{args.seed}")
     head.save(out, dtype=torch.float16)
 
     # model card: teacher-forced agreement and greedy MAT on held-out evaluation prompts
@@ -158,7 +161,7 @@ def train_v3(args, argv) -> int:
     """EAGLE-3 head from the self-distillation corpus (module docstring)."""
     from drafters.eagle_head import load_eagle_head
     from drafters.training.corpus import corpus_dir, corpus_rows
-    from drafters.training.eagle3 import coverage, eagle3_loss, heldout_top1, init_from_target
+    from drafters.training.eagle3 import Eagle3LossOptions, coverage, eagle3_loss, heldout_top1, init_from_target
     from drafters.training.selfdistill import corpus_stats
     t0 = time.perf_counter()
     target, tokenizer = frozen_target(args.target, args.threads)
@@ -185,16 +188,17 @@ def train_v3(args, argv) -> int:
 
     def loss_fn(rows, generator):
         return eagle3_loss(head, target_rows, tokens[rows], features[rows].float(), valid[rows], answer[rows],
-                           steps=args.ttt_steps, decay=args.ttt_decay, generator=generator)
+                           Eagle3LossOptions(steps=args.ttt_steps, decay=args.ttt_decay), generator=generator)
 
     # one checkpoint folder per run shape, so runs on other domains or vocabularies never meet; the same
     # shape on more (or other) answers is refused by train() with the fix (delete the checkpoint)
     shape = hashlib.sha256(json.dumps([domains, args.draft_vocab, args.ttt_steps, args.ttt_decay, args.seq_len,
                                        args.corpus_docs]).encode()).hexdigest()[:8]
-    summary = train(head, loss_fn, len(tokens), args.steps, args.batch_size, args.lr,
-                    work / f"eagle3-ckpt-{args.seed}-{shape}", save_every=args.save_every, seed=args.seed,
-                    fingerprint={"tokens": int(valid.sum()), "answers": len(docs_all), "draft_vocab": args.draft_vocab,
-                                 "domains": domains, "ttt": [args.ttt_steps, args.ttt_decay], "seq_len": args.seq_len})
+    options = TrainOptions(args.steps, args.batch_size, args.lr, save_every=args.save_every, seed=args.seed,
+                           fingerprint={"tokens": int(valid.sum()), "answers": len(docs_all),
+                                        "draft_vocab": args.draft_vocab, "domains": domains,
+                                        "ttt": [args.ttt_steps, args.ttt_decay], "seq_len": args.seq_len})
+    summary = train(head, loss_fn, len(tokens), options, work / f"eagle3-ckpt-{args.seed}-{shape}")
     head.save(args.out, dtype=torch.float16)
     shipped = load_eagle_head(args.out, target)
     held = {}

@@ -25,10 +25,11 @@ from pathlib import Path
 from drafters.eagle_head import load_eagle_head
 from drafters.lora import lora_experts
 from drafters.training.corpus import corpus_dir, corpus_rows
-from drafters.training.eagle import frozen_target, train, training_source, work_dir, write_json
-from drafters.training.eagle3 import eagle3_loss, heldout_top1
+from drafters.training.eagle import frozen_target, training_source, work_dir, write_json
+from drafters.training.eagle3 import Eagle3LossOptions, eagle3_loss, heldout_top1
 from drafters.training.lora import new_lora
 from drafters.training.selfdistill import DISTILL_DOMAINS, corpus_stats
+from drafters.training.trainer import TrainOptions, train
 from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.study.heldout import measure_mat
 
@@ -66,14 +67,15 @@ def main(argv=None) -> int:
 
     def loss_fn(rows, generator):
         return eagle3_loss(head, target_rows, tokens[rows], features[rows].float(), valid[rows], answer[rows],
-                           steps=args.ttt_steps, decay=args.ttt_decay, generator=generator)
+                           Eagle3LossOptions(steps=args.ttt_steps, decay=args.ttt_decay), generator=generator)
 
     name = EXPERT_NAMES[args.domain]
     base_hash = hashlib.sha256((Path(args.base) / "model.safetensors").read_bytes()).hexdigest()[:16]
-    summary = train(model, loss_fn, len(tokens), args.steps, args.batch_size, args.lr,
-                    work / f"eagle3-lora-ckpt-{args.domain}-{args.seed}", save_every=args.save_every, seed=args.seed,
-                    fingerprint={"tokens": int(valid.sum()), "answers": len(used[args.domain][0]), "rank": args.rank,
-                                 "alpha": args.alpha, "base": base_hash, "ttt": [args.ttt_steps, args.ttt_decay]})
+    options = TrainOptions(args.steps, args.batch_size, args.lr, save_every=args.save_every, seed=args.seed,
+                           fingerprint={"tokens": int(valid.sum()), "answers": len(used[args.domain][0]),
+                                        "rank": args.rank, "alpha": args.alpha, "base": base_hash,
+                                        "ttt": [args.ttt_steps, args.ttt_decay]})
+    summary = train(model, loss_fn, len(tokens), options, work / f"eagle3-lora-ckpt-{args.domain}-{args.seed}")
     out = Path(args.out)
     model.save_pretrained(out)
     held_top1 = {}

@@ -38,16 +38,19 @@ from drafters.eagle_head import load_eagle_head
 from drafters.lora import lora_experts
 from drafters.training.eagle import (
     SELF_DISTILL_STYLES,
+    EagleLossOptions,
+    SelfDistillOptions,
+    TokenRange,
     domain_features,
     eagle_loss,
     frozen_target,
     self_distilled_features,
-    train,
     training_source,
     work_dir,
     write_json,
 )
 from drafters.training.lora import new_lora
+from drafters.training.trainer import TrainOptions, train
 from specsel.data import cache_tag, domains_argument, is_user_domain, load_domain
 from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 from specsel.study.heldout import measure_mat
@@ -125,13 +128,13 @@ def main(argv=None) -> int:
     ranges, chunks = data_plan(args, shared, new_domain_prompts(args.domain, args.data_dir, args.base))
     target, tokenizer = frozen_target(args.target, args.threads)
     work = work_dir(args.work, args.target)
-    parts = [domain_features(target, tokenizer, args.domain, args.data_dir, args.seed, start, n, args.seq_len, work,
-                             batch_size=8)
+    parts = [domain_features(target, tokenizer, args.domain, args.data_dir, TokenRange(args.seed, start, n),
+                             args.seq_len, work, batch_size=8)
              for start, n in ranges]
     for skip, n, style in chunks:       # built-in: the base head's answers, then new ones
-        _, tok_, val_, feat_ = self_distilled_features(target, tokenizer, args.domain, args.data_dir, n,
-                                                       args.self_distill_tokens, args.seq_len, work,
-                                                       seed=args.seed, skip=skip, style=style)
+        answers = SelfDistillOptions(n, args.self_distill_tokens, seed=args.seed, style=style, skip=skip)
+        _, tok_, val_, feat_ = self_distilled_features(target, tokenizer, args.domain, args.data_dir, answers,
+                                                       args.seq_len, work)
         r = args.self_distill_repeat
         parts.append((None, tok_.repeat(r, 1), val_.repeat(r, 1), feat_.repeat(r, 1, 1)))
     tokens = torch.cat([p[1] for p in parts])
@@ -145,18 +148,18 @@ def main(argv=None) -> int:
     target_rows = target.get_output_embeddings().weight.detach()[head.draft_to_target].float()
 
     def loss_fn(rows, generator):
-        return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows], generator=generator,
-                          unroll_weight=args.unroll_weight)
+        return eagle_loss(head, target_rows, tokens[rows], features[rows], valid[rows],
+                          EagleLossOptions(unroll_weight=args.unroll_weight), generator=generator)
 
     name = ADAPTER_NAMES.get(args.domain) or f"lora_{args.domain}"
-    summary = train(model, loss_fn, len(tokens), args.steps, args.batch_size, args.lr,
-                    work / f"lora-ckpt-{cache_tag(args.domain)}-{args.seed}", save_every=args.save_every, seed=args.seed,
-                    fingerprint={"tokens": int(valid.sum()), "rank": args.rank, "alpha": args.alpha,
-                                 "base": hashlib.sha256((Path(args.base) / "model.safetensors").read_bytes())
-                                 .hexdigest()[:16],
-                                 "unroll_weight": args.unroll_weight,
-                                 "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
-                                                  args.self_distill_repeat, args.self_distill_style]})
+    options = TrainOptions(args.steps, args.batch_size, args.lr, save_every=args.save_every, seed=args.seed,
+                           fingerprint={"tokens": int(valid.sum()), "rank": args.rank, "alpha": args.alpha,
+                                        "base": hashlib.sha256((Path(args.base) / "model.safetensors").read_bytes())
+                                        .hexdigest()[:16],
+                                        "unroll_weight": args.unroll_weight,
+                                        "self_distill": [args.self_distill_prompts, args.self_distill_tokens,
+                                                         args.self_distill_repeat, args.self_distill_style]})
+    summary = train(model, loss_fn, len(tokens), options, work / f"lora-ckpt-{cache_tag(args.domain)}-{args.seed}")
     out = Path(args.out)
     model.save_pretrained(out)
 

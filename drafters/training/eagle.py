@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Sequence
@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from drafters.eagle_head import EagleHead
-from drafters.training.checkpoint import load_checkpoint, plain
 from specsel.data import cache_tag, is_user_domain, user_domain_records
 from specsel.modeling.compat import capture_hidden_states
 
@@ -181,18 +180,29 @@ def token_slice(docs: list[list[int]], start: int, n_tokens: int) -> list[list[i
 SELF_DISTILL_STYLES = ("plain", "stub")
 
 
-def generated_documents(target, tokenizer, domain: str, data_dir, n_prompts: int, max_new_tokens: int,
-                        cache: Path, seed: int = 0, batch_size: int = 16, generate=None,
-                        style: str = "plain", skip: int = 0) -> list[list[int]]:
+@dataclass(frozen=True)
+class SelfDistillOptions:
+    """Which answers to self-distill: prompts [skip, skip + n_prompts) of the seeded order, their length, style."""
+    n_prompts: int
+    max_new_tokens: int
+    seed: int = 0
+    style: str = "plain"
+    skip: int = 0
+
+
+def generated_documents(target, tokenizer, domain: str, data_dir, options: SelfDistillOptions, cache: Path,
+                        batch_size: int = 16, generate=None) -> list[list[int]]:
     """Self-distillation text: the target's own greedy answers to TRAINING-split prompts
-    [skip, skip + n_prompts) of `domain` in a seeded order (prompt + answer token ids). A head
-    drafts the target's outputs, so training on them removes the shift between human-written
-    text and what it will see.
+    [skip, skip + n_prompts) of `domain` in a seeded order (prompt + answer token ids; `options`).
+    A head drafts the target's outputs, so training on them removes the shift between
+    human-written text and what it will see.
     `generate(prompts, max_new_tokens) -> list of token lists` (lossless speculative decoding
-    is fine: greedy output is the target's own). Batches are appended to `cache` (JSONL) as
-    they finish; a rerun resumes. `style="stub"` poses code problems as HumanEval does
-    (specsel.data.as_function_stub)."""
+    is fine: greedy output is the target's own). Batches of `batch_size` prompts are appended
+    to `cache` (JSONL) as they finish; a rerun resumes. `style="stub"` poses code problems as
+    HumanEval does (specsel.data.as_function_stub)."""
     from specsel.data import as_function_stub, encode_prompts, load_domain
+    n_prompts, max_new_tokens, seed, style, skip = (options.n_prompts, options.max_new_tokens, options.seed,
+                                                     options.style, options.skip)
     if style not in SELF_DISTILL_STYLES:
         raise ValueError(f"unknown self-distillation style {style!r}: use one of {', '.join(SELF_DISTILL_STYLES)}")
     queries = load_domain(domain, data_dir, split="train")
@@ -255,26 +265,36 @@ def greedy_generator(target, tokenizer, eos_token_id=None):
     return generate
 
 
-def self_distilled_features(target, tokenizer, domain: str, data_dir, n_prompts: int, max_new_tokens: int,
-                            seq_len: int, work: Path, seed: int = 0, batch_size: int = 32, skip: int = 0,
-                            style: str = "plain"):
-    """generated_documents() (greedy answers of the target) and their features, for prompts
-    [skip, skip + n_prompts) of the seeded training order. Returns (docs, tokens, valid,
-    features) like domain_features(). The answer cache is shared by every prompt count."""
+def self_distilled_features(target, tokenizer, domain: str, data_dir, options: SelfDistillOptions, seq_len: int,
+                            work: Path, batch_size: int = 32):
+    """generated_documents() (greedy answers of the target, `batch_size` prompts a batch) and
+    their features, for prompts [skip, skip + n_prompts) of the seeded training order (`options`).
+    Returns (docs, tokens, valid, features) like domain_features(). The answer cache is shared
+    by every prompt count."""
+    n_prompts, max_new_tokens, seed, style, skip = (options.n_prompts, options.max_new_tokens, options.seed,
+                                                     options.style, options.skip)
     tag = cache_tag(domain)                   # the domain; a user domain's adds its file's hash
     name = tag if style == "plain" else f"{tag}-{style}"
-    docs = generated_documents(target, tokenizer, domain, data_dir, n_prompts, max_new_tokens,
-                               work / f"selfdistill-{name}-{seed}-{max_new_tokens}.jsonl", seed, batch_size,
-                               greedy_generator(target, tokenizer), style=style, skip=skip)
+    docs = generated_documents(target, tokenizer, domain, data_dir, options,
+                               work / f"selfdistill-{name}-{seed}-{max_new_tokens}.jsonl", batch_size=batch_size,
+                               generate=greedy_generator(target, tokenizer))
     tag = f"{name}-{seed}-{skip}-{n_prompts}-{max_new_tokens}"
     tokens, valid, features = features_of(target, docs, seq_len, work / f"features-selfdistill-{tag}-{seq_len}",
                                           pad_id=tokenizer.pad_token_id or 0)
     return docs, tokens, valid, features
 
 
-def domain_features(target, tokenizer, domain, data_dir, seed, start, n_tokens, seq_len, work: Path,
-                    batch_size: int):
-    """Packed rows and target features of tokens [start, start+n) of a domain's training text."""
+@dataclass(frozen=True)
+class TokenRange:
+    """Tokens [start, start + n_tokens) of a domain's training text, its documents in the order `seed` shuffles."""
+    seed: int
+    start: int
+    n_tokens: int
+
+
+def domain_features(target, tokenizer, domain, data_dir, text: TokenRange, seq_len, work: Path, batch_size: int):
+    """Packed rows and target features of tokens [start, start+n) of a domain's training text (`text`)."""
+    seed, start, n_tokens = text.seed, text.start, text.n_tokens
     docs = token_slice(domain_documents(tokenizer, domain, data_dir, seed), start, n_tokens)
     if not docs:
         raise ValueError(f"no {domain} training document starts within tokens [{start}, {start + n_tokens}) of its "
@@ -305,20 +325,30 @@ def unrolled_mask(n: int, device=None) -> torch.Tensor:
     return m
 
 
+@dataclass(frozen=True)
+class EagleLossOptions:
+    """eagle_loss() weights: input feature noise (x feature RMS), CE weight p_weight, second-step weight."""
+    noise: float = 0.1
+    p_weight: float = 0.1
+    unroll_weight: float = 0.0
+
+
 def eagle_loss(head: EagleHead, target_rows: torch.Tensor, tokens: torch.Tensor, features: torch.Tensor,
-               valid: torch.Tensor | None = None, noise: float = 0.1, p_weight: float = 0.1,
-               generator: torch.Generator | None = None, unroll_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+               valid: torch.Tensor | None = None, options: EagleLossOptions = EagleLossOptions(),
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """EAGLE-1 loss on a batch of sequences.
 
     tokens [B, T], features [B, T, F] (true target features, f_i after token t_i);
     target_rows [Vd, H]: the target head's rows of the draft vocabulary (p on those tokens).
-    Pair i = (t_{i+1}, f_i) predicts f_{i+1} (smooth L1) and t_{i+2} (cross-entropy against p).
-    unroll_weight > 0 adds the second draft step: pair (t_{i+1}, h_{i-1}) with the head's own
+    Pair i = (t_{i+1}, f_i) predicts f_{i+1} (smooth L1) and t_{i+2} (cross-entropy against p,
+    weight options.p_weight); input features get U(-noise, noise) x their RMS (options.noise).
+    options.unroll_weight > 0 adds the second draft step: pair (t_{i+1}, h_{i-1}) with the head's own
     prediction h_{i-1} of f_i, attending to the true pairs before it (unrolled_mask), has the
     same targets; its loss is added with this weight. EAGLE-1/2 heads only: an EAGLE-3 head's
     output is not a target feature."""
     if head.version != 1:
         raise ValueError("eagle_loss trains EAGLE-1/2 heads; EAGLE-3 heads are loaded, not trained, here")
+    noise, p_weight, unroll_weight = options.noise, options.p_weight, options.unroll_weight
     x_tokens, x_feats = tokens[:, 1:-1], features[:, :-2].float()
     if noise:
         scale = x_feats.pow(2).mean().sqrt()
@@ -368,78 +398,12 @@ def teacher_forced_top1(head: EagleHead, target_rows: torch.Tensor, tokens: torc
     for b in range(0, len(tokens), batch_size):
         t, f = tokens[b: b + batch_size], features[b: b + batch_size]
         v = None if valid is None else valid[b: b + batch_size]
-        _, stats = eagle_loss(head, target_rows, t, f, v, noise=0.0)
+        _, stats = eagle_loss(head, target_rows, t, f, v, EagleLossOptions(noise=0.0))
         n = float((v[:, 2:] if v is not None else torch.ones_like(t[:, 2:])).sum())
         hits += stats["top1"] * n
         total += n
     head.train(was_training)
     return hits / max(total, 1.0)
-
-
-# ---------------------------------------------------------------------- loop
-
-def train(module: torch.nn.Module, loss_fn, n_rows: int, steps: int, batch_size: int, lr: float,
-          checkpoint_dir: str | Path, save_every: int = 50, seed: int = 0, progress: bool = True,
-          weight_decay: float = 0.0, warmup: int = 20, fingerprint: dict | None = None) -> dict:
-    """AdamW with linear warmup and cosine decay over `steps` batches of `batch_size` rows.
-
-    loss_fn(row_indices, generator) -> (loss, stats). Every `save_every` steps the trainable
-    parameters and optimizer state go to checkpoint_dir/checkpoint.pt (atomically); a
-    rerun resumes from there, but only if it was written with the same `fingerprint` (the
-    settings and data that define the run) and the same hyper-parameters. Returns a summary
-    (steps, seconds, last stats)."""
-    checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = checkpoint_dir / "checkpoint.pt"
-    params = [p for p in module.parameters() if p.requires_grad]
-    names = [n for n, p in module.named_parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    start, seconds, history = 0, 0.0, []
-    identity = plain({"n_rows": n_rows, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-                       **(fingerprint or {})})
-    if ckpt.exists():
-        state = load_checkpoint(ckpt)
-        if state["names"] != names or plain(state.get("identity")) != identity:
-            raise ValueError(f"{ckpt} was written by a run with other settings or data: delete it to start over")
-        with torch.no_grad():
-            for p, v in zip(params, state["params"]):
-                p.copy_(v)
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start, seconds, history = state["step"], state["seconds"], state["history"]
-    module.train()
-    bar = tqdm(total=steps, initial=start, desc="train", unit="step", disable=not progress)
-    stats = {}
-    for step in range(start, steps):
-        t0 = time.perf_counter()
-        # the batch of this step depends only on the step index: resuming replays the same data
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        rows = torch.randint(0, n_rows, (batch_size,), generator=g) if n_rows < batch_size else \
-            torch.randperm(n_rows, generator=g)[:batch_size]
-        loss, stats = loss_fn(rows, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        seconds += time.perf_counter() - t0
-        history.append(plain({"step": step + 1, "loss": float(loss.detach()), **stats}))
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", top1=f"{stats.get('top1', 0):.3f}")
-        bar.update(1)
-        if (step + 1) % save_every == 0 or step + 1 == steps:
-            tmp = ckpt.with_suffix(".tmp")
-            # tensors and plain types only: the checkpoint loads with weights_only=True (drafters.training.checkpoint)
-            torch.save({"names": names, "identity": identity, "params": [p.detach().clone() for p in params],
-                        "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "step": step + 1,
-                        "seconds": seconds, "history": history}, tmp)
-            os.replace(tmp, ckpt)
-    bar.close()
-    module.eval()
-    return {"steps": steps, "seconds": round(seconds, 1), "last": history[-1] if history else {},
-            "history": history}
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -66,11 +67,20 @@ def init_from_target(head: EagleHead, target) -> EagleHead:
     return head
 
 
+@dataclass(frozen=True)
+class Eagle3LossOptions:
+    """eagle3_loss() settings: training-time-test steps, per-step loss decay, fused-feature noise (x RMS)."""
+    steps: int = 3
+    decay: float = 0.8
+    noise: float = 0.0
+
+
 def eagle3_loss(head: EagleHead, target_rows: torch.Tensor, tokens: torch.Tensor, features: torch.Tensor,
-                valid: torch.Tensor | None = None, answer: torch.Tensor | None = None, steps: int = 3,
-                decay: float = 0.8, noise: float = 0.0, generator: torch.Generator | None = None
+                valid: torch.Tensor | None = None, answer: torch.Tensor | None = None,
+                options: Eagle3LossOptions = Eagle3LossOptions(), generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, dict]:
-    """EAGLE-3 loss with a `steps`-step training-time test on a batch of rows.
+    """EAGLE-3 loss with an `options.steps`-step training-time test on a batch of rows
+    (step k weighted options.decay^(k-1); options.noise: U(-noise, noise) x RMS on the fused features).
 
     tokens [B, T]; features [B, T, 4H] (low, mid, high, final-norm output of each token);
     target_rows [Vd, H] the target head's rows of the draft vocabulary; valid, answer [B, T]
@@ -78,6 +88,7 @@ def eagle3_loss(head: EagleHead, target_rows: torch.Tensor, tokens: torch.Tensor
     with the top-1 agreement with the target's draft-vocabulary argmax per step (top1, top1_step2, ...)."""
     if head.version != 3:
         raise ValueError("eagle3_loss trains EAGLE-3 heads; EAGLE-1/2 heads train with training.eagle.eagle_loss")
+    steps, decay, noise = options.steps, options.decay, options.noise
     H = head.hidden_size
     B, T = tokens.shape
     n = T - 2
@@ -134,7 +145,8 @@ def heldout_top1(head: EagleHead, target_rows: torch.Tensor, tokens, features, v
     sums, n = {}, 0
     for b in range(0, len(tokens), batch_size):
         sl = slice(b, b + batch_size)
-        _, stats = eagle3_loss(head, target_rows, tokens[sl], features[sl].float(), valid[sl], answer[sl], steps)
+        _, stats = eagle3_loss(head, target_rows, tokens[sl], features[sl].float(), valid[sl], answer[sl],
+                               Eagle3LossOptions(steps=steps))
         weight = float((valid[sl, 2:] & answer[sl, 2:]).sum())
         for key, v in stats.items():
             if key.startswith("top1"):

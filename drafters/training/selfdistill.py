@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -81,15 +82,28 @@ def _write_shard(path: Path, qids: list[str], prompts: list[list[int]], answers:
     os.replace(tmp, path)          # atomic: a killed run never leaves half a shard
 
 
+@dataclass(frozen=True)
+class CorpusOptions:
+    """What a corpus is made with (its config.json): answer length, seed, batching, prompt cut, target, layers."""
+    max_new_tokens: int
+    seed: int = 0
+    batch_size: int = 16
+    batches_per_chunk: int = 8
+    max_prompt_tokens: int = 1024
+    target_name: str = ""
+    layers: Sequence[int] = ()
+
+
 def generate_corpus(tokenizer, generate: Callable, domains: Sequence[str], prompts_per_domain: dict[str, int],
-                    data_dir, root: str | Path, max_new_tokens: int, seed: int = 0, batch_size: int = 16,
-                    batches_per_chunk: int = 8, max_prompt_tokens: int = 1024, target_name: str = "",
-                    layers: Sequence[int] = (), progress: bool = True) -> dict:
+                    data_dir, root: str | Path, options: CorpusOptions, progress: bool = True) -> dict:
     """Generate (or resume) the answers to the first `prompts_per_domain[d]` prompts of each
     domain's seeded training order, rounded up to whole chunks. `generate(prompts, n) -> answers`
-    (token lists, cut after EOS) must be the target's greedy decoding; with `layers` it returns
-    (answers, features) instead (greedy_with_features). Returns corpus_stats()."""
+    (token lists, cut after EOS) must be the target's greedy decoding; with `options.layers` it
+    returns (answers, features) instead (greedy_with_features). Returns corpus_stats()."""
     from specsel.data import encode_prompts
+    max_new_tokens, seed, batch_size, batches_per_chunk = (options.max_new_tokens, options.seed, options.batch_size,
+                                                           options.batches_per_chunk)
+    max_prompt_tokens, target_name, layers = options.max_prompt_tokens, options.target_name, options.layers
     root = Path(root)
     _config(root, {"target": target_name, "seed": seed, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
                    "batches_per_chunk": batches_per_chunk, "max_prompt_tokens": max_prompt_tokens,

@@ -10,8 +10,9 @@ from distribution_checks import N_SAMPLES, N_TOKENS, PROMPT, chi2_pvalue, exact_
 from drafters.eagle import EagleDrafter
 from drafters.eagle_head import new_eagle_head
 from drafters.training.corpus import pack_with_features
-from drafters.training.eagle import draft_vocabulary, train
+from drafters.training.eagle import draft_vocabulary
 from drafters.training.eagle3 import (
+    Eagle3LossOptions,
     eagle3_loss,
     feature_layers,
     heldout_top1,
@@ -22,6 +23,7 @@ from drafters.training.eagle3 import (
     ttt_mask,
 )
 from drafters.training.selfdistill import greedy_with_features
+from drafters.training.trainer import TrainOptions, train
 from specsel import Arm, Sampling, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 
@@ -89,9 +91,10 @@ def trained_head(target, ckpt, steps=150, vocab=96):
     before = heldout_top1(head, rows, tokens, features, valid, answer, steps=2)
 
     def loss(r, g):
-        return eagle3_loss(head, rows, tokens[r], features[r].float(), valid[r], answer[r], steps=2, generator=g)
-    train(head, loss, len(tokens), steps=steps, batch_size=4, lr=3e-3, checkpoint_dir=ckpt, save_every=10_000,
-          progress=False)
+        return eagle3_loss(head, rows, tokens[r], features[r].float(), valid[r], answer[r],
+                           Eagle3LossOptions(steps=2), generator=g)
+    train(head, loss, len(tokens), TrainOptions(steps=steps, batch_size=4, lr=3e-3, save_every=10_000, progress=False),
+          checkpoint_dir=ckpt)
     after = heldout_top1(head, rows, tokens, features, valid, answer, steps=2)
     return prompts, docs, head.eval(), untrained, (before, after)
 
@@ -157,7 +160,7 @@ def test_sampling_through_a_trained_small_vocabulary_keeps_the_target_distributi
     rows = target.lm_head.weight.detach()[head.draft_to_target]
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     for _ in range(40):
-        loss, _ = eagle3_loss(head, rows, tokens, features.float(), valid, answer, steps=2)
+        loss, _ = eagle3_loss(head, rows, tokens, features.float(), valid, answer, Eagle3LossOptions(steps=2))
         opt.zero_grad()
         loss.backward()
         opt.step()

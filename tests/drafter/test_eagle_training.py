@@ -7,6 +7,8 @@ import torch
 from drafters.eagle import EagleDrafter
 from drafters.eagle_head import new_eagle_head
 from drafters.training.eagle import (
+    EagleLossOptions,
+    TrainOptions,
     draft_vocabulary,
     eagle_loss,
     extract_features,
@@ -43,8 +45,9 @@ def test_head_learns_the_target_and_drafts_losslessly(tmp_path):
     untrained = copy.deepcopy(head)
     rows = target.lm_head.weight.detach()[head.draft_to_target]
     before = teacher_forced_top1(head, rows, tokens, features, valid)
-    train(head, loss_for(head, target, tokens, valid, features), len(tokens), steps=150, batch_size=4, lr=3e-3,
-          checkpoint_dir=tmp_path / "ckpt", save_every=1000, progress=False)
+    train(head, loss_for(head, target, tokens, valid, features), len(tokens),
+          TrainOptions(steps=150, batch_size=4, lr=3e-3, save_every=1000, progress=False),
+          checkpoint_dir=tmp_path / "ckpt")
     after = teacher_forced_top1(head, rows, tokens, features, valid)
     assert after > max(0.5, before + 0.3), (before, after)
     engine = SpecEngine(target, {"eagle": EagleDrafter(target, head), "untrained": EagleDrafter(target, untrained)},
@@ -72,8 +75,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
             if stop_at is not None and calls["n"] > stop_at:
                 raise KeyboardInterrupt
             return loss(r, g)
-        train(head, interrupted, len(tokens), steps=12, batch_size=2, lr=1e-3, checkpoint_dir=ckpt, save_every=4,
-              progress=False)
+        train(head, interrupted, len(tokens),
+              TrainOptions(steps=12, batch_size=2, lr=1e-3, save_every=4, progress=False), checkpoint_dir=ckpt)
         return head
 
     straight = run(tmp_path / "a")
@@ -88,11 +91,13 @@ def test_stale_checkpoint_is_refused(tmp_path):
     target, docs, tokens, valid, features = setup(tmp_path, n_docs=8)
     head = new_eagle_head(target, 1, seed=0)
     loss = loss_for(head, target, tokens, valid, features)
-    train(head, loss, len(tokens), steps=2, batch_size=2, lr=1e-3, checkpoint_dir=tmp_path / "c", progress=False,
-          fingerprint={"tokens": 1})
+    train(head, loss, len(tokens),
+          TrainOptions(steps=2, batch_size=2, lr=1e-3, progress=False, fingerprint={"tokens": 1}),
+          checkpoint_dir=tmp_path / "c")
     with pytest.raises(ValueError, match="other settings or data: delete it"):
-        train(head, loss, len(tokens), steps=2, batch_size=2, lr=1e-3, checkpoint_dir=tmp_path / "c", progress=False,
-              fingerprint={"tokens": 2})
+        train(head, loss, len(tokens),
+              TrainOptions(steps=2, batch_size=2, lr=1e-3, progress=False, fingerprint={"tokens": 2}),
+              checkpoint_dir=tmp_path / "c")
 
 
 def test_feature_shards_are_reused(tmp_path):
@@ -154,8 +159,8 @@ def test_unrolled_loss_trains_and_reports_the_second_step(tmp_path):
     target, docs, tokens, valid, features = setup(tmp_path, n_docs=8)
     head = new_eagle_head(target, 1, None, seed=0).float()
     rows = target.lm_head.weight.detach()[head.draft_to_target]
-    loss, stats = eagle_loss(head, rows, tokens[:2], features[:2], valid[:2], unroll_weight=0.5)
-    plain, _ = eagle_loss(head, rows, tokens[:2], features[:2], valid[:2], noise=0.0)
+    loss, stats = eagle_loss(head, rows, tokens[:2], features[:2], valid[:2], EagleLossOptions(unroll_weight=0.5))
+    plain, _ = eagle_loss(head, rows, tokens[:2], features[:2], valid[:2], EagleLossOptions(noise=0.0))
     assert "top1_step2" in stats and loss > plain * 0.99
     loss.backward()
     assert head.fc.weight.grad is not None and torch.isfinite(head.fc.weight.grad).all()

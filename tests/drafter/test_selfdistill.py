@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from drafters.training.corpus import HELDOUT, corpus_split, pack_with_features
-from drafters.training.selfdistill import corpus_stats, generate_corpus, greedy_with_features, load_corpus
+from drafters.training.selfdistill import (
+    CorpusOptions,
+    corpus_stats,
+    generate_corpus,
+    greedy_with_features,
+    load_corpus,
+)
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 
@@ -57,8 +63,9 @@ def make(tmp_path, root, generate=None, prompts=40):
     target = tiny_model("llama", seed=0, num_layers=2, logit_scale=3.0)
     gen = generate or greedy_with_features(target, -1, 0, LAYERS)
     name = toy_domain(tmp_path)
-    return generate_corpus(CharTokenizer(), gen, [name], {name: prompts}, None, root, 6, seed=0, batch_size=4,
-                           batches_per_chunk=2, layers=LAYERS, progress=False)[name], name
+    return generate_corpus(CharTokenizer(), gen, [name], {name: prompts}, None, root,
+                           CorpusOptions(6, seed=0, batch_size=4, batches_per_chunk=2, layers=LAYERS),
+                           progress=False)[name], name
 
 
 def test_a_killed_generation_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
@@ -93,7 +100,8 @@ def test_other_settings_are_refused_and_stats_count_the_corpus(tmp_path):
     target = tiny_model("llama", seed=0, num_layers=2, logit_scale=3.0)
     with pytest.raises(ValueError, match="use another --work folder"):      # another answer length
         generate_corpus(CharTokenizer(), greedy_with_features(target, -1, 0, LAYERS), [toy], {toy: 8}, None,
-                        tmp_path / "c", 7, batch_size=4, batches_per_chunk=2, layers=LAYERS, progress=False)
+                        tmp_path / "c", CorpusOptions(7, batch_size=4, batches_per_chunk=2, layers=LAYERS),
+                        progress=False)
     stats = corpus_stats(tmp_path / "c", [toy])[toy]
     qids, docs, plens, _ = load_corpus(tmp_path / "c", toy)
     assert stats["prompts"] == 8 == len(docs)          # 8 prompts: one whole chunk of 2 batches of 4

@@ -189,7 +189,7 @@ def test_bad_query_ids_are_refused(query_ids, error, needle):
 
 
 def test_training_checkpoint_loads_with_weights_only(tmp_path):
-    from drafters.training.eagle import train
+    from drafters.training.trainer import TrainOptions, train
     module = torch.nn.Linear(3, 2)
     x = torch.randn(8, 3)
 
@@ -198,21 +198,23 @@ def test_training_checkpoint_loads_with_weights_only(tmp_path):
         return loss, {"top1": torch.tensor(0.5), "width": 3}
 
     fingerprint = {"domains": ("math", "code"), "tokens": torch.tensor(8)}
-    train(module, loss_fn, 8, steps=3, batch_size=2, lr=1e-2, checkpoint_dir=tmp_path, save_every=2,
-          progress=False, warmup=1, fingerprint=fingerprint)
+    train(module, loss_fn, 8,
+          TrainOptions(steps=3, batch_size=2, lr=1e-2, save_every=2, progress=False, warmup=1, fingerprint=fingerprint),
+          checkpoint_dir=tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 3 and state["history"][0]["top1"] == 0.5
     assert state["identity"]["domains"] == ["math", "code"]
-    summary = train(module, loss_fn, 8, steps=3, batch_size=2, lr=1e-2, checkpoint_dir=tmp_path,
-                    progress=False, warmup=1, fingerprint=fingerprint)       # resumes: nothing left to run
+    summary = train(module, loss_fn, 8,                                     # resumes: nothing left to run
+                    TrainOptions(steps=3, batch_size=2, lr=1e-2, progress=False, warmup=1, fingerprint=fingerprint),
+                    checkpoint_dir=tmp_path)
     assert summary["steps"] == 3 and len(summary["history"]) == 3
 
 
 def test_a_checkpoint_holding_objects_is_refused(tmp_path):
-    from drafters.training.eagle import train
+    from drafters.training.trainer import TrainOptions, train
     torch.save({"names": [], "identity": argparse.Namespace(n_rows=4)}, tmp_path / "checkpoint.pt")
     module = torch.nn.Linear(3, 2)
     with pytest.raises(ValueError) as info:
-        train(module, lambda r, g: (module.weight.sum(), {}), 4, steps=1, batch_size=2, lr=1e-2,
-              checkpoint_dir=tmp_path, progress=False)
+        train(module, lambda r, g: (module.weight.sum(), {}), 4,
+              TrainOptions(steps=1, batch_size=2, lr=1e-2, progress=False), checkpoint_dir=tmp_path)
     one_line(info, "holds objects other than tensors and plain types", "delete it to start over")
