@@ -11,9 +11,11 @@ The executor measures every decode (``batch_machine``, specsel.study.meter). A s
 * or, with repeats, one batch's ratio moved by more than `SPREAD_LIMIT` between repeats (max/min
   - 1 over the repeats of the same batch): the machine was not steady enough to rank the runs.
 
-Thresholds, from measurements on this project's 2-core machine (docs/design.md, "Speed figures"):
-an idle machine's batches showed other processes at 0-3% of the CPUs and repeat-to-repeat
-spreads of the same batch below 15%; a busy process on one core showed up as 25-50% of the CPUs.
+Thresholds, from measurements on this project's 2-core machine (recipes/bench_timing.py;
+docs/design.md, "Speed figures"): on an idle machine the runs' threads waited for a CPU 0.5% of
+the time (at most 0.6%), other processes took 0.6% of the CPUs (at most 1.1%), and one batch's
+ratio moved at most 11% between repeats; with one core kept busy by another process, the threads
+waited 37% of the time (36-38%) and others took 38% of the CPUs.
 A figure judged unreliable is shown with the reason; a target computed from it is "not judged".
 """
 from __future__ import annotations
