@@ -46,6 +46,10 @@ class ArmPolicy:
     def finish(self, row: int) -> None:
         """Prompt `row` is done (EOS or max_new_tokens)."""
 
+    def forget(self, row: int) -> None:
+        """Drop what is kept of ended row `row`. A server calls it as each request ends (its stream
+        of requests never ends); generate() keeps it, for inspection after the call."""
+
 
 _ARMS = 'arms must be an Arm (e.g. Arm("ngram", 4)), a policy (an ArmPolicy), or a list of Arms, one per prompt'
 
@@ -68,13 +72,14 @@ class FixedArms(ArmPolicy):
             raise _not_an_arm(arms)                     # ("ngram", 4): an arm written as a tuple
         if not isinstance(arms, Arm) and (isinstance(arms, (str, bytes, dict)) or not hasattr(arms, "__iter__")):
             raise _not_an_arm(arms)
-        arms = [arms] * n_rows if isinstance(arms, Arm) else list(arms)
+        self.one = arms if isinstance(arms, Arm) else None       # one arm for every row, however many come
+        arms = [arms] * max(n_rows, 1) if isinstance(arms, Arm) else list(arms)
         bad = next((i for i, a in enumerate(arms) if not isinstance(a, Arm)), None)
         if bad is not None:
             raise _not_an_arm(arms[bad], f"arms[{bad}] is")
-        if len(arms) != n_rows:
+        if self.one is None and len(arms) != n_rows:
             raise ValueError(f"got {len(arms)} arms for {n_rows} prompts; pass one Arm or one per prompt")
         self.arms = arms
 
     def select(self, rows: list[int]) -> list[Arm]:
-        return [self.arms[r] for r in rows]
+        return [self.one] * len(rows) if self.one is not None else [self.arms[r] for r in rows]

@@ -35,48 +35,82 @@ class RequestTiming:
 
 
 @dataclass
+class Request:
+    """One request: its prompt, its token budget, its query id (RoundRecord.query) and its timing;
+    the rounds it has played, and its tokens once it has ended."""
+    prompt: list[int]
+    budget: int
+    query_id: object
+    timing: RequestTiming
+    rounds: int = 0
+    tokens: list[int] | None = None
+    by_eos: bool = False
+
+
+@dataclass
 class Batch:
-    """The state of one generate() call: committed tokens, caches, and what is returned. The engine
-    keeps host copies of what it decides on (which rows are active, their lengths, their rounds), so
-    a round reads the device once for its records, not once per row."""
+    """The running batch of one call: caches, the active rows, and the requests they serve. The
+    engine keeps host copies of what it decides on (which rows are active, their lengths, their
+    rounds), so a round reads the device once for its records, not once per row."""
     ctx: DraftContext | None
     kv: RaggedKVCache | None
-    prompt_lens: list[int]          # [N] by global prompt index
-    max_new_tokens: int
-    rows: list[int]                 # [A] global prompt index of each active (local) row
+    rows: list[int]                 # [A] request index of each active (local) row
     lens: list[int]                 # [A] committed length of each active row (= ctx.seq_lens, on the host)
-    rounds: list[int]               # [N] rounds each prompt has played
-    outputs: list
-    by_eos: list
-    query_ids: list                 # [N] the query id of each prompt (RoundRecord.query)
-    timing: list[RequestTiming]     # [N]
+    live: dict[int, Request]        # the active rows' requests, by request index
     records: list = field(default_factory=list)
     prefill_s: float = 0.0          # seconds of every admission's prefill (a reused one's charged as first paid)
     reused_s: float = 0.0           # seconds of a reused target prefill, charged to prefill_s and wall_s
 
     def remaining(self) -> list[int]:
         """[A] tokens each active row may still commit."""
-        return [self.max_new_tokens - (n - self.prompt_lens[r]) for r, n in zip(self.rows, self.lens)]
+        return [self.live[r].budget - (n - len(self.live[r].prompt)) for r, n in zip(self.rows, self.lens)]
 
 
 class Requests:
-    """The requests of one call in arrival order (ties: prompt order), at most `max_batch` running."""
+    """The requests of one generate() call in arrival order (ties: prompt order), at most
+    `max_batch` running. A request source: the engine asks it which requests are due, tells it what
+    each round committed and when a request ends, and asks which running ones were cancelled
+    (`RequestStream`, specsel.engine.stream, is the source a server feeds while the engine runs)."""
+    listens = False                 # whether committed() wants each round's tokens
+    forgets = False                 # whether the policy drops an ended row's state (policy.forget)
 
-    def __init__(self, arrivals: Sequence[float], max_batch: int):
-        self.arrivals, self.max_batch = list(arrivals), max_batch
-        self.pending = deque(sorted(range(len(self.arrivals)), key=lambda i: (self.arrivals[i], i)))
+    def __init__(self, items: Sequence[Request], max_batch: int):
+        self.items, self.max_batch = list(items), max_batch
+        self.queue = deque(sorted(range(len(self.items)), key=lambda i: (self.items[i].timing.arrival_s, i)))
+
+    @property
+    def pending(self) -> bool:
+        """Whether requests may still come."""
+        return bool(self.queue)
+
+    def get(self, index: int) -> Request:
+        return self.items[index]
 
     def due(self, now: float, running: int) -> list[int]:
         """The requests that have arrived by `now` and fit in the free rows."""
         out = []
-        while self.pending and running + len(out) < self.max_batch and self.arrivals[self.pending[0]] <= now:
-            out.append(self.pending.popleft())
+        while self.queue and running + len(out) < self.max_batch and self.items[self.queue[0]].timing.arrival_s <= now:
+            out.append(self.queue.popleft())
         return out
 
     def wait(self, now: float) -> None:
         """Nothing runs: sleep until the next request arrives."""
-        if self.pending:
-            time.sleep(max(0.0, self.arrivals[self.pending[0]] - now))
+        if self.queue:
+            time.sleep(max(0.0, self.items[self.queue[0]].timing.arrival_s - now))
+
+    def cancelled(self, rows: Sequence[int]) -> list[int]:
+        """Which of the running requests `rows` their clients gave up on (none here)."""
+        return []
+
+    def started(self, t_start: float) -> None:
+        """The decode loop began at this time.perf_counter() (request times count from it)."""
+
+    def committed(self, records: list, tokens: list[list[int]]) -> None:
+        """A round committed tokens[i][:records[i].committed] to request records[i].row (called only
+        when `listens`)."""
+
+    def ended(self, index: int) -> None:
+        """Request `index` has ended (its tokens, by_eos and timing are final)."""
 
 
 def prompt_tensor(prompts: Sequence[Sequence[int]], capacity: int, device) -> tuple[torch.Tensor, torch.Tensor]:

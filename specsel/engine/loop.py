@@ -27,7 +27,7 @@ from specsel.core.drafting import DraftContext, Drafter, DrafterError
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo, RoundRecord
 from specsel.core.sampling import Sampling
-from specsel.engine.batch import Batch, Requests, RequestTiming, join_context, prefill_rows, prompt_tensor
+from specsel.engine.batch import Batch, Request, Requests, RequestTiming, join_context, prefill_rows, prompt_tensor
 from specsel.engine.checks import (
     as_eos,
     as_policy,
@@ -43,7 +43,7 @@ from specsel.engine.checks import (
 )
 from specsel.engine.prefill import PrefillCache
 from specsel.engine.scoring import BanditFeedback, FullInformation
-from specsel.engine.verify import verify_greedy, verify_sampling
+from specsel.engine.verify import flat_distributions, verify_greedy, verify_sampling
 
 
 @dataclass
@@ -155,46 +155,89 @@ class SpecEngine:
         """
         o = GenerateOptions.of(options)
         prompts = as_prompts(prompts)
-        max_new_tokens, seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(o.seed)
+        max_new_tokens, o.seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(o.seed)
         policy, feedback = self._check(prompts, arms, max_new_tokens, o.sampling, o.feedback, o.score_every)
-        requests = Requests(*check_arrivals(o.arrivals, o.max_batch, len(prompts)))
+        arrivals, cap = check_arrivals(o.arrivals, o.max_batch, len(prompts))
+        items = [Request(list(p), max_new_tokens, q, RequestTiming(a))
+                 for p, q, a in zip(prompts, check_query_ids(o.query_ids, len(prompts)), arrivals)]
+        policy.start(len(prompts))
+        bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not o.progress,
+                   leave=False)
+        batch, wall_s = self._run(Requests(items, cap), policy, feedback, o, bar)
+        bar.close()
+        return GenerationResult([r.tokens for r in items], batch.records, wall_s, batch.prefill_s + batch.reused_s,
+                                [r.by_eos for r in items], [r.timing for r in items])
+
+    @torch.inference_mode()
+    def serve(self, stream, arms: Arm | ArmPolicy, **options) -> None:
+        """Decode the requests of `stream` (specsel.engine.stream.RequestStream) as they are
+        submitted, from other threads, until the stream is closed and every request has ended. The
+        same loop as generate(): a request takes a row as soon as one is free, its client hears each
+        round's tokens, and a cancelled request leaves at the next round. No records are kept (a
+        server runs for days): the stream hands each round's records to its `on_round`. Options:
+        sampling, seed, feedback, score_every (generate's)."""
+        o = GenerateOptions.of(options)
+        if o.arrivals is not None or o.max_batch is not None or o.query_ids is not None or o.prefill_cache:
+            raise TypeError("serve() takes arrivals, max_batch and query ids from its stream, and no prefill_cache")
+        o.seed = check_seed(o.seed)
+        check_sampling(o.sampling)
+        check_int("score_every", o.score_every, 1)
+        policy = as_policy(arms, 0)
+        if policy.arms is not None:
+            validate_arms(policy.arms, self.drafters)
+        feedback = check_feedback(o.feedback, policy)
+        policy.start(0)
+        self._run(stream, policy, feedback, o, None)
+
+    def check_request(self, prompt: Sequence[int], max_new_tokens: int) -> None:
+        """A one-line error when a prompt cannot be decoded here: a bad token id, or too long for the
+        target's context with `max_new_tokens` more (what a server checks before it queues one)."""
+        check_prompts([prompt], check_int("max_new_tokens", max_new_tokens, 1), self.target.config.vocab_size,
+                      self.context)
+
+    def _run(self, requests: Requests, policy: ArmPolicy, feedback: str, o: GenerateOptions, bar):
+        """The decode loop: admit what is due, play a round, retire what ended, until no request is
+        pending or running. Returns (the batch, wall seconds)."""
         fb = FullInformation(self.drafters, policy, o.sampling is None, o.score_every) if feedback == "full" \
             else BanditFeedback(self.drafters, policy)
-        policy.start(len(prompts))
-        generator = torch.Generator(device=self.device).manual_seed(seed)
+        generator = torch.Generator(device=self.device).manual_seed(o.seed)
         # target features drafters draft from (always) or score committed positions from (full information)
         draft_layers = sorted({k for d in self.drafters.values() for k in d.capabilities.feature_layers})
         layers = sorted(set(draft_layers) | fb.capture_layers())
-        batch = Batch(None, None, [len(p) for p in prompts], max_new_tokens, [], [], [0] * len(prompts),
-                      [None] * len(prompts), [False] * len(prompts), check_query_ids(o.query_ids, len(prompts)),
-                      [RequestTiming(a) for a in requests.arrivals])
-        bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not o.progress,
-                   leave=False)
+        batch = Batch(None, None, [], [], {})
+        keep = not requests.listens              # a stream takes the records round by round instead
         t_start = _clock(self.device)
+        requests.started(t_start)
         while requests.pending or batch.rows:
             now = _clock(self.device) - t_start
+            gone = requests.cancelled(batch.rows) if batch.rows else []
+            if gone:
+                fb.settle(batch.ctx)
+                self._retire(batch, policy, requests, [r in gone for r in batch.rows], [0] * len(batch.rows), now)
             new = requests.due(now, len(batch.rows))
             if new:
                 fb.settle(batch.ctx)            # deferred scores first: the rows change
-                self._admit(batch, new, prompts, (o.sampling, generator, fb), draft_layers, o.prefill_cache, now)
+                self._admit(batch, [(i, requests.get(i)) for i in new], (o.sampling, generator, fb), draft_layers,
+                            o.prefill_cache, now)
             if not batch.rows:
                 requests.wait(now)
                 continue
-            self._round(batch, policy, fb, o.sampling, generator, layers, bar, t_start)
-        bar.close()
-        wall_s = _clock(self.device) - t_start + batch.reused_s
-        return GenerationResult(batch.outputs, batch.records, wall_s, batch.prefill_s + batch.reused_s, batch.by_eos,
-                                batch.timing)
+            self._round(batch, policy, fb, (o.sampling, generator, layers), (requests, bar, t_start))
+            if not keep:
+                batch.records.clear()
+        return batch, _clock(self.device) - t_start + batch.reused_s
 
-    def _round(self, batch: Batch, policy: ArmPolicy, fb, sampling, generator, layers, bar, t_start: float) -> None:
+    def _round(self, batch: Batch, policy: ArmPolicy, fb, decoding: tuple, run: tuple) -> None:
         """One round of the seven steps (module docstring) for every active row."""
+        sampling, generator, layers = decoding
+        requests, bar, t_start = run
         arms_now = self._select(policy, batch)                                      # 1
         gammas = [max(0, min(a.gamma, left - 1)) for a, left in zip(arms_now, batch.remaining())]
         fb.open_window(batch.ctx)                           # (drafting past the budget is waste: +1 bonus)
         draft = self._draft(batch.ctx, arms_now, gammas, sampling)                   # 2
         t0 = _clock(self.device)
         verdict = self._verify(batch, draft, sampling, generator, layers)            # 3
-        m, hit_eos = self._commit(batch, draft, verdict)                             # 4
+        m, hit_eos, cand = self._commit(batch, draft, verdict)                       # 4
         verify_s = _clock(self.device) - t0
         # the round's one device-to-host copy: what every record and every decision below reads
         accepted_h, m_h, eos_h = torch.stack([verdict.accepted, m, hit_eos.long()]).tolist()
@@ -203,11 +246,14 @@ class SpecEngine:
         info = self._record(batch, arms_now, draft, accepted_h, m_h, verify_s, acceptance,
                             _clock(self.device) - t_start)                            # 6
         policy.timed(info)                     # timings now; acceptance may reach observe later
-        bar.update(sum(m_h))
+        if bar is not None:
+            bar.update(sum(m_h))
+        if requests.listens:                   # a stream's clients hear the round's tokens (one more copy)
+            requests.committed(info.records, cand.tolist())
         done = [bool(e) or left <= 0 for e, left in zip(eos_h, batch.remaining())]
         fb.deliver(batch.ctx, info, m, finishing=any(done))
         if any(done):
-            self._retire(batch, policy, done, eos_h, info.records[0].time_s)           # 7
+            self._retire(batch, policy, requests, done, eos_h, info.records[0].time_s)   # 7
 
     def _check(self, prompts, arms, max_new_tokens: int, sampling, feedback: str | None,
                score_every) -> tuple[ArmPolicy, str]:
@@ -225,14 +271,16 @@ class SpecEngine:
                           "scores drafters): drop it, or pass feedback='full'", stacklevel=4)  # the caller of generate
         return policy, feedback
 
-    def _admit(self, batch: Batch, new: list[int], prompts, decoding: tuple, draft_layers, reuse, now: float) -> None:
-        """Requests `new` (prompt indices) take rows: their prompts are prefilled (or a reused prefill
-        copied, specsel.engine.prefill) and join the cache, the context and every drafter's state;
-        into an empty batch they start it afresh."""
+    def _admit(self, batch: Batch, new: list[tuple[int, Request]], decoding: tuple, draft_layers, reuse,
+               now: float) -> None:
+        """Requests `new` ((index, request)) take rows: their prompts are prefilled (or a reused
+        prefill copied, specsel.engine.prefill) and join the cache, the context and every drafter's
+        state; into an empty batch they start it afresh."""
         sampling, generator, fb = decoding
         t0 = _clock(self.device)
-        part = [prompts[i] for i in new]
-        seqs, lens = prompt_tensor(part, max(len(p) for p in part) + batch.max_new_tokens, self.device)
+        part = [req.prompt for _, req in new]
+        capacity = max(len(req.prompt) + req.budget for _, req in new)
+        seqs, lens = prompt_tensor(part, capacity, self.device)
         kv, hidden, reused = prefill_rows(self.target, seqs, lens, draft_layers, reuse, part, _clock)
         if not batch.rows:                      # a fresh batch (the first admission, or every row had ended)
             batch.ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator, scoring=fb.initial_window())
@@ -248,9 +296,10 @@ class SpecEngine:
             for unit in self._units():
                 unit.admit(batch.ctx, rows)
         batch.ctx.target_hidden = None
-        batch.rows, batch.lens = batch.rows + list(new), batch.lens + [len(p) for p in part]
-        for i in new:
-            batch.timing[i].admitted_s = now
+        batch.rows, batch.lens = batch.rows + [i for i, _ in new], batch.lens + [len(p) for p in part]
+        for i, req in new:
+            batch.live[i] = req
+            req.timing.admitted_s = now
         batch.prefill_s += _clock(self.device) - t0         # the prefill and the drafters' start on it
         batch.reused_s += reused
 
@@ -292,7 +341,7 @@ class SpecEngine:
                 sampled.append((rows, prop))
         lengths_host = lengths.tolist()
         G = max(lengths_host, default=0)          # the verify window is as wide as the longest draft
-        q_flat, q_index = _flat_distributions(sampled, lengths, n, G) if sampled and G else (None, None)
+        q_flat, q_index = flat_distributions(sampled, lengths, n, G) if sampled and G else (None, None)
         return _Draft(groups, tokens[:, :G], lengths, lengths_host, q_flat, q_index, seconds)
 
     def _proposals(self, ctx: DraftContext, groups: dict[str, torch.Tensor], hosts: dict[str, list[int]],
@@ -335,7 +384,8 @@ class SpecEngine:
 
     def _commit(self, batch: Batch, draft: _Draft, verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor]:
         """Step 4: commit the accepted drafts + the bonus token, cut at EOS and the token
-        budget; the target cache keeps exactly those. Returns (m [A], hit_eos [A])."""
+        budget; the target cache keeps exactly those. Returns (m [A], hit_eos [A], the candidates
+        [A, G+1]: row i committed its first m[i])."""
         ctx, dev, n = batch.ctx, self.device, len(batch.rows)
         G = draft.tokens.shape[1]
         cand = torch.cat([draft.tokens, torch.zeros(n, 1, dtype=torch.long, device=dev)], dim=1)
@@ -350,36 +400,41 @@ class SpecEngine:
         ctx.prev_lens = ctx.seq_lens.clone()
         ctx.seq_lens = ctx.seq_lens + m
         batch.kv.keep(m)
-        return m, hit_eos
+        return m, hit_eos, cand
 
     def _record(self, batch: Batch, arms_now, draft: _Draft, accepted: list[int], m: list[int], verify_s: float,
                 acceptance, time_s: float) -> RoundInfo:
         """Step 6: one RoundRecord per active row, from the round's host copies."""
-        n = len(batch.rows)
+        n, live = len(batch.rows), batch.live
         for r in batch.rows:
-            if batch.timing[r].first_token_s is None:
-                batch.timing[r].first_token_s = time_s
+            if live[r].timing.first_token_s is None:
+                live[r].timing.first_token_s = time_s
         records = [RoundRecord(
-            row=r, round=batch.rounds[r], drafter=arms_now[i].drafter, gamma=arms_now[i].gamma,
+            row=r, round=live[r].rounds, drafter=arms_now[i].drafter, gamma=arms_now[i].gamma,
             drafted=draft.lengths_host[i], accepted=accepted[i], committed=m[i], draft_s=draft.seconds[i],
             verify_s=verify_s, batch=n,
             position_acceptance=None if acceptance is None else {k: v[i] for k, v in acceptance.items()},
-            query=batch.query_ids[r], time_s=round(time_s, 6))
+            query=live[r].query_id, time_s=round(time_s, 6))
             for i, r in enumerate(batch.rows)]
         batch.records.extend(records)
         for r in batch.rows:
-            batch.rounds[r] += 1
+            live[r].rounds += 1
         return RoundInfo(list(batch.rows), arms_now, records)
 
-    def _retire(self, batch: Batch, policy: ArmPolicy, done: list[bool], hit_eos: list[int], now: float) -> None:
-        """Step 7: finished rows hand in their tokens and leave every cache."""
+    def _retire(self, batch: Batch, policy: ArmPolicy, requests: Requests, done: list[bool], hit_eos: list[int],
+                now: float) -> None:
+        """Step 7: finished (or cancelled) rows hand in their tokens and leave every cache."""
         ctx = batch.ctx
         for i in (i for i, d in enumerate(done) if d):
             r = batch.rows[i]
-            batch.timing[r].finish_s = now
-            batch.outputs[r] = ctx.seqs[i, batch.prompt_lens[r]: batch.lens[i]].tolist()
-            batch.by_eos[r] = bool(hit_eos[i])
+            req = batch.live.pop(r)
+            req.timing.finish_s = now
+            req.tokens = ctx.seqs[i, len(req.prompt): batch.lens[i]].tolist()
+            req.by_eos = bool(hit_eos[i])
             policy.finish(r)
+            if requests.forgets:
+                policy.forget(r)
+            requests.ended(r)
         kept = [i for i, d in enumerate(done) if not d]
         keep = torch.tensor(kept, dtype=torch.long, device=self.device)
         batch.rows, batch.lens = [batch.rows[i] for i in kept], [batch.lens[i] for i in kept]
@@ -387,20 +442,3 @@ class SpecEngine:
         ctx.select_rows(keep)
         for unit in self._units():
             unit.select_rows(keep)
-
-
-def _flat_distributions(sampled, lengths: torch.Tensor, n: int, G: int):
-    """The distributions of the sampled drafts at their real positions, flat ([T, V]), and for each
-    (row, position) its row there ([n, G], -1 where the draft was deterministic or is padding)."""
-    pos = torch.arange(G, device=lengths.device)
-    q_index = torch.full((n, G), -1, dtype=torch.long, device=lengths.device)
-    parts, offset = [], 0
-    for rows, prop in sampled:
-        g = min(prop.probs.shape[1], G)
-        real = pos[None, :g] < lengths[rows][:, None]                  # [r, g]
-        flat = prop.probs[:, :g][real].float()                         # [t, V], row-major: rows, then positions
-        q_index[rows[:, None].expand(-1, g)[real], pos[None, :g].expand(len(rows), -1)[real]] = \
-            offset + torch.arange(len(flat), device=lengths.device)
-        parts.append(flat)
-        offset += len(flat)
-    return torch.cat(parts), q_index

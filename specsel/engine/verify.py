@@ -80,3 +80,20 @@ def residual_distribution(p: torch.Tensor, q: torch.Tensor | None = None, token:
 
 def _sample(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.multinomial(probs.float(), 1, generator=generator).squeeze(1)
+
+
+def flat_distributions(sampled, lengths: torch.Tensor, n: int, G: int):
+    """The distributions of the sampled drafts at their real positions, flat ([T, V]), and for each
+    (row, position) its row there ([n, G], -1 where the draft was deterministic or is padding)."""
+    pos = torch.arange(G, device=lengths.device)
+    q_index = torch.full((n, G), -1, dtype=torch.long, device=lengths.device)
+    parts, offset = [], 0
+    for rows, prop in sampled:
+        g = min(prop.probs.shape[1], G)
+        real = pos[None, :g] < lengths[rows][:, None]                  # [r, g]
+        flat = prop.probs[:, :g][real].float()                         # [t, V], row-major: rows, then positions
+        q_index[rows[:, None].expand(-1, g)[real], pos[None, :g].expand(len(rows), -1)[real]] = \
+            offset + torch.arange(len(flat), device=lengths.device)
+        parts.append(flat)
+        offset += len(flat)
+    return torch.cat(parts), q_index

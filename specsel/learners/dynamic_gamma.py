@@ -39,16 +39,19 @@ class DynamicGamma(ArmPolicy):
         return min(gamma, MAX_GAMMA if self.max_gamma is None else self.max_gamma)
 
     def start(self, n_rows: int) -> None:
-        self.gamma = {r: self._cap(self.start_gamma) for r in range(n_rows)}
+        self.gamma = {}
 
     def select(self, rows: list[int]) -> list[Arm]:
+        for r in rows:                                     # a row starts at the start length
+            self.gamma.setdefault(r, self._cap(self.start_gamma))
         return [Arm(self.drafter, self.gamma[r]) for r in rows]
+
+    def forget(self, row: int) -> None:
+        self.gamma.pop(row, None)
 
     def observe(self, info: RoundInfo) -> None:
         for row, rec in zip(info.rows, info.records):
             if rec.drafted == 0:
                 continue                                   # nothing was drafted: no evidence
-            if rec.accepted == rec.drafted:
-                self.gamma[row] = self._cap(self.gamma[row] + 2)
-            else:
-                self.gamma[row] = max(1, self.gamma[row] - 1)
+            now = self.gamma.get(row, self._cap(self.start_gamma))
+            self.gamma[row] = self._cap(now + 2) if rec.accepted == rec.drafted else max(1, now - 1)

@@ -117,6 +117,11 @@ class FactoredHedge(LearnerPolicy):
         super().finish(row)
         self._join_stream(self.row_heard.pop(row, None))
 
+    def forget(self, row: int) -> None:
+        super().forget(row)
+        for per_row in (self.accepted, self.weight, self.last_round, self.chosen):
+            per_row.pop(row, None)
+
     def restore(self, batches) -> None:
         """The step-cost model re-learns the stored rounds (LearnerPolicy.restore) and every stored
         query joins the stream prior (eq. 22) in stream order, as `heard` and `finish` did live."""

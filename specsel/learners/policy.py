@@ -274,6 +274,11 @@ class LearnerPolicy(ArmPolicy):
         self.routers[row].flush()
         self.finished.add(row)
 
+    def forget(self, row: int) -> None:
+        self.routers.pop(row, None)
+        self.played.pop(row, None)
+        self.finished.discard(row)
+
 
 def _rounds(records) -> list[list]:
     """Records grouped by the round they were verified in, in order, rows in order: by the round's
