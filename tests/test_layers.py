@@ -27,7 +27,12 @@ RULES = [
     ("specsel.replay.fullinfo", ("specsel.learners", "evaluators")),
     ("specsel.data", ("specsel.engine", "specsel.learners", "specsel.study", "specsel.cli", "drafters",
                       "evaluators")),
+    # the server sits beside the study: the CLI builds its policy and pool and hands them over
+    ("specsel.serve", ("specsel.study", "specsel.cli", "drafters", "evaluators")),
 ]
+# and nothing below the command line imports the server
+RULES = [(who, banned if who == "specsel.serve" else banned + ("specsel.serve",)) for who, banned in RULES] + \
+    [("specsel.study", ("specsel.serve", "specsel.cli"))]
 
 
 def modules():

@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_load_arguments(ld)
     ld.set_defaults(func=_load)
 
+    from specsel.cli.serve import add_serve_arguments
+    sv = sub.add_parser("serve", help="an OpenAI-compatible server that chooses drafters per request as it serves")
+    add_serve_arguments(sv)
+    sv.set_defaults(func=_serve)
+
     dr = sub.add_parser("drafters", help="list the drafter pool")
     add_flags(dr, "pool", "target")
     dr.set_defaults(func=_drafters)
@@ -123,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     fit.set_defaults(func=_router_fit)
     return parser
+
+
+def _serve(args) -> int:
+    from specsel.cli.serve import serve_command
+    return serve_command(args)
 
 
 def _load(args) -> int:
