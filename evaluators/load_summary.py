@@ -122,7 +122,8 @@ def point_rows(lines: Sequence[dict], point: str, bsz: int, repeats: int) -> lis
         wall = sum(t.wall_s for k, t in times.items() if k[0] == run)
         rows.append({"point": point, "policy": policy, "output_throughput": tps,
                      "request_throughput": len(ls) / wall if wall else None, "requests": len(ls),
-                     **latencies(ls, closed=point.startswith("c")), **speculation(ls), "over_ar": versus(times, run, f"{point}/{AR}", bsz, repeats)})
+                     **latencies(ls, closed=point.startswith("c")), **speculation(ls),
+                     "over_ar": versus(times, run, f"{point}/{AR}", bsz, repeats)})
     return rows
 
 

@@ -151,6 +151,16 @@ def _load(summary: dict) -> list[str]:
     return lines
 
 
+def _serve(summary: dict) -> list[str]:
+    lines = ["", "The same requests over HTTP and in process (median (min-max) of per-chunk ratios):", ""]
+    return lines + _table(("load", "tokens/s HTTP / in process", "TTFT p50 ms (in process, HTTP)", "added TTFT ms",
+                           "outputs equal"), (
+        (p, _ratio(f["http_over_inprocess"]),
+         f"{_f(f['ttft_p50_ms'].get(f'{p}/inproc/hedgespec'), '{:.0f}')}, "
+         f"{_f(f['ttft_p50_ms'].get(f'{p}/http/hedgespec'), '{:.0f}')}",
+         _f(f["added_ttft_ms"], "{:.1f}"), str(f["outputs_equal"])) for p, f in summary.get("points", {}).items()))
+
+
 def _share(d: dict | None) -> str:
     return "-" if not d else f"p50 {d['p50']:.1%}, p90 {d['p90']:.1%}, max {d['max']:.1%} ({d['n']} batches)"
 
@@ -165,7 +175,7 @@ def _timing(summary: dict) -> list[str]:
 
 
 RENDER = {"study": _study, "bench_joint": _bench_joint, "bench_drafters": _bench_drafters, "load": _load,
-          "bench_timing": _timing}
+          "bench_timing": _timing, "bench_serve": _serve}
 
 
 def section(folder: Path, summary: dict) -> list[str]:

@@ -15,18 +15,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from specsel.flags import add_flags
 
 DEFAULT_DOMAINS = "math,humaneval,medqa,alpaca,summarization"
+DEFAULT_DRAFTERS = "ngram,eagle"
 
 
 def add_load_arguments(ap: argparse.ArgumentParser) -> None:
     add_flags(ap, "target", "dtype", "device", "pool", "data_dir", "domains", "skip", "limit", "drafters", "gammas",
               "concurrency", "max_batch", "learners", "repeats", "max_new_tokens", "seed", "threads", "out", "json",
-              "resume", "no_progress", "router", domains=DEFAULT_DOMAINS, skip=50, limit=4, drafters="ngram,eagle",
+              "resume", "no_progress", "router", domains=DEFAULT_DOMAINS, skip=50, limit=4, drafters=None,
               learners="hedgespec,ucbspec", repeats=3, out="results/load")
+    ap._option_string_actions["--drafters"].help = (f"comma list of pool drafters (default: {DEFAULT_DRAFTERS}; "
+                                                    "with --url, the server's pool)")
     ap.add_argument("--rates", default="", help="open-loop loads: Poisson arrivals per second (comma list; "
                     "default none), each with at most --max-batch running")
     ap.add_argument("--chunk", type=int, default=8, help="requests per executor batch (at least 4x the concurrency)")
@@ -35,6 +39,9 @@ def add_load_arguments(ap: argparse.ArgumentParser) -> None:
                     "and the table are chosen on them)")
     ap.add_argument("--tune-limit", type=int, default=2, help="tuning queries per domain")
     ap.add_argument("--baselines", default=None, help="a baselines.json of an earlier tuning (OUT/tuning/) to reuse")
+    ap.add_argument("--url", default=None, help="drive a running `specsel serve` over HTTP (e.g. "
+                    "http://127.0.0.1:8000) instead of decoding here: plain decoding and the fixed arms pinned "
+                    "per request, and the server's own policy")
 
 
 def router_priors(args, items, drafters, gammas):
@@ -78,26 +85,24 @@ def load_command(args) -> int:
 
 
 def _run(args, domains, concurrency, rates, out: Path) -> int:
+    if args.url:
+        return _run_http(args, domains, concurrency, rates, out)
     import json
 
     import torch
 
-    from evaluators.load_report import write_load_report
-    from evaluators.load_summary import summarize_load
-    from evaluators.reliability import machine_summary
-    from evaluators.timing import batch_times, time_split
     from specsel import SpecEngine
     from specsel.core.drafting import draft_calls
     from specsel.modeling.target import load_target
     from specsel.options import parse_csv, parse_ints
     from specsel.study import load_items, load_pool
     from specsel.study.load_plan import Baselines, load_points
-    from specsel.study.load_run import LoadConfig, LoadDecoder, check_stamp, chunk_size, evaluate, tune
+    from specsel.study.load_run import LoadConfig, LoadDecoder, check_stamp, evaluate, tune
     from specsel.study.policies import PolicyFactory
     if args.threads:
         torch.set_num_threads(args.threads)
     target, tokenizer = load_target(args.target, dtype=args.dtype, device=args.device)
-    pool = load_pool(target, parse_csv(args.drafters) if args.drafters else None, args.pool)
+    pool = load_pool(target, parse_csv(args.drafters or DEFAULT_DRAFTERS), args.pool)
     drafters, gammas = list(pool), parse_ints(args.gammas, "--gammas")
     fixed = parse_csv(args.fixed) if args.fixed else [f"{d}@{g}" for d in drafters for g in sorted(set(gammas))]
     points = load_points(concurrency, rates, args.max_batch)
@@ -119,11 +124,24 @@ def _run(args, domains, concurrency, rates, out: Path) -> int:
     if args.router:
         decoder.factory.priors = router_priors(args, items, drafters, gammas)
     store = evaluate(items, out, decoder, cfg, not args.no_progress)
-    chunks = {p.name: chunk_size(cfg, p) for p in points}
-    summary = summarize_load(store.lines, [p.name for p in points], chunks, args.repeats)
+    return _report(args, store, cfg, out)
+
+
+def _report(args, store, cfg, out: Path) -> int:
+    """Summarize the stored lines, print and write the report, and --json; 1 if outputs differ."""
+    import json
+
+    from evaluators.load_report import write_load_report
+    from evaluators.load_summary import summarize_load
+    from evaluators.reliability import machine_summary
+    from evaluators.timing import batch_times, time_split
+    from specsel.study.load_run import chunk_size
+    chunks = {p.name: chunk_size(cfg, p) for p in cfg.points}
+    summary = summarize_load(store.lines, [p.name for p in cfg.points], chunks, args.repeats)
     split = time_split([store.lines])
     summary.update(kind="load", command="specsel " + " ".join(sys.argv[1:]), created=time.strftime("%Y-%m-%d %H:%M:%S"),
-                   baselines=cfg.baselines.to_dict(), machine=machine_summary(batch_times(store.lines)),
+                   baselines=None if cfg.baselines is None else cfg.baselines.to_dict(),
+                   machine=machine_summary(batch_times(store.lines)),
                    time_split={run: s for run, s in split.items() if "#" not in run}, config=cfg.record())
     print(write_load_report(summary, out))
     if args.json:
@@ -134,3 +152,35 @@ def _run(args, domains, concurrency, rates, out: Path) -> int:
     print(f"results in {out}/ (table.txt, summary.json/csv, plots, queries.jsonl)")
     lossless = (summary.get("lossless") or {}).get("lossless")
     return 0 if lossless in (True, None) else 1
+
+
+def _run_http(args, domains, concurrency, rates, out: Path) -> int:
+    """The sweep against a running server (specsel.study.load_http): its pool, its policy."""
+    from specsel.modeling.target import load_target
+    from specsel.options import parse_csv, parse_ints
+    from specsel.study import load_items
+    from specsel.study.config import StudyError
+    from specsel.study.executor import RunSpec
+    from specsel.study.load_http import SERVER, HttpLoadDecoder, server_info
+    from specsel.study.load_plan import load_points, point_runs
+    from specsel.study.load_run import LoadConfig, check_stamp, evaluate
+    info = server_info(args.url)
+    drafters = parse_csv(args.drafters) if args.drafters else list(info["pool"])
+    missing = [d for d in drafters if d not in info["pool"]]
+    if missing:
+        raise StudyError(f"--drafters: the server has no {', '.join(missing)} (it has {', '.join(info['pool'])})")
+    gammas = parse_ints(args.gammas, "--gammas")
+    fixed = parse_csv(args.fixed) if args.fixed else [f"{d}@{g}" for d in drafters for g in sorted(set(gammas))]
+    policy = str(info["policy"])
+    cfg = LoadConfig(load_points(concurrency, rates, args.max_batch), drafters, gammas, fixed, [policy], args.chunk,
+                     args.repeats, args.max_new_tokens, args.seed,
+                     extra={"url": args.url, "target": args.target, "domains": args.domains, "skip": args.skip,
+                            "limit": args.limit})
+    check_stamp(out, cfg.record(), args.resume)
+    _, tokenizer = load_target(args.target, dtype=args.dtype, device="cpu")       # the prompts' tokens only
+    items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed, skip=args.skip)
+    server = RunSpec("", SERVER, setting="joint", learner=policy)
+    store = evaluate(items, out, HttpLoadDecoder(args.url, args.max_new_tokens, info), cfg, not args.no_progress,
+                     lambda p: point_runs(p, drafters, gammas, fixed, None, ()) +
+                     [replace(server, name=f"{p.name}/joint/{policy}")])
+    return _report(args, store, cfg, out)

@@ -25,6 +25,7 @@ Lines have one schema (docs/design.md, "Records"), whoever writes them.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
@@ -99,6 +100,10 @@ class Decoder:
         """The run's policy (built once per phase; the executor restores and seeks it)."""
         return None
 
+    def processes(self) -> list[int]:
+        """Other processes whose CPU time is this run's (a server decoding for it on this machine)."""
+        return []
+
     def decode(self, spec: RunSpec, policy, prompts: list[list[int]], seed: int):
         """Decode one batch; returns a specsel.engine.GenerationResult (or one with its fields)."""
         raise NotImplementedError
@@ -120,7 +125,8 @@ class Executor:
     warmed: bool = False
 
     def __post_init__(self):
-        self.meter = MachineMeter(rank_group() if self.ranks.sharded else None)
+        group = rank_group() if self.ranks.sharded else [os.getpid()]
+        self.meter = MachineMeter(group + [p for p in self.decoder.processes() if p not in group])
 
     def todo(self, phase: Phase) -> list[tuple[int, RunSpec]]:
         batches = stream_batches(len(self.items), phase.bsz)

@@ -82,7 +82,7 @@ def chunk_size(cfg: LoadConfig, point: LoadPoint) -> int:
     return max(cfg.chunk, 4 * point.cap)
 
 
-def sweep(items, store: ResultStore, decoder: LoadDecoder, cfg: LoadConfig, runs_of: Callable, progress: bool,
+def sweep(items, store: ResultStore, decoder, cfg: LoadConfig, runs_of: Callable, progress: bool,
           repeats: int) -> None:
     """Decode every point's runs over the stream (runs_of(point) -> RunSpecs) through the executor."""
     executor = Executor(items, store, decoder, seed=cfg.seed, progress=progress)
@@ -108,13 +108,15 @@ def tune(items, out: Path, decoder: LoadDecoder, cfg: LoadConfig, progress: bool
     return baselines
 
 
-def evaluate(items, out: Path, decoder: LoadDecoder, cfg: LoadConfig, progress: bool) -> ResultStore:
-    """The evaluation sweep, then `fixed` at its best arm at concurrency 4 in static batches of 4."""
+def evaluate(items, out: Path, decoder, cfg: LoadConfig, progress: bool, runs_of: Callable | None = None
+             ) -> ResultStore:
+    """The evaluation sweep (every point's runs: `runs_of(point)`, default the plan's point_runs),
+    then `fixed` at its best arm at concurrency 4 in static batches of 4."""
     from evaluators.load_summary import best_fixed_at
     store = ResultStore(out / "queries.jsonl", resume=True)
-    sweep(items, store, decoder, cfg,
-          lambda p: point_runs(p, cfg.drafters, cfg.gammas, cfg.fixed, cfg.baselines, cfg.learners), progress,
-          cfg.repeats)
+    sweep(items, store, decoder, cfg, runs_of or (
+        lambda p: point_runs(p, cfg.drafters, cfg.gammas, cfg.fixed, cfg.baselines, cfg.learners)), progress,
+        cfg.repeats)
     c4 = next((p for p in cfg.points if p.concurrency == 4), None)
     if c4 is not None:
         best = best_fixed_at(store.lines, c4.name, chunk_size(cfg, c4), cfg.fixed, cfg.repeats)

@@ -1,0 +1,174 @@
+"""Serving over HTTP against the same requests decoded in this process (the server's targets).
+
+    python recipes/bench_serve.py --data-dir ../shared/data --threads 2
+
+Starts `specsel serve` (the joint HedgeSpec over --drafters x --gammas and plain decoding, at most
+the largest --concurrency running) as a process on this machine, then decodes the same chunks of
+the load stream two ways through the one executor, interleaved batch by batch, --repeats times:
+in this process (the load study's continuous batching at the point, the same policy) and over
+HTTP (the decoder of `specsel load --url`). Only one side decodes at a time. At each concurrency
+it prints output tokens/s over HTTP / in process (the median of per-batch ratios, with min-max,
+judged like every speed figure: the server counts as this run's process) and the median TTFT over
+HTTP minus in process, and whether every output matched. --json writes them.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from specsel.flags import add_flags, flag_parser, parse_flags, run_command
+
+
+class Both:
+    """The executor's Decoder for two kinds of run: `server` runs over HTTP, the rest in process."""
+
+    def __init__(self, local, http):
+        self.local, self.http = local, http
+
+    @property
+    def point(self):
+        return self.local.point
+
+    @point.setter
+    def point(self, value):
+        self.local.point = self.http.point = value
+
+    def warm_up(self, prompt):
+        self.local.warm_up(prompt)
+        self.http.warm_up(prompt)
+
+    def processes(self):
+        return self.http.processes()
+
+    def _side(self, spec):
+        from specsel.study.load_http import SERVER
+        return self.http if spec.kind == SERVER else self.local
+
+    def policy(self, spec, bsz):
+        return self._side(spec).policy(spec, bsz)
+
+    def decode(self, spec, policy, prompts, seed):
+        return self._side(spec).decode(spec, policy, prompts, seed)
+
+
+def start_server(args, port: int) -> subprocess.Popen:
+    import httpx
+    cmd = [sys.executable, "-m", "specsel", "serve", "--target", args.target, "--drafters", args.drafters,
+           "--gammas", args.gammas, "--max-batch", str(max(args.concurrency)), "--port", str(port)]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise OSError("specsel serve did not come up; run it by hand to see why")
+
+
+def figures(lines, points, chunks: dict, repeats: int) -> dict:
+    from evaluators.load_summary import latencies
+    from evaluators.reliability import judge
+    from evaluators.timing import batch_times, paired_ratios, ratio_summary
+    times, out = batch_times(lines), {}
+    for p in points:
+        local, http = f"{p}/inproc/hedgespec", f"{p}/http/hedgespec"
+        pairs = paired_ratios(times, http, local, chunks[p], repeats)
+        ttft = {side: latencies([l for l in lines if l["run"] == side], closed=True)["ttft_ms"]["p50"]
+                for side in (local, http)}
+        same = {l["qid"]: l["tokens"] for l in lines if l["run"] == local}
+        out[p] = {"http_over_inprocess": {**(ratio_summary(pairs) or {}),
+                                          "unreliable": judge(times, [k for q in pairs for k in q.keys], pairs)},
+                  "ttft_p50_ms": ttft, "added_ttft_ms": None if None in ttft.values() else ttft[http] - ttft[local],
+                  "outputs_equal": all(same.get(l["qid"]) == l["tokens"] for l in lines if l["run"] == http)}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = flag_parser("bench_serve", __doc__)
+    add_flags(ap, "target", "data_dir", "domains", "skip", "limit", "drafters", "gammas", "concurrency",
+              "max_new_tokens", "repeats", "threads", "seed", "out", "json", "no_progress",
+              domains="math,humaneval,medqa,alpaca,summarization", skip=50, limit=4, drafters="ngram,eagle",
+              concurrency="1,4", max_new_tokens=32, repeats=3, threads=2, out="results/bench_serve")
+    ap.add_argument("--port", type=int, default=8765, help="port of the server this bench starts")
+    args = parse_flags(ap, argv)
+    return run_command(lambda: _bench(args), "bench_serve")
+
+
+def _bench(args) -> int:
+    import torch
+
+    from specsel import SpecEngine
+    from specsel.core.drafting import draft_calls
+    from specsel.data.user_domain import resolve_domains
+    from specsel.modeling.target import load_target
+    from specsel.options import parse_csv, parse_ints
+    from specsel.study import load_items, load_pool
+    from specsel.study.executor import Executor, Phase, RunSpec
+    from specsel.study.load_http import SERVER, HttpLoadDecoder, server_info
+    from specsel.study.load_plan import LoadPoint
+    from specsel.study.load_run import LoadDecoder
+    from specsel.study.policies import PolicyFactory
+    from specsel.study.store import ResultStore
+    args.concurrency = parse_ints(args.concurrency, "--concurrency") if isinstance(args.concurrency, str) \
+        else list(args.concurrency)
+    gammas = parse_ints(args.gammas, "--gammas") if isinstance(args.gammas, str) else list(args.gammas)
+    args.gammas = ",".join(map(str, gammas))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if (out / "queries.jsonl").exists():
+        raise ValueError(f"{out} already holds a run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    target, tokenizer = load_target(args.target)
+    pool = load_pool(target, parse_csv(args.drafters))
+    drafters = list(pool)
+    items = load_items(tokenizer, resolve_domains(args.domains), args.data_dir, args.limit, args.seed, skip=args.skip)
+    url = f"http://127.0.0.1:{args.port}"
+    server = start_server(args, args.port)
+    try:
+        info = server_info(url)
+        local = LoadDecoder(SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id),
+                            PolicyFactory(drafters, draft_calls(pool), seed=args.seed), args.max_new_tokens,
+                            warm_gamma=max(gammas))
+        decoder = Both(local, HttpLoadDecoder(url, args.max_new_tokens, info))
+        joint = tuple(f"{d}@{g}" for d in drafters for g in sorted(set(gammas), reverse=True)) + ("autoregressive",)
+        store = ResultStore(out / "queries.jsonl", resume=False)
+        executor = Executor(items, store, decoder, seed=args.seed, progress=not args.no_progress)
+        chunks = {}
+        for c in args.concurrency:
+            decoder.point = LoadPoint(concurrency=c)
+            chunks[f"c{c}"] = max(8, 4 * c)
+            runs = (RunSpec(f"c{c}/inproc/hedgespec", "factored", setting="joint", learner="hedgespec", arms=joint,
+                            gammas=tuple(gammas)),
+                    RunSpec(f"c{c}/http/hedgespec", SERVER, setting="joint", learner="hedgespec"))
+            executor.execute(Phase(chunks[f"c{c}"], runs, args.repeats, f"c{c}: in process and over HTTP"))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(120)
+    from evaluators.reliability import machine_summary
+    from evaluators.timing import batch_times
+    result = {"kind": "bench_serve", "command": "python recipes/bench_serve.py " + " ".join(sys.argv[1:]),
+              "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "points": figures(store.lines, list(chunks), chunks, args.repeats),
+              "machine": machine_summary(batch_times(store.lines))}
+    for p, f in result["points"].items():
+        r = f["http_over_inprocess"]
+        mark = f" UNRELIABLE ({r['unreliable']})" if r.get("unreliable") else ""
+        print(f"{p}: tokens/s over HTTP / in process {r.get('median', float('nan')):.3f} "
+              f"({r.get('min', float('nan')):.3f}-{r.get('max', float('nan')):.3f}, n={r.get('n', 0)}){mark}; "
+              f"TTFT p50 {f['ttft_p50_ms']}, added {f['added_ttft_ms']} ms; outputs equal: {f['outputs_equal']}")
+    (out / "summary.json").write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
