@@ -8,15 +8,14 @@ from drafters.eagle import EagleDrafter
 from drafters.eagle_head import new_eagle_head
 from drafters.training.eagle import (
     EagleLossOptions,
-    TrainOptions,
     draft_vocabulary,
     eagle_loss,
     extract_features,
     load_shards,
     pack_sequences,
     teacher_forced_top1,
-    train,
 )
+from drafters.training.trainer import TrainOptions, train
 from specsel import Arm, SpecEngine
 from specsel.testing import random_prompts, tiny_model
 
