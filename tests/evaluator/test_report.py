@@ -16,15 +16,18 @@ from specsel.replay.fullinfo import FullInfo
 from specsel.replay.learners import interleaved_arms, regret_vs_arms
 
 
-def rec(rnd, drafter, gamma, drafted, accepted, committed, verify_s=1.0, draft_s=0.0, acc=None, row=0):
-    return {"row": row, "round": rnd, "drafter": drafter, "gamma": gamma, "drafted": drafted, "accepted": accepted,
-            "committed": committed, "draft_s": draft_s, "verify_s": verify_s, "batch": 1, "position_acceptance": acc}
+def rec(rnd, drafter, gamma, drafted, accepted, committed, **kw):
+    """A round record; kw: verify_s (1.0), draft_s (0.0), acc (position_acceptance), row (0)."""
+    return {"row": kw.get("row", 0), "round": rnd, "drafter": drafter, "gamma": gamma, "drafted": drafted,
+            "accepted": accepted, "committed": committed, "draft_s": kw.get("draft_s", 0.0),
+            "verify_s": kw.get("verify_s", 1.0), "batch": 1, "position_acceptance": kw.get("acc")}
 
 
-def line(run, qid, index, records, tokens, batch=None, wall=1.0, domain="a", bsz=1):
-    batch = index if batch is None else batch
-    return {"run": run, "bsz": bsz, "batch": batch, "batch_qids": [qid], "index": index, "qid": qid, "domain": domain,
-            "tokens": tokens, "batch_wall_s": wall, "batch_new_tokens": len(tokens), "records": records}
+def line(run, qid, index, records, tokens, **kw):
+    """A query line; kw: batch (= index), wall (1.0), domain ("a"), bsz (1)."""
+    return {"run": run, "bsz": kw.get("bsz", 1), "batch": kw.get("batch", index), "batch_qids": [qid], "index": index,
+            "qid": qid, "domain": kw.get("domain", "a"), "tokens": tokens, "batch_wall_s": kw.get("wall", 1.0),
+            "batch_new_tokens": len(tokens), "records": records}
 
 
 def fullinfo_query(qid, index, good, bad, domain):
