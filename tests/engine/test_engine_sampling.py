@@ -65,3 +65,36 @@ def test_sampling_is_reproducible_for_a_seed():
     b = draw(Arm("model", 2), sampling, seed=3).tokens[:50]
     c = draw(Arm("model", 2), sampling, seed=4).tokens[:50]
     assert a == b and a != c
+
+
+def test_deterministic_drafts_carry_no_distribution_and_sampled_ones_only_their_real_positions(monkeypatch):
+    """No dense one-hot q: a deterministic draft (n-gram) has no distribution at all; a sampled draft keeps
+    its q at its real positions only, flat ([positions, V]), never [B, G, V]."""
+    import specsel.engine.loop as loop
+    from specsel.testing import random_prompts
+    target, drafter = models()
+    engine = SpecEngine(target, {"ngram": NgramDrafter(), "model": ModelDrafter(drafter)}, eos_token_id=1)
+    seen = []
+    verify = loop.SpecEngine._verify
+
+    def spy(self, batch, draft, *rest):
+        seen.append(draft)
+        return verify(self, batch, draft, *rest)
+
+    monkeypatch.setattr(loop.SpecEngine, "_verify", spy)
+    prompts = [p + p[:4] for p in random_prompts(3, vocab_size=target.config.vocab_size, min_len=4, max_len=8, seed=2)]
+    engine.generate(prompts, Arm("ngram", 3), max_new_tokens=8, sampling=Sampling(0.8))
+    assert seen and all(d.q_flat is None and d.q_index is None for d in seen)
+    seen.clear()
+    engine.generate(prompts, [Arm("model", 3), Arm("ngram", 3), Arm("model", 2)], max_new_tokens=8,
+                    sampling=Sampling(0.8))
+    checked = 0
+    for d in seen:
+        model_rows = d.groups.get("model")
+        real = 0 if model_rows is None else int(d.lengths[model_rows].sum())
+        if real == 0:
+            continue
+        checked += 1
+        assert d.q_flat.dim() == 2 and d.q_flat.shape[0] == real                 # one row per real position
+        assert int((d.q_index >= 0).sum()) == real and d.q_index.shape == d.tokens.shape
+    assert checked
