@@ -44,6 +44,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from dataclasses import replace
+
     import torch
 
     from drafters.pool import default_pool
@@ -70,7 +72,9 @@ def main(argv=None) -> int:
         def policy(self, spec, bsz):
             if spec.kind == "experts":
                 return PerQueryArms(lambda i: Arm(MEMBERS[i % len(MEMBERS)], args.gamma))
-            return self.factories[dict(spec.options)["pool"]].build(spec, bsz)
+            pool = dict(spec.options)["pool"]         # which engine; not an option of the policy
+            return self.factories[pool].build(replace(spec, options=tuple(o for o in spec.options if o[0] != "pool")),
+                                              bsz)
 
         def decode(self, spec, policy, prompts, seed):
             full = spec.kind == "factored"
