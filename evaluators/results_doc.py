@@ -154,13 +154,18 @@ def _load(summary: dict) -> list[str]:
 
 
 def _serve(summary: dict) -> list[str]:
-    lines = ["", "The same requests over HTTP and in process (median (min-max) of per-chunk ratios):", ""]
-    return lines + _table(("load", "tokens/s HTTP / in process", "TTFT p50 ms (in process, HTTP)", "added TTFT ms",
-                           "outputs equal"), (
-        (p, _ratio(f["http_over_inprocess"]),
-         f"{_f(f['ttft_p50_ms'].get(f'{p}/inproc/hedgespec'), '{:.0f}')}, "
-         f"{_f(f['ttft_p50_ms'].get(f'{p}/http/hedgespec'), '{:.0f}')}",
-         _f(f["added_ttft_ms"], "{:.1f}"), str(f["outputs_equal"])) for p, f in summary.get("points", {}).items()))
+    lines = ["", "The same requests over HTTP and in process (median (min-max) of per-chunk ratios); the learner on "
+             "each side, then one fixed arm pinned on both (the transport alone):", ""]
+    rows = []
+    for key, label in (("points", "hedgespec"), ("points_fixed", summary.get("fixed_arm", "fixed"))):
+        for p, f in summary.get(key, {}).items():
+            side = lambda d: [v for k, v in d.items() if "/inproc/" in k] + [v for k, v in d.items() if "/http/" in k]  # noqa: E731
+            ttft, mat = side(f["ttft_p50_ms"]), side(f.get("mat", {}))
+            rows.append((p, label, _ratio(f["http_over_inprocess"]), ", ".join(_f(v, "{:.0f}") for v in ttft),
+                         _f(f["added_ttft_ms"], "{:.1f}"), ", ".join(_f(v, "{:.2f}") for v in mat),
+                         str(f["outputs_equal"])))
+    return lines + _table(("load", "policy", "tokens/s HTTP / in process", "TTFT p50 ms (in process, HTTP)",
+                           "added TTFT ms", "MAT (in process, HTTP)", "outputs equal"), rows)
 
 
 def _share(d: dict | None) -> str:

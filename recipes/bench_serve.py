@@ -45,8 +45,7 @@ class Both:
         return self.http.processes()
 
     def _side(self, spec):
-        from specsel.study.load_http import SERVER
-        return self.http if spec.kind == SERVER else self.local
+        return self.http if "/http/" in spec.name else self.local
 
     def policy(self, spec, bsz):
         return self._side(spec).policy(spec, bsz)
@@ -72,20 +71,25 @@ def start_server(args, port: int) -> subprocess.Popen:
     raise OSError("specsel serve did not come up; run it by hand to see why")
 
 
-def figures(lines, points, chunks: dict, repeats: int) -> dict:
+def figures(lines, points, chunks: dict, repeats: int, policy: str = "hedgespec") -> dict:
     from evaluators.load_summary import latencies
     from evaluators.reliability import judge
     from evaluators.timing import batch_times, paired_ratios, ratio_summary
     times, out = batch_times(lines), {}
     for p in points:
-        local, http = f"{p}/inproc/hedgespec", f"{p}/http/hedgespec"
+        local, http = f"{p}/inproc/{policy}", f"{p}/http/{policy}"
         pairs = paired_ratios(times, http, local, chunks[p], repeats)
         ttft = {side: latencies([l for l in lines if l["run"] == side], closed=True)["ttft_ms"]["p50"]
                 for side in (local, http)}
         same = {l["qid"]: l["tokens"] for l in lines if l["run"] == local}
+        mat = {}
+        for side in (local, http):
+            recs = [r for l in lines if l["run"].partition("#")[0] == side for r in l["records"]]
+            mat[side] = sum(r["committed"] for r in recs) / len(recs) if recs else None
         out[p] = {"http_over_inprocess": {**(ratio_summary(pairs) or {}),
                                           "unreliable": judge(times, [k for q in pairs for k in q.keys], pairs)},
-                  "ttft_p50_ms": ttft, "added_ttft_ms": None if None in ttft.values() else ttft[http] - ttft[local],
+                  "ttft_p50_ms": ttft, "mat": mat,
+                  "added_ttft_ms": None if None in ttft.values() else ttft[http] - ttft[local],
                   "outputs_equal": all(same.get(l["qid"]) == l["tokens"] for l in lines if l["run"] == http)}
     return out
 
@@ -97,6 +101,8 @@ def main(argv=None) -> int:
               domains="math,humaneval,medqa,alpaca,summarization", skip=50, limit=4, drafters="ngram,eagle",
               concurrency="1,4", max_new_tokens=32, repeats=3, threads=2, out="results/bench_serve")
     ap.add_argument("--port", type=int, default=8765, help="port of the server this bench starts")
+    ap.add_argument("--arm", default="ngram@2", help="the fixed arm also decoded both ways (pinned per request over "
+                    "HTTP): the transport's cost without the learners' differences")
     args = parse_flags(ap, argv)
     return run_command(lambda: _bench(args), "bench_serve")
 
@@ -147,7 +153,9 @@ def _bench(args) -> int:
             chunks[f"c{c}"] = max(8, 4 * c)
             runs = (RunSpec(f"c{c}/inproc/hedgespec", "factored", setting="joint", learner="hedgespec", arms=joint,
                             gammas=tuple(gammas)),
-                    RunSpec(f"c{c}/http/hedgespec", SERVER, setting="joint", learner="hedgespec"))
+                    RunSpec(f"c{c}/http/hedgespec", SERVER, setting="joint", learner="hedgespec"),
+                    RunSpec(f"c{c}/inproc/{args.arm}", "fixed", arm=args.arm),     # the transport alone:
+                    RunSpec(f"c{c}/http/{args.arm}", "fixed", arm=args.arm))       # one arm, pinned over HTTP
             executor.execute(Phase(chunks[f"c{c}"], runs, args.repeats, f"c{c}: in process and over HTTP"))
     finally:
         server.send_signal(signal.SIGTERM)
@@ -157,13 +165,15 @@ def _bench(args) -> int:
     result = {"kind": "bench_serve", "command": "python recipes/bench_serve.py " + " ".join(sys.argv[1:]),
               "created": time.strftime("%Y-%m-%d %H:%M:%S"),
               "points": figures(store.lines, list(chunks), chunks, args.repeats),
+              "fixed_arm": args.arm, "points_fixed": figures(store.lines, list(chunks), chunks, args.repeats, args.arm),
               "machine": machine_summary(batch_times(store.lines))}
-    for p, f in result["points"].items():
+    for p, f in [*result["points"].items(), *((f"{k} {args.arm}", v) for k, v in result["points_fixed"].items())]:
         r = f["http_over_inprocess"]
         mark = f" UNRELIABLE ({r['unreliable']})" if r.get("unreliable") else ""
         print(f"{p}: tokens/s over HTTP / in process {r.get('median', float('nan')):.3f} "
               f"({r.get('min', float('nan')):.3f}-{r.get('max', float('nan')):.3f}, n={r.get('n', 0)}){mark}; "
-              f"TTFT p50 {f['ttft_p50_ms']}, added {f['added_ttft_ms']} ms; outputs equal: {f['outputs_equal']}")
+              f"TTFT p50 {f['ttft_p50_ms']}, added {f['added_ttft_ms']} ms; MAT {f['mat']}; "
+              f"outputs equal: {f['outputs_equal']}")
     (out / "summary.json").write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
