@@ -156,7 +156,7 @@ class SpecEngine:
         o = GenerateOptions.of(options)
         prompts = as_prompts(prompts)
         max_new_tokens, o.seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(o.seed)
-        policy, feedback = self._check(prompts, arms, max_new_tokens, o.sampling, o.feedback, o.score_every)
+        policy, feedback = self._check(arms, o, prompts, max_new_tokens)
         arrivals, cap = check_arrivals(o.arrivals, o.max_batch, len(prompts))
         items = [Request(list(p), max_new_tokens, q, RequestTiming(a))
                  for p, q, a in zip(prompts, check_query_ids(o.query_ids, len(prompts)), arrivals)]
@@ -180,12 +180,7 @@ class SpecEngine:
         if o.arrivals is not None or o.max_batch is not None or o.query_ids is not None or o.prefill_cache:
             raise TypeError("serve() takes arrivals, max_batch and query ids from its stream, and no prefill_cache")
         o.seed = check_seed(o.seed)
-        check_sampling(o.sampling)
-        check_int("score_every", o.score_every, 1)
-        policy = as_policy(arms, 0)
-        if policy.arms is not None:
-            validate_arms(policy.arms, self.drafters)
-        feedback = check_feedback(o.feedback, policy)
+        policy, feedback = self._check(arms, o)
         policy.start(0)
         self._run(stream, policy, feedback, o, None)
 
@@ -255,19 +250,20 @@ class SpecEngine:
         if any(done):
             self._retire(batch, policy, requests, done, eos_h, info.records[0].time_s)   # 7
 
-    def _check(self, prompts, arms, max_new_tokens: int, sampling, feedback: str | None,
-               score_every) -> tuple[ArmPolicy, str]:
-        """Refuse bad arguments with a one-line error (specsel.engine.checks); returns the policy to
-        play and the feedback mode (the policy's when `feedback` is None)."""
-        check_int("score_every", score_every, 1)
-        check_sampling(sampling)
-        check_prompts(prompts, max_new_tokens, self.target.config.vocab_size, self.context)
-        policy = as_policy(arms, len(prompts))
+    def _check(self, arms, o: GenerateOptions, prompts=None, max_new_tokens: int = 0) -> tuple[ArmPolicy, str]:
+        """Refuse bad arguments with a one-line error (specsel.engine.checks): the options, the
+        prompts when given (a stream's are checked as they come, `check_request`), the arms; returns
+        the policy to play and the feedback mode (the policy's when `o.feedback` is None)."""
+        check_int("score_every", o.score_every, 1)
+        check_sampling(o.sampling)
+        if prompts is not None:
+            check_prompts(prompts, max_new_tokens, self.target.config.vocab_size, self.context)
+        policy = as_policy(arms, 0 if prompts is None else len(prompts))
         if policy.arms is not None:
             validate_arms(policy.arms, self.drafters)
-        feedback = check_feedback(feedback, policy)
-        if feedback == "bandit" and score_every != 1:
-            warnings.warn(f"score_every={score_every} has no effect under bandit feedback (only full information "
+        feedback = check_feedback(o.feedback, policy)
+        if feedback == "bandit" and o.score_every != 1:
+            warnings.warn(f"score_every={o.score_every} has no effect under bandit feedback (only full information "
                           "scores drafters): drop it, or pass feedback='full'", stacklevel=4)  # the caller of generate
         return policy, feedback
 
@@ -382,7 +378,8 @@ class SpecEngine:
         accepted, bonus = verify_sampling(p, draft.tokens, draft.lengths, draft.q_flat, draft.q_index, generator)
         return _Verdict(accepted, bonus, p)
 
-    def _commit(self, batch: Batch, draft: _Draft, verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _commit(self, batch: Batch, draft: _Draft,
+                verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Step 4: commit the accepted drafts + the bonus token, cut at EOS and the token
         budget; the target cache keeps exactly those. Returns (m [A], hit_eos [A], the candidates
         [A, G+1]: row i committed its first m[i])."""
