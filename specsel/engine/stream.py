@@ -78,6 +78,12 @@ class RequestStream(Requests):
             self._cond.notify_all()
         return index
 
+    def _drop(self, index: int) -> tuple[Request | None, Listener | None]:
+        """Forget everything of request `index` (under the lock); its request and listener."""
+        self._tags.pop(index, None)
+        self._cancel.discard(index)
+        return self._items.pop(index, None), self._listeners.pop(index, None)
+
     def tag(self, index: int):
         """The tag a live request was submitted with (None: none, or it has ended)."""
         return self._tags.get(index)
@@ -87,9 +93,7 @@ class RequestStream(Requests):
         with self._cond:
             if index in self.queue:
                 self.queue.remove(index)
-                self._items.pop(index, None)
-                self._listeners.pop(index, None)
-                self._tags.pop(index, None)
+                self._drop(index)
             elif index in self._items:
                 self._cancel.add(index)
             self._cond.notify_all()
@@ -106,9 +110,7 @@ class RequestStream(Requests):
             gone = list(self.queue)
             self.queue.clear()
             for i in gone:
-                self._items.pop(i, None)
-                self._listeners.pop(i, None)
-                self._tags.pop(i, None)
+                self._drop(i)
             return gone
 
     def cancel_all(self) -> None:
@@ -174,9 +176,6 @@ class RequestStream(Requests):
 
     def ended(self, index: int) -> None:
         with self._cond:
-            req = self._items.pop(index, None)
-            listener = self._listeners.pop(index, None)
-            self._tags.pop(index, None)
-            self._cancel.discard(index)
+            req, listener = self._drop(index)
         if listener is not None and req is not None:
             listener(StreamEvent(index, [], None, req))
