@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-
-def _check_pool_file(pool: str | None) -> None:
-    """--pool names a file (checked before the model loads: building the pool needs the target)."""
-    if pool is not None and not Path(pool).expanduser().is_file():
-        raise ValueError(f"--pool {pool}: no such file; pass the path of a Python file defining build_pool(target)")
 
 
 def _generate(args) -> int:
     from specsel.options import unused_sampling
-
-    _check_pool_file(args.pool)                 # the numbers were checked in main (specsel.options)
+    from specsel.study.pool import check_pool_file
+    check_pool_file(args.pool)                  # the numbers were checked in main (specsel.options)
     notice = unused_sampling(args)
     if notice:
         print(f"specsel generate: warning: {notice}", file=sys.stderr)
@@ -173,8 +166,8 @@ def _drafters(args) -> int:
         return 0
     from specsel.modeling.target import load_target
     from specsel.study import load_pool
-
-    _check_pool_file(args.pool)
+    from specsel.study.pool import check_pool_file
+    check_pool_file(args.pool)
     model, _ = load_target(args.target)
     pool = load_pool(model, None, args.pool)
     print(f"pool from {args.pool} for {args.target}:")

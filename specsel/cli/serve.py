@@ -101,8 +101,8 @@ def serve_command(args) -> int:
     gammas = parse_ints(args.gammas, "--gammas") if isinstance(args.gammas, str) else list(args.gammas)
     if args.max_queue < 0 or args.state_every <= 0 or args.drain < 0 or args.max_tokens < 1:
         raise ValueError("--max-queue and --drain must be >= 0, --state-every > 0 and --max-tokens >= 1")
-    if args.pool is not None and not Path(args.pool).expanduser().is_file():
-        raise ValueError(f"--pool {args.pool}: no such file; pass a Python file defining build_pool(target)")
+    from specsel.study.pool import check_pool_file
+    check_pool_file(args.pool)
     import torch
     import uvicorn
 

@@ -28,14 +28,20 @@ def load_pool(target, names: Sequence[str] | None = None, pool_path: str | None 
     return pool
 
 
+def check_pool_file(pool_path: str | None) -> None:
+    """--pool names a file (a command checks it before the model loads: building the pool needs the
+    target); a one-line StudyError otherwise."""
+    if pool_path is not None and not Path(pool_path).expanduser().is_file():
+        raise StudyError(f"--pool {pool_path}: no such file; "
+                         "pass the path of a Python file defining build_pool(target)")
+
+
 def _user_pool(target, pool_path: str) -> dict:
     """build_pool(target) of the --pool file, checked."""
     from specsel.core.drafting import Drafter
 
+    check_pool_file(pool_path)
     path = Path(pool_path).expanduser()
-    if not path.is_file():
-        raise StudyError(f"--pool {pool_path}: no such file; "
-                         "pass the path of a Python file defining build_pool(target)")
     spec = importlib.util.spec_from_file_location(f"specsel_user_pool_{abs(hash(str(path.resolve())))}", path)
     module = importlib.util.module_from_spec(spec)
     try:
