@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from specsel.core.arms import Arm
+from specsel.data import Query, encode_prompts
 from specsel.engine.stream import QueueFull, StreamClosed
 from specsel.serve.protocol import ChatRequest, CompletionRequest, error_body, first_error
 from specsel.serve.service import Delta, EngineStopped, Service
@@ -88,12 +89,9 @@ def create_app(service: Service, model_name: str, default_max_tokens: int = 256)
             raise BadRequest(first_error(e)) from None
 
     def prompt_ids(body) -> list[int]:
-        if isinstance(body, ChatRequest):
+        if isinstance(body, ChatRequest):               # encoded as every study prompt is
             msgs = [m.model_dump(exclude_none=True) for m in body.messages]
-            if getattr(service.tokenizer, "chat_template", None):
-                text = service.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-                return list(service.tokenizer(text, add_special_tokens=False)["input_ids"])
-            return list(service.tokenizer("\n".join(m["content"] for m in msgs))["input_ids"])
+            return encode_prompts(service.tokenizer, [Query("chat", "request", msgs, "")])[0]
         if isinstance(body.prompt, str):
             return list(service.tokenizer(body.prompt)["input_ids"])
         return list(body.prompt)

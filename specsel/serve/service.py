@@ -141,6 +141,7 @@ class Service:
             with self._lock:
                 self.state.add(recs)
         if time.monotonic() - self._last_save > self.cfg.save_every:
+            self._last_save = time.monotonic()          # one save at a time, not one per ended request
             threading.Thread(target=self.save, daemon=True).start()
 
     def run(self, prompt: list[int], max_tokens: int, stops: list[str], pin: Arm | None,
