@@ -105,6 +105,20 @@ def write_load_report(summary: dict, out: Path, plots: bool = True) -> str:
     return text
 
 
+def _save(fig, labels: tuple[str, str, str], legend_size: int, path: Path) -> None:
+    """Label the figure's axes (x, y, title), add its grid and legend, write it to `path`, close it."""
+    import matplotlib.pyplot as plt
+    ax = fig.axes[0]
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_load(summary: dict, out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -119,14 +133,8 @@ def plot_load(summary: dict, out: Path) -> None:
         if pts:
             ax.plot(*zip(*pts), marker="o", lw=2.5 if pol == "joint/hedgespec" else 1.2, label=pol)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrency (requests in flight)")
-    ax.set_ylabel("output tokens/s")
-    ax.set_title("throughput under load")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "throughput_vs_concurrency.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ("concurrency (requests in flight)", "output tokens/s", "throughput under load"), 7,
+          out / "throughput_vs_concurrency.png")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for pol in policies:
         pts = sorted((r["output_throughput"], r["tpot_ms"]["p50"], r["tpot_ms"]["p99"]) for r in rows
@@ -135,11 +143,5 @@ def plot_load(summary: dict, out: Path) -> None:
             x, p50, p99 = zip(*pts)
             line, = ax.plot(x, p50, marker="o", label=f"{pol} p50")
             ax.plot(x, p99, marker="x", ls="--", color=line.get_color(), label=f"{pol} p99")
-    ax.set_xlabel("output tokens/s")
-    ax.set_ylabel("TPOT (ms)")
-    ax.set_title("time per output token against throughput")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "tpot_vs_throughput.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ("output tokens/s", "TPOT (ms)", "time per output token against throughput"), 6,
+          out / "tpot_vs_throughput.png")
