@@ -8,6 +8,7 @@ _EXPORTS = {
     "Arm": "specsel.core.arms", "arm_grid": "specsel.core.arms",
     "ArmPolicy": "specsel.core.policy", "FixedArms": "specsel.core.policy",
     "RoundRecord": "specsel.core.records", "Sampling": "specsel.core.sampling",
+    "RequestSampling": "specsel.core.sampling",
     "GenerationResult": "specsel.engine.loop", "SpecEngine": "specsel.engine.loop",
     "PrefillCache": "specsel.engine.prefill",
 }

@@ -14,6 +14,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from specsel.core.seeds import MAX_SEED
+
 # transformers' global defaults for the fields `Sampling` reads, used when neither the model's
 # generation_config nor the caller sets them (what `generate` falls back to; top_k=50 included)
 _HF_DEFAULTS = {"temperature": 1.0, "top_k": 50, "top_p": 1.0, "min_p": None}
@@ -105,3 +107,32 @@ class Sampling:
         if len(warpers):
             flat = warpers(None, flat)
         return torch.softmax(flat, dim=-1).reshape(logits.shape)
+
+
+@dataclass(frozen=True)
+class RequestSampling:
+    """One request's own decoding, for a batch whose requests decode differently (a server's
+    per-request temperature, top_p, top_k and seed): `sampling` None is greedy; `seed` None draws
+    from the engine's generator, an int makes the request's output a function of its prompt,
+    settings and seed alone (the same tokens whatever drafted them, whatever else ran beside it;
+    specsel.engine.verify.seeded_choice). A greedy request ignores its seed."""
+    sampling: Sampling | None = None
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.sampling is not None and not isinstance(self.sampling, Sampling):
+            raise TypeError(f"RequestSampling.sampling must be None (greedy) or a Sampling (got "
+                            f"{type(self.sampling).__name__})")
+        if self.seed is not None:
+            if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or \
+                    not 0 <= self.seed <= MAX_SEED:
+                raise ValueError(f"seed must be an int in [0, 2**64 - 1] or None (got {self.seed!r})")
+            object.__setattr__(self, "seed", None if self.sampling is None else int(self.seed))
+
+    @property
+    def greedy(self) -> bool:
+        return self.sampling is None
+
+    @property
+    def seeded(self) -> bool:
+        return self.seed is not None

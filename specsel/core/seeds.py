@@ -15,3 +15,9 @@ def query_seed(seed: int, query: int) -> int:
 def batch_seed(seed: int, bsz: int, batch: int) -> int:
     """Sampling seed of batch number `batch` of a study decoded at batch size `bsz`."""
     return seed * _QUERY_STRIDE + bsz * _BATCH_STRIDE + batch
+
+
+def position_seed(seed: int, position: int) -> int:
+    """Seed of the noise that picks the `position`-th generated token of a request sampled with its
+    own `seed` (specsel.engine.verify.seeded_choice): the same token whatever drafted it."""
+    return (seed * _QUERY_STRIDE + position) % MAX_SEED

@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 
 from specsel.core.drafting import DraftContext, ScoringWindow
+from specsel.core.sampling import RequestSampling
 from specsel.engine.prefill import PrefillCache
 from specsel.modeling.kvcache import RaggedKVCache
 
@@ -45,6 +46,7 @@ class Request:
     rounds: int = 0
     tokens: list[int] | None = None
     by_eos: bool = False
+    decoding: RequestSampling | None = None     # its own sampling and seed (None: the engine's)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import torch
 
 from specsel.core.drafting import Drafter, DrafterError
 from specsel.core.policy import ArmPolicy, FixedArms
-from specsel.core.sampling import Sampling
+from specsel.core.sampling import RequestSampling, Sampling
 from specsel.core.seeds import MAX_SEED
 
 _PROMPTS = "prompts must be a list of token-id lists"
@@ -50,6 +50,24 @@ def check_sampling(sampling) -> None:
     if sampling is not None and not isinstance(sampling, Sampling):
         raise TypeError(f"sampling must be None (greedy) or a Sampling, e.g. Sampling(temperature=0.7, top_p=0.9); "
                         f"got {_kind(sampling)}")
+
+
+def check_request_sampling(decodings, n_prompts: int) -> list:
+    """generate(request_sampling=...): None (every prompt decodes with `sampling`), or one
+    RequestSampling (or None: the call's own) per prompt."""
+    if decodings is None:
+        return [None] * n_prompts
+    if isinstance(decodings, (RequestSampling, Sampling)) or not hasattr(decodings, "__iter__"):
+        raise TypeError(f"request_sampling must be a list with one RequestSampling (or None) per prompt; got "
+                        f"{_kind(decodings)}")
+    out = list(decodings)
+    if len(out) != n_prompts:
+        raise ValueError(f"got {len(out)} request_sampling entries for {n_prompts} prompts: pass one per prompt")
+    bad = next((i for i, d in enumerate(out) if d is not None and not isinstance(d, RequestSampling)), None)
+    if bad is not None:
+        raise TypeError(f"request_sampling[{bad}] is {_kind(out[bad])}: use RequestSampling(Sampling(...), seed=...), "
+                        f"RequestSampling() for greedy, or None for the call's own sampling")
+    return out
 
 
 def _token_ids(prompt, i: int) -> list[int]:

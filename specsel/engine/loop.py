@@ -26,7 +26,7 @@ from specsel.core.arms import Arm, validate_arms
 from specsel.core.drafting import DraftContext, Drafter, DrafterError
 from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo, RoundRecord
-from specsel.core.sampling import Sampling
+from specsel.core.sampling import RequestSampling, Sampling
 from specsel.engine.batch import Batch, Request, Requests, RequestTiming, join_context, prefill_rows, prompt_tensor
 from specsel.engine.checks import (
     as_eos,
@@ -38,12 +38,13 @@ from specsel.engine.checks import (
     check_pool,
     check_prompts,
     check_query_ids,
+    check_request_sampling,
     check_sampling,
     check_seed,
 )
 from specsel.engine.prefill import PrefillCache
 from specsel.engine.scoring import BanditFeedback, FullInformation
-from specsel.engine.verify import flat_distributions, verify_greedy, verify_sampling
+from specsel.engine.verify import flat_distributions, verify_greedy, verify_per_request, verify_sampling
 
 
 @dataclass
@@ -78,6 +79,7 @@ class GenerateOptions:
     query_ids: Sequence | None = None
     arrivals: Sequence[float] | None = None
     max_batch: int | None = None
+    request_sampling: Sequence[RequestSampling | None] | None = None
 
     @classmethod
     def of(cls, options: dict) -> "GenerateOptions":
@@ -152,14 +154,19 @@ class SpecEngine:
         a request takes a row as soon as it has arrived and one is free, and leaves it as soon as it
         ends (specsel.engine.batch). result.requests says when each arrived, was admitted, got its
         first token and ended; RoundRecord.time_s when each round ended.
+        request_sampling: one RequestSampling (or None: `sampling`) per prompt, for prompts that
+        decode differently in one batch: its own Sampling or greedy, and its own seed, which makes
+        its output the same whatever drafted it and whatever ran beside it (specsel.engine.verify).
+        Drafts still come from `sampling`; verification is per row, so every row stays lossless.
         """
         o = GenerateOptions.of(options)
         prompts = as_prompts(prompts)
         max_new_tokens, o.seed = check_int("max_new_tokens", max_new_tokens, 1), check_seed(o.seed)
         policy, feedback = self._check(arms, o, prompts, max_new_tokens)
         arrivals, cap = check_arrivals(o.arrivals, o.max_batch, len(prompts))
-        items = [Request(list(p), max_new_tokens, q, RequestTiming(a))
-                 for p, q, a in zip(prompts, check_query_ids(o.query_ids, len(prompts)), arrivals)]
+        items = [Request(list(p), max_new_tokens, q, RequestTiming(a), decoding=d)
+                 for p, q, a, d in zip(prompts, check_query_ids(o.query_ids, len(prompts)), arrivals,
+                                       check_request_sampling(o.request_sampling, len(prompts)))]
         policy.start(len(prompts))
         bar = tqdm(total=len(prompts) * max_new_tokens, desc="generate", unit="tok", disable=not o.progress,
                    leave=False)
@@ -177,8 +184,10 @@ class SpecEngine:
         server runs for days): the stream hands each round's records to its `on_round`. Options:
         sampling, seed, feedback, score_every (generate's)."""
         o = GenerateOptions.of(options)
-        if o.arrivals is not None or o.max_batch is not None or o.query_ids is not None or o.prefill_cache:
-            raise TypeError("serve() takes arrivals, max_batch and query ids from its stream, and no prefill_cache")
+        if o.arrivals is not None or o.max_batch is not None or o.query_ids is not None or o.prefill_cache or \
+                o.request_sampling is not None:
+            raise TypeError("serve() takes arrivals, max_batch, query ids and each request's sampling from its "
+                            "stream, and no prefill_cache")
         o.seed = check_seed(o.seed)
         policy, feedback = self._check(arms, o)
         policy.start(0)
@@ -371,12 +380,26 @@ class SpecEngine:
         out = batch.kv.forward(window, 1 + draft.lengths, capture=layers)
         ctx.target_hidden = out.captured or None
         ctx.round += 1
+        own = self._decodings(batch, sampling)
+        if own is not None:                     # rows that decode differently: verified row by row
+            generated = [n - len(batch.live[r].prompt) for r, n in zip(batch.rows, batch.lens)]
+            accepted, bonus, p = verify_per_request(out.logits, draft.tokens, draft.lengths, own, generated,
+                                                    draft.q_flat, draft.q_index, generator)
+            return _Verdict(accepted, bonus, p)
         if sampling is None:
             accepted, bonus = verify_greedy(out.logits, draft.tokens, draft.lengths)
             return _Verdict(accepted, bonus, None)
         p = sampling.probs(out.logits)
         accepted, bonus = verify_sampling(p, draft.tokens, draft.lengths, draft.q_flat, draft.q_index, generator)
         return _Verdict(accepted, bonus, p)
+
+    @staticmethod
+    def _decodings(batch: Batch, sampling) -> list[RequestSampling] | None:
+        """Each active row's decoding when some row's differs from the engine's `sampling` (None:
+        every row decodes with it, the common case, verified for the whole batch at once)."""
+        default = RequestSampling(sampling)
+        own = [batch.live[r].decoding or default for r in batch.rows]
+        return None if all(d == default for d in own) else own
 
     def _commit(self, batch: Batch, draft: _Draft,
                 verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

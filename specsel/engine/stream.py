@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from specsel.core.records import RoundRecord
+from specsel.core.sampling import RequestSampling
 from specsel.engine.batch import Request, Requests, RequestTiming
 
 
@@ -58,10 +59,11 @@ class RequestStream(Requests):
 
     # -- client side
     def submit(self, prompt: Sequence[int], max_new_tokens: int, listener: Listener, query_id=None,
-               tag=None) -> int:
+               tag=None, decoding: RequestSampling | None = None) -> int:
         """Queue a request; returns its index. `tag`: anything the caller wants to find by index while
-        the request lives (`tag(index)`; a server keeps a request's pinned arm there). QueueFull when
-        `max_queue` wait already, StreamClosed after close()."""
+        the request lives (`tag(index)`; a server keeps a request's pinned arm there). `decoding`: its
+        own sampling and seed (None: the engine's). QueueFull when `max_queue` wait already,
+        StreamClosed after close()."""
         with self._cond:
             if self._closed:
                 raise StreamClosed("the server is shutting down and takes no new requests")
@@ -70,7 +72,7 @@ class RequestStream(Requests):
             index, self._next = self._next, self._next + 1
             timing = RequestTiming(time.perf_counter() - self._t0)
             self._items[index] = Request(list(prompt), int(max_new_tokens),
-                                         index if query_id is None else query_id, timing)
+                                         index if query_id is None else query_id, timing, decoding=decoding)
             self._listeners[index] = listener
             if tag is not None:
                 self._tags[index] = tag

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from specsel.core.sampling import RequestSampling
+from specsel.core.seeds import position_seed
+
 
 def _accepted_prefix(ok: torch.Tensor, draft_lens: torch.Tensor) -> torch.Tensor:
     """Length of the leading run of True in each row of ok [B, G], capped at draft_lens."""
@@ -21,11 +24,7 @@ def verify_greedy(target_logits: torch.Tensor, drafts: torch.Tensor, draft_lens:
 
     Returns (accepted [B], bonus [B]).
     """
-    best = target_logits.argmax(dim=-1)                                   # [B, W]
-    G = drafts.shape[1]
-    accepted = _accepted_prefix(drafts == best[:, :G], draft_lens)
-    bonus = best.gather(1, accepted[:, None]).squeeze(1)
-    return accepted, bonus
+    return _match(target_logits.argmax(dim=-1), drafts, draft_lens)
 
 
 def verify_sampling(p: torch.Tensor, drafts: torch.Tensor, draft_lens: torch.Tensor,
@@ -64,6 +63,72 @@ def verify_sampling(p: torch.Tensor, drafts: torch.Tensor, draft_lens: torch.Ten
     if without_q.any():
         residual[without_q] = residual_distribution(p_at[without_q], token=drafts[without_q, at[without_q]])
     return accepted, _sample(residual, generator)
+
+
+def verify_per_request(logits: torch.Tensor, drafts: torch.Tensor, draft_lens: torch.Tensor,
+                       decodings: list[RequestSampling], generated: list[int], q_flat=None, q_index=None,
+                       generator: torch.Generator | None = None):
+    """Verification of a batch whose rows decode differently (RequestSampling per row).
+
+    Each row's target distribution p is its own: its Sampling's warps, or one-hot at the argmax for
+    a greedy row. A greedy row and a seeded row know the token the target picks at each window
+    position before looking at the draft (the argmax; seeded_choice), so they accept the drafts
+    that match it and commit it at the first mismatch: a greedy row equals greedy decoding, a
+    seeded row equals its own autoregressive sampling with the same seed. The other rows take
+    speculative sampling (verify_sampling) against their own p. Every rule is lossless for any
+    draft distribution q, so the drafts may come from the engine's sampling, not the row's.
+    `generated[b]`: tokens row b had generated before this round (the noise of a seeded row is
+    keyed on the generated token's index). Returns (accepted [B], bonus [B], p [B, W, V]).
+    """
+    B, W, V = logits.shape
+    p = torch.empty(B, W, V, dtype=torch.float32, device=logits.device)
+    by_setting: dict = {}
+    for b, d in enumerate(decodings):
+        by_setting.setdefault(d.sampling, []).append(b)
+    for sampling, rows in by_setting.items():
+        idx = torch.tensor(rows, device=logits.device)
+        if sampling is None:
+            p[idx] = torch.nn.functional.one_hot(logits[idx].argmax(-1), V).float()
+        else:
+            p[idx] = sampling.probs(logits[idx])
+    known = [b for b, d in enumerate(decodings) if d.greedy or d.seeded]
+    accepted = torch.zeros(B, dtype=torch.long, device=logits.device)
+    bonus = torch.zeros(B, dtype=torch.long, device=logits.device)
+    if known:
+        idx = torch.tensor(known, device=logits.device)
+        picks = torch.stack([seeded_choice(p[b], decodings[b].seed, generated[b]) if decodings[b].seeded
+                             else p[b].argmax(-1) for b in known])                     # [k, W]
+        accepted[idx], bonus[idx] = _match(picks, drafts[idx], draft_lens[idx])
+    rest = [b for b, d in enumerate(decodings) if not (d.greedy or d.seeded)]
+    if rest:
+        idx = torch.tensor(rest, device=logits.device)
+        accepted[idx], bonus[idx] = verify_sampling(p[idx], drafts[idx], draft_lens[idx], q_flat,
+                                                    None if q_index is None else q_index[idx], generator)
+    return accepted, bonus, p
+
+
+def _match(picks: torch.Tensor, drafts: torch.Tensor, draft_lens: torch.Tensor):
+    """Accept the drafts equal to the known picks [B, W]; the pick at the first mismatch is the bonus."""
+    accepted = _accepted_prefix(drafts == picks[:, :drafts.shape[1]], draft_lens)
+    return accepted, picks.gather(1, accepted[:, None]).squeeze(1)
+
+
+def seeded_choice(p: torch.Tensor, seed: int, generated: int) -> torch.Tensor:
+    """The token a request sampled with its own seed takes at each window position, p [W, V].
+
+    The exponential race (the Gumbel-max trick): with E_x ~ Exp(1) independent, argmax_x p(x) / E_x
+    is distributed as p. The noise E of the k-th generated token is drawn from a generator seeded by
+    (seed, k) alone (specsel.core.seeds.position_seed), independent of every earlier token, so
+    each token is an exact sample from p given the ones before it, and the sequence is the one
+    autoregressive sampling with these noises gives: whatever the drafts were, whatever ran beside.
+    """
+    W, V = p.shape
+    picks = torch.empty(W, dtype=torch.long, device=p.device)
+    for c in range(W):
+        g = torch.Generator(device=p.device).manual_seed(position_seed(seed, generated + c))
+        noise = torch.empty(V, dtype=torch.float32, device=p.device).exponential_(generator=g)
+        picks[c] = (p[c] / noise).argmax()
+    return picks
 
 
 def residual_distribution(p: torch.Tensor, q: torch.Tensor | None = None, token: torch.Tensor | None = None):

@@ -2,9 +2,9 @@
 streaming as server-sent events, /v1/models, /health and /metrics (Prometheus text).
 
 Every request body is checked before anything is queued: bad JSON, an unknown field, a bad number,
-a prompt too long for the context, sampling the server was not started with, or an unknown pinned
-arm is a 400 with one message; a full queue is a 429 with Retry-After; a server whose engine
-stopped answers 503."""
+a prompt too long for the context, or an unknown pinned arm is a 400 with one message; a full
+queue is a 429 with Retry-After; a server whose engine stopped answers 503. Sampling settings (temperature, top_p,
+top_k, seed) are each request's own; unset ones are the server's."""
 from __future__ import annotations
 
 import json
@@ -18,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from specsel.core.arms import Arm
+from specsel.core.sampling import RequestSampling, Sampling
+from specsel.core.seeds import MAX_SEED
 from specsel.data import Query, encode_prompts
 from specsel.engine.stream import QueueFull, StreamClosed
 from specsel.serve.protocol import ChatRequest, CompletionRequest, error_body, first_error
@@ -41,21 +43,23 @@ def create_app(service: Service, model_name: str, default_max_tokens: int = 256)
     app = FastAPI(title="specsel", docs_url=None, redoc_url=None)
     pool = set(service.engine.drafters)
 
-    def check_sampling(body) -> None:
+    def decoding(body) -> RequestSampling | None:
+        """The request's own sampling (None: the server's). A field left unset takes the server's
+        setting; temperature 0 is greedy; top_k 0 or -1 is off; a seed makes the request's tokens
+        depend on its prompt, settings and seed alone (specsel.engine.verify.seeded_choice)."""
+        if body.temperature is None and body.top_p is None and body.top_k is None and body.seed is None:
+            return None
         s = service.cfg.sampling
-        temp = 0.0 if s is None else s.temperature
-        if body.temperature is not None and abs(body.temperature - temp) > 1e-6:
-            mode = "greedy (temperature 0)" if s is None else f"at temperature {temp:g}"
-            raise BadRequest(f"temperature {body.temperature:g}: this server decodes {mode}; leave temperature "
-                             f"unset, or start a server with --temperature {body.temperature:g}")
-        for name, mine in (("top_p", None if s is None else s.top_p), ("top_k", None if s is None else s.top_k)):
-            value = getattr(body, name)
-            if value is not None and s is not None and value != mine and not (name == "top_k" and value == -1):
-                raise BadRequest(f"{name} {value}: this server samples with {name} {mine}; leave it unset, or "
-                                 f"start a server with --{name.replace('_', '-')} {value}")
-        if body.seed is not None and s is not None:
-            raise BadRequest("seed: per-request seeds are not supported when sampling (rows share one generator); "
-                             "leave seed unset")
+        temp = body.temperature if body.temperature is not None else (0.0 if s is None else s.temperature)
+        if temp == 0:
+            return RequestSampling()
+        top_p = body.top_p if body.top_p is not None else (1.0 if s is None else s.top_p)
+        top_k = body.top_k if body.top_k is not None else (0 if s is None else s.top_k)
+        try:
+            sampling = Sampling(temp, top_p, max(top_k, 0), 0.0 if s is None else s.min_p)
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
+        return RequestSampling(sampling, None if body.seed is None else body.seed % (MAX_SEED + 1))
 
     def check_pin(body) -> Arm | None:
         pin = body.specsel
@@ -99,7 +103,7 @@ def create_app(service: Service, model_name: str, default_max_tokens: int = 256)
     async def handle(request: Request, model, chat: bool):
         try:
             body = await parse(request, model)
-            check_sampling(body)
+            own = decoding(body)
             pin = check_pin(body)
             ids = prompt_ids(body)
             budget = (body.budget() if chat else body.max_tokens) or default_max_tokens
@@ -110,7 +114,7 @@ def create_app(service: Service, model_name: str, default_max_tokens: int = 256)
             if not service.healthy:
                 return _error(f"the engine stopped: {service.failure!r}" if service.failure else
                               "the server is not running", 503)
-            deltas = service.run(ids, budget, body.stops(), pin, bool(body.specsel and body.specsel.records))
+            deltas = service.run(ids, budget, body.stops(), pin, bool(body.specsel and body.specsel.records), own)
         except BadRequest as e:
             return _error(str(e))
         except QueueFull as e:

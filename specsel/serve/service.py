@@ -18,7 +18,7 @@ from typing import AsyncIterator
 from specsel.core.arms import Arm
 from specsel.core.policy import ArmPolicy, FixedArms
 from specsel.core.records import RoundRecord
-from specsel.core.sampling import Sampling
+from specsel.core.sampling import RequestSampling, Sampling
 from specsel.engine.stream import RequestStream, StreamEvent
 from specsel.serve.metrics import ServerMetrics
 from specsel.serve.pinning import PinnedPolicy
@@ -145,12 +145,12 @@ class Service:
             threading.Thread(target=self.save, daemon=True).start()
 
     def run(self, prompt: list[int], max_tokens: int, stops: list[str], pin: Arm | None,
-            records: bool = False) -> AsyncIterator[Delta]:
+            records: bool = False, decoding: RequestSampling | None = None) -> AsyncIterator[Delta]:
         """Queue one request now (QueueFull, StreamClosed) and return its deltas: text as rounds
-        commit, then the final Delta (with its token ids and round records when `records`). Call
-        from the event loop's thread."""
+        commit, then the final Delta (with its token ids and round records when `records`).
+        `decoding`: its own sampling and seed (None: the server's). Call from the event loop's thread."""
         loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-        index = self.stream.submit(prompt, max_tokens, self._listener(loop, queue), tag=pin)
+        index = self.stream.submit(prompt, max_tokens, self._listener(loop, queue), tag=pin, decoding=decoding)
         return self._deltas(index, queue, len(prompt), stops, records)
 
     async def _deltas(self, index: int, queue: asyncio.Queue, prompt_len: int, stops: list[str], records: bool):

@@ -73,6 +73,30 @@ def test_sixteen_concurrent_clients_are_each_lossless(running):
     assert got == [want_text(p, 10) for p in PROMPTS]
 
 
+def test_each_request_samples_with_its_own_settings_and_seed(running):
+    """On a greedy server: a seeded request at temperature 1 gets the same text again, whatever
+    decodes it (the policy, or a pinned arm) and whatever runs beside it; other seeds differ;
+    greedy requests running beside sampled ones stay the target's greedy output."""
+    client = running.client()
+
+    def ask(prompt, **kw):
+        return client.completions.create(model="tiny", prompt=prompt, max_tokens=10, **kw).choices[0].text
+
+    sampled = dict(temperature=1.0)
+    alone = ask(PROMPTS[8], seed=11, **sampled)
+    assert ask(PROMPTS[8], seed=11, **sampled, extra_body={"specsel": {"arm": "autoregressive"}}) == alone
+    jobs = [(PROMPTS[8], dict(seed=11, **sampled))] + [(p, {}) for p in PROMPTS[9:12]] + \
+        [(PROMPTS[8], dict(seed=s, **sampled)) for s in range(12, 16)] + [(PROMPTS[12], dict(temperature=0))]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        got = list(pool.map(lambda job: ask(job[0], **job[1]), jobs))
+    assert got[0] == alone
+    assert got[1:4] == [want_text(p, 10) for p in PROMPTS[9:12]] and got[-1] == want_text(PROMPTS[12], 10)
+    assert len(set(got[:-1][4:]) | {alone}) > 1
+    # top_k 1 and a tiny top_p leave only the most likely token: sampling them is greedy decoding
+    assert ask(PROMPTS[9], temperature=1.0, seed=3, extra_body={"top_k": 1}) == want_text(PROMPTS[9], 10)
+    assert ask(PROMPTS[10], temperature=1.0, top_p=1e-6) == want_text(PROMPTS[10], 10)
+
+
 def test_a_pinned_arm_decodes_its_request(running):
     out = running.client().completions.create(model="tiny", prompt=PROMPTS[5], max_tokens=8,
                                               extra_body={"specsel": {"arm": "ngram@3"}})
@@ -109,7 +133,9 @@ BAD = [
     (json.dumps({"model": "tiny", "prompt": [5, 6], "colour": "red"}), "unknown field 'colour'"),
     (json.dumps({"model": "tiny", "prompt": [5, 6], "max_tokens": 0}), "max_tokens"),
     (json.dumps({"model": "tiny", "prompt": [5, 6], "top_p": 2}), "top_p"),
-    (json.dumps({"model": "tiny", "prompt": [5, 6], "temperature": 0.7}), "--temperature 0.7"),
+    (json.dumps({"model": "tiny", "prompt": [5, 6], "temperature": -0.5}), "temperature"),
+    (json.dumps({"model": "tiny", "prompt": [5, 6], "top_k": -2}), "top_k"),
+    (json.dumps({"model": "tiny", "prompt": [5, 6], "seed": "x"}), "seed"),
     (json.dumps({"model": "tiny", "prompt": [5, 6], "n": 2}), "n"),
     (json.dumps({"model": "tiny", "prompt": [5, 9999]}), "token"),
     (json.dumps({"model": "tiny", "prompt": [5] * 600}), "context"),
