@@ -3,8 +3,8 @@ streaming as server-sent events, /v1/models, /health and /metrics (Prometheus te
 
 Every request body is checked before anything is queued: bad JSON, an unknown field, a bad number,
 a prompt too long for the context, or an unknown pinned arm is a 400 with one message; a full
-queue is a 429 with Retry-After; a server whose engine stopped answers 503. Sampling settings (temperature, top_p,
-top_k, seed) are each request's own; unset ones are the server's."""
+queue is a 429 with Retry-After; a server whose engine stopped answers 503. Sampling settings
+(temperature, top_p, top_k, seed) are each request's own; unset ones are the server's."""
 from __future__ import annotations
 
 import json
