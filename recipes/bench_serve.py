@@ -2,8 +2,10 @@
 
     python recipes/bench_serve.py --data-dir ../shared/data --threads 2
 
-Starts `specsel serve` (the joint HedgeSpec over --drafters x --gammas and plain decoding, at most
-the largest --concurrency running) as a process on this machine, then decodes the same chunks of
+Starts two `specsel serve` processes on this machine, at most the largest --concurrency running in
+each: the joint HedgeSpec over --drafters x --gammas and plain decoding (--port), and the fixed
+--arm (--port + 1: the transport's cost alone, with bandit feedback as in process, no drafter
+scored beside it). It then decodes the same chunks of
 the load stream two ways through the one executor, interleaved batch by batch, --repeats times:
 in this process (the load study's continuous batching at the point, the same policy) and over
 HTTP (the decoder of `specsel load --url`). Only one side decodes at a time. At each concurrency
@@ -24,10 +26,11 @@ from specsel.flags import add_flags, flag_parser, parse_flags, run_command
 
 
 class Both:
-    """The executor's Decoder for two kinds of run: `server` runs over HTTP, the rest in process."""
+    """The executor's Decoder for two kinds of run: in process, and over HTTP to the policy's server
+    (`http`) or to the fixed arm's (`fixed`, runs named .../http/<arm>)."""
 
-    def __init__(self, local, http):
-        self.local, self.http = local, http
+    def __init__(self, local, http, fixed):
+        self.local, self.http, self.fixed = local, http, fixed
 
     @property
     def point(self):
@@ -35,17 +38,19 @@ class Both:
 
     @point.setter
     def point(self, value):
-        self.local.point = self.http.point = value
+        self.local.point = self.http.point = self.fixed.point = value
 
     def warm_up(self, prompt):
-        self.local.warm_up(prompt)
-        self.http.warm_up(prompt)
+        for side in (self.local, self.http, self.fixed):
+            side.warm_up(prompt)
 
     def processes(self):
-        return self.http.processes()
+        return self.http.processes() + self.fixed.processes()
 
     def _side(self, spec):
-        return self.http if "/http/" in spec.name else self.local
+        if "/http/" not in spec.name:
+            return self.local
+        return self.http if spec.name.endswith("/http/hedgespec") else self.fixed
 
     def policy(self, spec, bsz):
         return self._side(spec).policy(spec, bsz)
@@ -54,10 +59,11 @@ class Both:
         return self._side(spec).decode(spec, policy, prompts, seed)
 
 
-def start_server(args, port: int) -> subprocess.Popen:
+def start_server(args, port: int, policy: str = "hedgespec") -> subprocess.Popen:
     import httpx
     cmd = [sys.executable, "-m", "specsel", "serve", "--target", args.target, "--drafters", args.drafters,
-           "--gammas", args.gammas, "--max-batch", str(max(args.concurrency)), "--port", str(port)]
+           "--gammas", args.gammas, "--max-batch", str(max(args.concurrency)), "--port", str(port),
+           "--policy", policy]
     cmd += ["--threads", str(args.threads)] if args.threads else []
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 300
@@ -101,8 +107,8 @@ def main(argv=None) -> int:
               domains="math,humaneval,medqa,alpaca,summarization", skip=50, limit=4, drafters="ngram,eagle",
               concurrency="1,4", max_new_tokens=32, repeats=3, threads=2, out="results/bench_serve")
     ap.add_argument("--port", type=int, default=8765, help="port of the server this bench starts")
-    ap.add_argument("--arm", default="ngram@2", help="the fixed arm also decoded both ways (pinned per request over "
-                    "HTTP): the transport's cost without the learners' differences")
+    ap.add_argument("--arm", default="ngram@2", help="the fixed arm also decoded both ways (over HTTP by a server "
+                    "of that arm, on --port + 1): the transport's cost without the learners' differences")
     args = parse_flags(ap, argv)
     return run_command(lambda: _bench(args), "bench_serve")
 
@@ -136,14 +142,15 @@ def _bench(args) -> int:
     pool = load_pool(target, parse_csv(args.drafters))
     drafters = list(pool)
     items = load_items(tokenizer, resolve_domains(args.domains), args.data_dir, args.limit, args.seed, skip=args.skip)
-    url = f"http://127.0.0.1:{args.port}"
-    server = start_server(args, args.port)
+    url, url_fixed = f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.port + 1}"
+    servers = [start_server(args, args.port), start_server(args, args.port + 1, args.arm)]
     try:
         info = server_info(url)
         local = LoadDecoder(SpecEngine(target, pool, eos_token_id=tokenizer.eos_token_id),
                             PolicyFactory(drafters, draft_calls(pool), seed=args.seed), args.max_new_tokens,
                             warm_gamma=max(gammas))
-        decoder = Both(local, HttpLoadDecoder(url, args.max_new_tokens, info))
+        decoder = Both(local, HttpLoadDecoder(url, args.max_new_tokens, info),
+                       HttpLoadDecoder(url_fixed, args.max_new_tokens, server_info(url_fixed)))
         joint = tuple(f"{d}@{g}" for d in drafters for g in sorted(set(gammas), reverse=True)) + ("autoregressive",)
         store = ResultStore(out / "queries.jsonl", resume=False)
         executor = Executor(items, store, decoder, seed=args.seed, progress=not args.no_progress)
@@ -155,11 +162,13 @@ def _bench(args) -> int:
                             gammas=tuple(gammas)),
                     RunSpec(f"c{c}/http/hedgespec", SERVER, setting="joint", learner="hedgespec"),
                     RunSpec(f"c{c}/inproc/{args.arm}", "fixed", arm=args.arm),     # the transport alone:
-                    RunSpec(f"c{c}/http/{args.arm}", "fixed", arm=args.arm))       # one arm, pinned over HTTP
+                    RunSpec(f"c{c}/http/{args.arm}", "fixed", arm=args.arm))       # one arm, its own server
             executor.execute(Phase(chunks[f"c{c}"], runs, args.repeats, f"c{c}: in process and over HTTP"))
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(120)
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            server.wait(120)
     from evaluators.reliability import machine_summary
     from evaluators.timing import batch_times
     result = {"kind": "bench_serve", "command": "python recipes/bench_serve.py " + " ".join(sys.argv[1:]),

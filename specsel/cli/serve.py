@@ -76,22 +76,38 @@ def build_policy(name: str, pool: dict, gammas: list[int], seed: int):
     return PolicyFactory(drafters, draft_calls(pool), seed).build(spec)
 
 
-def _server_class():
-    import contextlib
+def _run(service, server, where: str) -> None:
+    """uvicorn on a thread, the engine on this (the main) thread, where torch decodes faster than
+    on another thread. SIGTERM or Ctrl-C: uvicorn stops taking connections and waits up to --drain
+    seconds for the running responses, which the engine keeps decoding; once uvicorn has stopped
+    (for any reason) the stream closes, and the engine ends what is left (or cuts it) and returns.
+    A second Ctrl-C closes the connections at once."""
+    import signal
+    import threading
+    import time
 
-    import uvicorn
+    web = threading.Thread(target=server.run, name="specsel-http", daemon=True)
 
-    class Server(uvicorn.Server):
-        """uvicorn's server, except that SIGTERM or Ctrl-C ends run() instead of being raised again after
-        it (uvicorn re-raises it): the command then drains the engine, saves the state and exits 0."""
+    def on_signal(sig, frame):
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
 
-        @contextlib.contextmanager
-        def capture_signals(self):
-            with super().capture_signals():
-                yield
-                getattr(self, "_captured_signals", []).clear()
+    def close_when_web_ends():
+        web.join()
+        service.shut()
 
-    return Server
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    web.start()
+    while not server.started:
+        if not web.is_alive():
+            raise OSError(f"could not listen on {where} (uvicorn's message is above); choose another --host or --port")
+        time.sleep(0.05)
+    threading.Thread(target=close_when_web_ends, name="specsel-shutdown", daemon=True).start()
+    service.decode()                    # until the stream is closed and drained (or the engine fails)
+    while web.is_alive():               # a failed engine: the server answers 503 until it is stopped
+        web.join(0.5)
 
 
 def serve_command(args) -> int:
@@ -126,15 +142,14 @@ def serve_command(args) -> int:
     cfg = ServeConfig(args.policy, args.max_batch, args.max_queue, sampling, args.seed,
                       Path(args.state) if args.state else None, args.state_every, args.drain)
     service = Service(engine, tokenizer, policy, cfg, state)
-    service.start()
-    _Server = _server_class()
+    service.start(thread=False)
     app = create_app(service, args.served_model_name or str(args.target), args.max_tokens)
-    server = _Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                    timeout_graceful_shutdown=int(args.drain) or None))
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           timeout_graceful_shutdown=int(args.drain) or None))
     print(f"specsel serve: {args.policy} over {', '.join(pool) or 'no drafters'} on http://{args.host}:{args.port}/v1 "
           f"({state.queries} requests learnt from before)", file=sys.stderr, flush=True)
     try:
-        server.run()
+        _run(service, server, f"{args.host}:{args.port}")
     finally:
         service.stop()
         print(f"specsel serve: stopped; {state.queries} requests learnt from"

@@ -73,35 +73,52 @@ class Service:
         self.base = policy
         self.policy = PinnedPolicy(policy if isinstance(policy, ArmPolicy) else FixedArms(policy, 0), self.stream.tag)
         self._records: dict[int, list[RoundRecord]] = {}
+        self._outbox: dict = {}                 # loop -> events for its handlers, not yet delivered
+        self._outbox_lock = threading.Lock()
         self._lock = threading.Lock()
         self.failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._decode, name="specsel-engine", daemon=True)
+        self._started, self._decoding, self._stopped = False, False, threading.Event()
         self._last_save = time.monotonic()
 
     # -- lifecycle
-    def start(self) -> None:
+    def start(self, thread: bool = True) -> None:
+        """Restore the policy's state; with `thread`, decode on a thread of its own (else the caller
+        runs decode() on its thread: `specsel serve` gives the engine the main thread, where torch
+        decodes faster than on another thread of the same process)."""
         if isinstance(self.base, ArmPolicy):
             self.state.restore(self.base)
-        self._thread.start()
+        self._started = True
+        if thread:
+            threading.Thread(target=self.decode, name="specsel-engine", daemon=True).start()
 
-    def _decode(self) -> None:
+    def decode(self) -> None:
+        """The engine loop: decode the stream's requests until it is closed and they have ended."""
+        self._decoding = True
         try:
             self.engine.serve(self.stream, self.policy, sampling=self.cfg.sampling, seed=self.cfg.seed)
         except BaseException as e:              # the server answers 503 from now on, and says why
             self.failure = e
+        finally:
+            self._stopped.set()
 
     @property
     def healthy(self) -> bool:
-        return self.failure is None and self._thread.is_alive()
+        return self._started and self.failure is None and not self._stopped.is_set()
 
-    def stop(self) -> None:
-        """No new requests; the running ones finish within `drain_s`, else are cut; state saved."""
+    def shut(self) -> None:
+        """No new requests; the running ones get `drain_s` to finish, then are cut. Returns once the
+        engine has stopped (or 10 s after the cut)."""
         self.stream.close()
-        self._thread.join(self.cfg.drain_s)
-        if self._thread.is_alive():
+        if not self._decoding:                  # the engine never ran (the server did not start)
+            return
+        if not self._stopped.wait(self.cfg.drain_s):
             self.stream.drop_queued()
             self.stream.cancel_all()
-            self._thread.join(10.0)
+            self._stopped.wait(10.0)
+
+    def stop(self) -> None:
+        """shut(), then save the state."""
+        self.shut()
         self.save()
 
     def save(self) -> None:
@@ -124,11 +141,29 @@ class Service:
             if event.ended is not None:         # the request's records leave with its last event
                 final = self._records.pop(event.index, [])
                 self._ended(event, final)
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (event, final))
-            except RuntimeError:                # the handler's loop is gone: nobody to tell
-                pass
+            self._hand_over(loop, queue, (event, final))
         return hear
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, item) -> None:
+        """Queue an event for its handler. The events of one round reach a loop in one wake-up (the
+        first schedules the delivery; those that come before it runs join it): every wake-up of the
+        loop's thread takes a core from the decoding threads, and a parallel forward then waits."""
+        with self._outbox_lock:
+            due = loop in self._outbox
+            self._outbox.setdefault(loop, []).append((queue, item))
+        if due:
+            return
+        try:
+            loop.call_soon_threadsafe(self._deliver, loop)
+        except RuntimeError:                    # the handlers' loop is gone: nobody to tell
+            with self._outbox_lock:
+                self._outbox.pop(loop, None)
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._outbox_lock:
+            items = self._outbox.pop(loop, [])
+        for queue, item in items:
+            queue.put_nowait(item)
 
     def _ended(self, event: StreamEvent, recs: list[RoundRecord]) -> None:
         t = event.ended.timing

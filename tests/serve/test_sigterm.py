@@ -94,3 +94,16 @@ def test_a_state_of_another_policy_stops_the_start_in_one_line(target_dir, tmp_p
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("specsel serve: error:") or "error:" in out.stderr
     assert "written for policy 'ucbspec'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_port_in_use_stops_the_start_in_one_line(target_dir):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "specsel", "serve", "--target", str(target_dir), "--pool",
+                              str(target_dir / "pool.py"), "--port", str(port)],
+                             capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert f"could not listen on 127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
