@@ -65,7 +65,18 @@ class Batch:
 
     def remaining(self) -> list[int]:
         """[A] tokens each active row may still commit."""
-        return [self.live[r].budget - (n - len(self.live[r].prompt)) for r, n in zip(self.rows, self.lens)]
+        return [self.live[r].budget - g for r, g in zip(self.rows, self.generated())]
+
+    def generated(self) -> list[int]:
+        """[A] tokens each active row has generated so far."""
+        return [n - len(self.live[r].prompt) for r, n in zip(self.rows, self.lens)]
+
+    def decodings(self, sampling) -> list[RequestSampling] | None:
+        """Each active row's decoding when some row's differs from the engine's `sampling` (None:
+        every row decodes with it, the common case, verified for the whole batch at once)."""
+        default = RequestSampling(sampling)
+        own = [self.live[r].decoding or default for r in self.rows]
+        return None if all(d == default for d in own) else own
 
 
 class Requests:
@@ -113,6 +124,13 @@ class Requests:
 
     def ended(self, index: int) -> None:
         """Request `index` has ended (its tokens, by_eos and timing are final)."""
+
+
+def clock(device: torch.device) -> float:
+    """time.perf_counter() once the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def prompt_tensor(prompts: Sequence[Sequence[int]], capacity: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,6 @@ Autoregressive decoding is the arm with no drafter: the same loop with an empty 
 """
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -28,6 +27,7 @@ from specsel.core.policy import ArmPolicy
 from specsel.core.records import RoundInfo, RoundRecord
 from specsel.core.sampling import RequestSampling, Sampling
 from specsel.engine.batch import Batch, Request, Requests, RequestTiming, join_context, prefill_rows, prompt_tensor
+from specsel.engine.batch import clock as _clock
 from specsel.engine.checks import (
     as_eos,
     as_policy,
@@ -104,12 +104,6 @@ class GenerationResult:
         return sum(len(t) for t in self.tokens)
 
 
-def _clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 class SpecEngine:
     """Batched, lossless speculative decoding of `target` with a pool of named drafters."""
 
@@ -154,10 +148,8 @@ class SpecEngine:
         a request takes a row as soon as it has arrived and one is free, and leaves it as soon as it
         ends (specsel.engine.batch). result.requests says when each arrived, was admitted, got its
         first token and ended; RoundRecord.time_s when each round ended.
-        request_sampling: one RequestSampling (or None: `sampling`) per prompt, for prompts that
-        decode differently in one batch: its own Sampling or greedy, and its own seed, which makes
-        its output the same whatever drafted it and whatever ran beside it (specsel.engine.verify).
-        Drafts still come from `sampling`; verification is per row, so every row stays lossless.
+        request_sampling: one RequestSampling (or None: `sampling`) per prompt: its own Sampling or
+        greedy, and a seed that fixes its output whatever drafts it (specsel.engine.verify).
         """
         o = GenerateOptions.of(options)
         prompts = as_prompts(prompts)
@@ -184,8 +176,8 @@ class SpecEngine:
         server runs for days): the stream hands each round's records to its `on_round`. Options:
         sampling, seed, feedback, score_every (generate's)."""
         o = GenerateOptions.of(options)
-        if o.arrivals is not None or o.max_batch is not None or o.query_ids is not None or o.prefill_cache or \
-                o.request_sampling is not None:
+        if any(getattr(o, k) is not None for k in ("arrivals", "max_batch", "query_ids", "prefill_cache",
+                                                    "request_sampling")):
             raise TypeError("serve() takes arrivals, max_batch, query ids and each request's sampling from its "
                             "stream, and no prefill_cache")
         o.seed = check_seed(o.seed)
@@ -380,26 +372,16 @@ class SpecEngine:
         out = batch.kv.forward(window, 1 + draft.lengths, capture=layers)
         ctx.target_hidden = out.captured or None
         ctx.round += 1
-        own = self._decodings(batch, sampling)
+        own = batch.decodings(sampling)
         if own is not None:                     # rows that decode differently: verified row by row
-            generated = [n - len(batch.live[r].prompt) for r, n in zip(batch.rows, batch.lens)]
-            accepted, bonus, p = verify_per_request(out.logits, draft.tokens, draft.lengths, own, generated,
-                                                    draft.q_flat, draft.q_index, generator)
-            return _Verdict(accepted, bonus, p)
+            return _Verdict(*verify_per_request(out.logits, draft.tokens, draft.lengths, own, batch.generated(),
+                                                draft.q_flat, draft.q_index, generator))
         if sampling is None:
             accepted, bonus = verify_greedy(out.logits, draft.tokens, draft.lengths)
             return _Verdict(accepted, bonus, None)
         p = sampling.probs(out.logits)
         accepted, bonus = verify_sampling(p, draft.tokens, draft.lengths, draft.q_flat, draft.q_index, generator)
         return _Verdict(accepted, bonus, p)
-
-    @staticmethod
-    def _decodings(batch: Batch, sampling) -> list[RequestSampling] | None:
-        """Each active row's decoding when some row's differs from the engine's `sampling` (None:
-        every row decodes with it, the common case, verified for the whole batch at once)."""
-        default = RequestSampling(sampling)
-        own = [batch.live[r].decoding or default for r in batch.rows]
-        return None if all(d == default for d in own) else own
 
     def _commit(self, batch: Batch, draft: _Draft,
                 verdict: _Verdict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
