@@ -25,7 +25,10 @@ speculation length is always learned with full information. A row playing the au
 arm asks for no scores (speculation does not pay there; scoring would). Every `refresh_every`-th window
 of a batch, the first included, scores every drafter, so a sleeping drafter that turns good
 can still win weight back (counting per batch keeps a resumed study identical to an
-uninterrupted one). With the length objective the scores cost no accepted tokens, and every
+uninterrupted one). A row that joins a running batch (continuous batching, a server) gets a
+refresh window `refresh_every // 4` windows after the last at the latest: otherwise a request
+joining a long-running batch that decodes plainly would decode plainly on the stream's prior
+alone until the next (idle, so rarer) refresh, and the prior would learn nothing from it. With the length objective the scores cost no accepted tokens, and every
 drafter is scored every window.
 
 Router priors (`priors`, a function of the query number): each per-query learner is built with
@@ -129,6 +132,8 @@ class LearnerPolicy(ArmPolicy):
         self.lazy_scoring = (objective == "throughput") if lazy_scoring is None else bool(lazy_scoring)
         self.lazy_scoring = self.lazy_scoring and probe.full_information and probe.has_weights
         self.refresh_every, self.windows, self.last_refresh = refresh_every, 0, 0
+        self.join_gap = max(1, refresh_every // 4)
+        self.refreshed: set[int] = set()        # rows that have had a refresh window
         self.lazy_drafters = lazy_drafters
         self.finished: set[int] = set()
         self.routers: dict[int, FeedbackRouter] = {}
@@ -168,6 +173,7 @@ class LearnerPolicy(ArmPolicy):
         """New batch: rows 0..n_rows-1 are new queries (a shared learner carries over)."""
         self.query_base, self.queries_seen = self.queries_seen, self.queries_seen + n_rows
         self.routers, self.played, self.finished, self.windows, self.last_refresh = {}, {}, set(), 0, 0
+        self.refreshed = set()
 
     def _new_learner(self, query: int):
         """The learner of query `query` (stream position): seeded by it, with its prior if any."""
@@ -208,12 +214,16 @@ class LearnerPolicy(ArmPolicy):
 
     def _refresh_due(self, live: list[int]) -> bool:
         """Count a scoring window; True for a refresh window: the first of the batch, then every
-        refresh_interval(live)-th."""
+        refresh_interval(live)-th, and sooner (refresh_every // 4 windows after the last) when a row
+        has joined since the last one."""
         self.windows += 1
         if not live:
             return True
-        if self.windows == 1 or self.windows - self.last_refresh >= self.refresh_interval(live):
+        since = self.windows - self.last_refresh
+        joined = any(r not in self.refreshed for r in live)
+        if self.windows == 1 or since >= self.refresh_interval(live) or (joined and since >= self.join_gap):
             self.last_refresh = self.windows
+            self.refreshed.update(live)
             return True
         return False
 
@@ -278,6 +288,7 @@ class LearnerPolicy(ArmPolicy):
         self.routers.pop(row, None)
         self.played.pop(row, None)
         self.finished.discard(row)
+        self.refreshed.discard(row)
 
 
 def _rounds(records) -> list[list]:

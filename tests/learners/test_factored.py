@@ -128,6 +128,26 @@ def test_between_refreshes_a_row_asks_for_its_runner_up_only():
         FactoredHedge(POOL, [1], idle_backoff=0)
 
 
+def test_a_row_joining_a_plain_batch_is_scored_soon_not_at_the_next_idle_refresh():
+    """Continuous batching: a request joining a long-running batch that decodes plainly gets a
+    refresh window refresh_every // 4 windows after the last, not refresh_every * idle_backoff."""
+    policy = FactoredHedge(["a", "b", "c"], [1, 4], refresh_every=8, idle_backoff=4)
+    policy.start(0)
+    policy.select([0])
+    assert policy.scored_drafters() == ["a", "b", "c"]                           # first window: all
+    policy.chosen[0] = Arm.autoregressive()
+    assert [policy.scored_drafters() for _ in range(5)] == [[]] * 5              # idle: every 32nd window
+    policy.select([0, 1])                                                        # row 1 joins
+    policy.chosen = {0: Arm.autoregressive(), 1: Arm.autoregressive()}
+    assert policy.scored_drafters() == ["a", "b", "c"]                           # 6 windows since: >= 8 // 4
+    assert [policy.scored_drafters() for _ in range(10)] == [[]] * 10           # both scored once: idle again
+    policy.forget(1)
+    policy.select([0, 2])                                                        # row 2 joins one window later
+    policy.chosen[2] = Arm.autoregressive()
+    asked = [policy.scored_drafters() for _ in range(3)]
+    assert asked == [["a", "b", "c"], [], []]
+
+
 def test_a_batch_that_would_gain_nothing_decodes_autoregressively():
     policy = FactoredHedge(POOL, [1, 2, 4])
     policy.start(4)
