@@ -155,7 +155,8 @@ def _load(summary: dict) -> list[str]:
 
 def _serve(summary: dict) -> list[str]:
     lines = ["", "The same requests over HTTP and in process (median (min-max) of per-chunk ratios); the learner on "
-             "each side, then one fixed arm pinned on both (the transport alone):", ""]
+             "each side, then one fixed arm, over HTTP by a server of that arm (the transport alone). Added TTFT: "
+             "the median over queries and repeats of each one's TTFT over HTTP minus in process:", ""]
     rows = []
     for key, label in (("points", "hedgespec"), ("points_fixed", summary.get("fixed_arm", "fixed"))):
         for p, f in summary.get(key, {}).items():

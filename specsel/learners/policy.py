@@ -28,8 +28,8 @@ can still win weight back (counting per batch keeps a resumed study identical to
 uninterrupted one). A row that joins a running batch (continuous batching, a server) gets a
 refresh window `refresh_every // 4` windows after the last at the latest: otherwise a request
 joining a long-running batch that decodes plainly would decode plainly on the stream's prior
-alone until the next (idle, so rarer) refresh, and the prior would learn nothing from it. With the length objective the scores cost no accepted tokens, and every
-drafter is scored every window.
+alone until the next (idle, so rarer) refresh, and the prior would learn nothing from it. With
+the length objective the scores cost no accepted tokens, and every drafter is scored every window.
 
 Router priors (`priors`, a function of the query number): each per-query learner is built with
 the prior over the arms that a prompt router gave its query (specsel.learners.routed).
