@@ -1,5 +1,6 @@
-"""The serving core: one engine thread decoding a RequestStream (SpecEngine.serve) under the
-server's policy, and the asyncio side that feeds it requests and hears their tokens.
+"""The serving core: the engine decoding a RequestStream (SpecEngine.serve; on the main thread in
+`specsel serve`, else on a thread of its own) under the server's policy, and the asyncio side that
+feeds it requests and hears their tokens.
 
 Requests from HTTP handlers are submitted to the stream with a listener; the engine thread calls
 the listener each round, which hands the event to the handler's asyncio queue. A handler that goes
