@@ -156,7 +156,7 @@ def _report(args, store, cfg, out: Path) -> int:
 
 def _run_http(args, domains, concurrency, rates, out: Path) -> int:
     """The sweep against a running server (specsel.study.load_http): its pool, its policy."""
-    from specsel.modeling.target import load_target
+    from specsel.modeling.tokenizer import load_tokenizer
     from specsel.options import parse_csv, parse_ints
     from specsel.study import load_items
     from specsel.study.config import StudyError
@@ -177,7 +177,7 @@ def _run_http(args, domains, concurrency, rates, out: Path) -> int:
                      extra={"url": args.url, "target": args.target, "domains": args.domains, "skip": args.skip,
                             "limit": args.limit})
     check_stamp(out, cfg.record(), args.resume)
-    _, tokenizer = load_target(args.target, dtype=args.dtype, device="cpu")       # the prompts' tokens only
+    tokenizer = load_tokenizer(args.target)          # the prompts' tokens only: no weights
     items = load_items(tokenizer, domains, args.data_dir, args.limit, args.seed, skip=args.skip)
     server = RunSpec("", SERVER, setting="joint", learner=policy)
     store = evaluate(items, out, HttpLoadDecoder(args.url, args.max_new_tokens, info), cfg, not args.no_progress,
