@@ -39,6 +39,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from specsel.core.defaults import EMBEDDED_DEFAULT  # noqa: F401  (re-exported: the name users import)
 from specsel.modeling.device_map import dispatch, read_device_map
+from specsel.modeling.spec import TargetError, pad_with_eos, target_source  # noqa: F401  (TargetError re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ DTYPE_NAMES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
 }
-
-
-class TargetError(ValueError):
-    """A user-facing failure to load the target; the message is one line that names the fix."""
 
 
 # ----------------------------------------------------------------------------- defaults
@@ -138,29 +135,17 @@ def load_target(spec: str, dtype=None, device=None, attn_implementation: str | N
     target over several devices with accelerate, instead of moving it to `device`
     (specsel.modeling.device_map).
     """
-    if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
-        raise TargetError(f"target spec must be a non-empty string, got {spec!r}; "
-                          f"pass a local directory, a hub id or {EMBEDDED_DEFAULT!r}")
-    spec = str(spec).strip()
+    kind, spec = target_source(spec)
     dev = resolve_device(device)
     device_map = None if device_map is None else read_device_map(device_map)   # refused before the weights load
     dt = _resolve_dtype(dtype, dev)
     attn = attn_implementation or pick_attention(dev, dt)
-
-    path = Path(spec).expanduser()
-    if spec.lower() == EMBEDDED_DEFAULT:
+    if kind == "embedded":
         model, tokenizer = _load_embedded(dt, attn)
-    elif path.is_dir():
-        model, tokenizer = _load_local_dir(path, dt, attn)
-    elif path.is_file():
-        if path.suffix.lower() != ".gguf":
-            raise TargetError(f"{spec} is a file, not a model directory; pass the directory that holds config.json")
-        model, tokenizer = _load_gguf(path, dt, attn)
-    elif _looks_like_path(spec):
-        raise TargetError(f"no such directory {spec}; pass an existing model directory, a hub id "
-                          f"(org/name) or {EMBEDDED_DEFAULT!r}")
-    else:
+    elif kind == "hub":
         model, tokenizer = _load_hub(spec, dt, attn)
+    else:
+        model, tokenizer = (_load_local_dir if kind == "dir" else _load_gguf)(Path(spec).expanduser(), dt, attn)
     return _finish(model if device_map is None else dispatch(model, device_map), tokenizer,
                    dev if device_map is None else None)
 
@@ -183,10 +168,6 @@ def describe_target(model) -> dict:
 
 
 # ----------------------------------------------------------------------------- loaders
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
 
 
 def _one_line(err) -> str:
@@ -286,9 +267,7 @@ def _drop_quantization_state(model):
 def _finish(model, tokenizer, device):
     model = (model if device is None else model.to(device)).eval()
     model.requires_grad_(False)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return model, pad_with_eos(tokenizer)
 
 
 def _embeddings_tied(model) -> bool:
