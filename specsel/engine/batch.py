@@ -143,7 +143,7 @@ def prompt_tensor(prompts: Sequence[Sequence[int]], capacity: int, device) -> tu
 
 
 def prefill_rows(target, seqs: torch.Tensor, lens: torch.Tensor, draft_layers, reuse: PrefillCache | None,
-                 prompts, clock) -> tuple[RaggedKVCache, dict | None, float]:
+                 prompts) -> tuple[RaggedKVCache, dict | None, float]:
     """A cache of every prompt token but the last (or a copy of a reused prefill): (cache, the
     prompts' features drafters start from, seconds to charge on top for a reused prefill)."""
     dev = seqs.device

@@ -278,7 +278,7 @@ class SpecEngine:
         part = [req.prompt for _, req in new]
         capacity = max(len(req.prompt) + req.budget for _, req in new)
         seqs, lens = prompt_tensor(part, capacity, self.device)
-        kv, hidden, reused = prefill_rows(self.target, seqs, lens, draft_layers, reuse, part, _clock)
+        kv, hidden, reused = prefill_rows(self.target, seqs, lens, draft_layers, reuse, part)
         if not batch.rows:                      # a fresh batch (the first admission, or every row had ended)
             batch.ctx = DraftContext(seqs, lens.clone(), lens.clone(), sampling, generator, scoring=fb.initial_window())
             batch.kv = kv
